@@ -1,0 +1,113 @@
+"""`metrics-pipeline`: one command line, a subcommand per process."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Annotated, Optional
+
+import typer
+
+from pipeline.errors import PipelineError
+
+app = typer.Typer(
+    help="Streaming metrics rollups: Kafka in, windowed t-digest rollups out.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+ConfigOpt = Annotated[
+    Optional[Path],  # noqa: UP045 - typer needs Optional on 3.11
+    typer.Option("--config", "-c", help="YAML settings file (flags and env win over it)."),
+]
+BootstrapOpt = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option(help="Kafka bootstrap servers [env METRICS_PIPELINE_BOOTSTRAP_SERVERS]."),
+]
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    return stop
+
+
+def _fail(exc: PipelineError) -> typer.Exit:
+    typer.echo(f"error: {exc}", err=True)
+    return typer.Exit(2)
+
+
+@app.command()
+def worker(
+    config: ConfigOpt = None,
+    bootstrap_servers: BootstrapOpt = None,
+    group_id: Annotated[Optional[str], typer.Option(help="Consumer group.")] = None,  # noqa: UP045
+    input_topic: Annotated[Optional[str], typer.Option()] = None,  # noqa: UP045
+    resolution: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(help="Base window size, e.g. 10s."),
+    ] = None,
+    allowed_lateness: Annotated[Optional[str], typer.Option()] = None,  # noqa: UP045
+    idle_timeout: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(help="Close a quiet partition's windows after this much wall time."),
+    ] = None,
+    http_port: Annotated[Optional[int], typer.Option(help="0 disables.")] = None,  # noqa: UP045
+    http_host: Annotated[Optional[str], typer.Option()] = None,  # noqa: UP045
+) -> None:
+    """Consume raw samples, emit base-resolution rollups (runs until SIGTERM)."""
+    from pipeline.kafka.worker import RollupWorker
+    from pipeline.observability import configure_logging, serve_http
+    from pipeline.settings import WorkerSettings, load_settings
+
+    try:
+        settings = load_settings(
+            WorkerSettings,
+            config,
+            bootstrap_servers=bootstrap_servers,
+            group_id=group_id,
+            input_topic=input_topic,
+            resolution=resolution,
+            allowed_lateness=allowed_lateness,
+            idle_timeout=idle_timeout,
+            http_port=http_port,
+            http_host=http_host,
+        )
+        configure_logging(settings.log_level, settings.log_format)
+        stop = _stop_on_signals()
+        rollup_worker = RollupWorker(settings)
+        if settings.http_port:
+            serve_http(
+                settings.http_host,
+                settings.http_port,
+                rollup_worker.metrics.registry,
+                rollup_worker.health,
+            )
+        rollup_worker.run(stop)
+    except PipelineError as exc:
+        raise _fail(exc) from exc
+
+
+@app.command()
+def broker(
+    port: Annotated[int, typer.Option(help="Loopback port to listen on.")] = 9092,
+    host: Annotated[str, typer.Option(help="Loopback address.")] = "127.0.0.1",
+) -> None:
+    """Run the embedded Kafka-compatible broker (Tansu, memory only) until Ctrl-C."""
+    from pipeline.kafka.broker import run_embedded_broker
+
+    try:
+        run_embedded_broker(port=port, host=host)
+    except PipelineError as exc:
+        raise _fail(exc) from exc
+
+
+if __name__ == "__main__":
+    app()

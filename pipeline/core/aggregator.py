@@ -1,0 +1,298 @@
+"""One input partition's rollup state machine: samples in, closed windows out, replay-safe.
+
+Time is event time only. A message's samples are judged against the watermark as it stood before
+that message (largest event time of earlier messages minus the allowed lateness), so the result
+depends on the partition's order alone, never on how a consumer happened to batch it:
+
+- late: the sample's window had already closed (window end <= watermark): not aggregated;
+- already emitted: after a restore, a sample of a window the checkpoint says was emitted
+  (it is inside that rollup already): skipped;
+- otherwise it is added to its window, which closes once the watermark reaches its end.
+
+The only wall-clock rule is the idle advance (`advance_idle`): the runtime may close every open
+window of a partition that received nothing for a while. The advance is recorded at the offset
+where it happened and carried in the checkpoint, so a replay applies it at the same point.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pipeline.core.checkpoint import Checkpoint
+from pipeline.core.columns import SampleColumns
+from pipeline.core.counters import CumulativeCounters
+from pipeline.core.digest import DigestConfig, summarize
+from pipeline.core.rollup import Rollup, format_duration, rollup_key
+from pipeline.core.series import MetricKind, SeriesTable
+from pipeline.core.windows import OpenWindows
+from pipeline.errors import CheckpointError
+
+NO_TIME = -(2**62)
+
+
+@dataclass(frozen=True, slots=True)
+class WindowConfig:
+    """resolution_ms: tumbling window size. allowed_lateness_ms: how far behind the largest event
+    time seen a sample may be and still count (watermark = max event time - lateness)."""
+
+    resolution_ms: int = 10_000
+    allowed_lateness_ms: int = 5_000
+
+
+@dataclass(slots=True)
+class StepResult:
+    rollups: list[Rollup] = field(default_factory=list)
+    late_parts: list[SampleColumns] = field(default_factory=list)
+    accepted: int = 0
+    already_emitted: int = 0
+
+    @property
+    def late(self) -> SampleColumns:
+        """Samples whose window had already closed, in partition order."""
+        return SampleColumns.concat(self.late_parts)
+
+
+class PartitionAggregator:
+    def __init__(
+        self,
+        topic: str,
+        partition: int,
+        series: SeriesTable,
+        window: WindowConfig | None = None,
+        digest: DigestConfig | None = None,
+    ) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.series = series
+        self.window = window or WindowConfig()
+        self.digest = digest or DigestConfig()
+        self.windows = OpenWindows(self.digest)
+        self.counters = CumulativeCounters(series)
+        self.max_ts = NO_TIME
+        self.emitted_wm = NO_TIME
+        self.next_offset = 0
+        self.advances: list[list[int]] = []  # [offset, max_ts], ascending, not yet folded
+        self._resolution_name = format_duration(self.window.resolution_ms)
+        self._percentile_names = self.digest.percentile_names()
+
+    @property
+    def watermark(self) -> int:
+        return self.max_ts - self.window.allowed_lateness_ms
+
+    # -- input ------------------------------------------------------------------------------
+
+    def process(self, cols: SampleColumns, end_offset: int) -> StepResult:
+        """Aggregate this partition's valid samples (partition order) up to `end_offset`
+        (exclusive: the offset after the last message consumed, valid or not)."""
+        result = StepResult()
+        pending = [a for a in self.advances if self.next_offset < a[0] <= end_offset]
+        for adv_offset, adv_max_ts in pending:
+            cut = int(np.searchsorted(cols.offset, adv_offset, side="left"))
+            self._process_part(cols.take(slice(0, cut)), result)
+            cols = cols.take(slice(cut, None))
+            self.max_ts = max(self.max_ts, adv_max_ts)
+            result.rollups.extend(self._close())
+        self._process_part(cols, result)
+        self.next_offset = max(self.next_offset, end_offset)
+        result.rollups.extend(self._close())
+        return result
+
+    def _process_part(self, cols: SampleColumns, result: StepResult) -> None:
+        n = len(cols)
+        if n == 0:
+            return
+        res = self.window.resolution_ms
+        # Largest event time before each message (not before each sample: a message is atomic).
+        new_msg = np.ones(n, dtype=bool)
+        new_msg[1:] = cols.offset[1:] != cols.offset[:-1]
+        msg_starts = np.flatnonzero(new_msg)
+        msg_max = np.maximum.reduceat(cols.ts, msg_starts)
+        running = np.maximum.accumulate(np.concatenate(([self.max_ts], msg_max)))
+        msg_of_sample = np.cumsum(new_msg) - 1
+        max_before = running[:-1][msg_of_sample]
+        self.max_ts = int(running[-1])
+
+        start = cols.ts - cols.ts % res
+        end = start + res
+        late = end <= max_before - self.window.allowed_lateness_ms
+        emitted = ~late & (end <= self.emitted_wm)
+        kinds = self.series.kinds.view()[cols.series]
+
+        contribution = cols.value
+        cumulative = kinds == MetricKind.COUNTER_CUMULATIVE
+        if cumulative.any():
+            contribution = cols.value.copy()
+            contribution[cumulative] = self.counters.increases(
+                cols.series[cumulative],
+                cols.instance[cumulative],
+                cols.value[cumulative],
+                cols.offset[cumulative],
+            )
+
+        if late.any():
+            result.late_parts.append(cols.take(late))
+        result.already_emitted += int(emitted.sum())
+        keep = ~late & ~emitted
+        if not keep.any():
+            return
+        series = cols.series[keep]
+        start = start[keep]
+        values = cols.value[keep]
+        contribution = contribution[keep]
+        kinds = kinds[keep]
+        codes = (series.astype(np.int64) << 32) | (start // res)
+        distinct, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
+        slots = self.windows.slots_for(
+            distinct,
+            series[first],
+            start[first],
+            res,
+            cols.offset[keep][first],
+            max_before[keep][first],
+            kinds[first] <= MetricKind.GAUGE,
+        )
+        w = self.windows
+        w.count[slots] += np.bincount(inverse, minlength=len(distinct))
+        group_min = np.full(len(distinct), np.inf)
+        group_max = np.full(len(distinct), -np.inf)
+        np.minimum.at(group_min, inverse, values)
+        np.maximum.at(group_max, inverse, values)
+        w.min[slots] = np.minimum(w.min[slots], group_min)
+        w.max[slots] = np.maximum(w.max[slots], group_max)
+        w.add_values(slots[inverse], contribution)
+        result.accepted += int(keep.sum())
+
+    # -- output -----------------------------------------------------------------------------
+
+    def _close(self) -> list[Rollup]:
+        watermark = self.watermark
+        if watermark <= self.emitted_wm:
+            return []
+        ends = sorted(e for e in self.windows.by_end if e <= watermark)
+        self.emitted_wm = watermark
+        if not ends:
+            return []
+        closing = np.array([s for e in ends for s in self.windows.by_end.pop(e)], np.int64)
+        rollups = self._rollups(closing)
+        self.windows.release(closing)
+        return rollups
+
+    def plan_idle_advance(self) -> bool:
+        """Record an advance that will close every open window (the partition is idle).
+
+        Nothing closes yet: the caller first persists `checkpoint()`, which carries the advance,
+        then calls `apply_idle_advance()`. A crash in between replays to the same advance.
+        """
+        if not len(self.windows):
+            return False
+        new_max = max(self.windows.by_end) + self.window.allowed_lateness_ms
+        if new_max <= self.max_ts:
+            return False
+        self.advances.append([self.next_offset, new_max])
+        return True
+
+    def apply_idle_advance(self) -> list[Rollup]:
+        for adv_offset, adv_max_ts in self.advances:
+            if adv_offset == self.next_offset:
+                self.max_ts = max(self.max_ts, adv_max_ts)
+        return self._close()
+
+    def _rollups(self, closing: np.ndarray) -> list[Rollup]:
+        w = self.windows
+        values, value_slots, value_starts = w.take_closing(closing)
+        bounds = dict(
+            zip(
+                value_slots.tolist(),
+                zip(
+                    value_starts.tolist(),
+                    [*value_starts[1:].tolist(), len(values)],
+                    strict=True,
+                ),
+                strict=True,
+            )
+        )
+        res = self.window.resolution_ms
+        seconds = res / 1000.0
+        names = self._percentile_names
+        out: list[Rollup] = []
+        order = closing[np.lexsort((w.series[closing], w.start[closing]))]
+        for slot in order.tolist():
+            sid = int(w.series[slot])
+            count = int(w.count[slot])
+            lo, hi = bounds.get(slot, (0, 0))
+            held = values[lo:hi]
+            total = float(w.folded_sum[slot]) + math.fsum(held.tolist())
+            kind = MetricKind(int(self.series.kinds.view()[sid]))
+            percentiles: dict[str, float] = {}
+            digest = None
+            if not kind.is_counter:
+                quantiles, digest = summarize(held, w.digests.get(slot), self.digest)
+                percentiles = dict(zip(names, quantiles, strict=True))
+            window_start = int(w.start[slot])
+            series_key = self.series.key_of(sid)
+            body = {
+                "series": self.series.json_of(sid),
+                "series_key": series_key,
+                "resolution": self._resolution_name,
+                "resolution_ms": res,
+                "window_start": window_start,
+                "window_end": window_start + res,
+                "count": count,
+                "sum": total,
+                "min": float(w.min[slot]),
+                "max": float(w.max[slot]),
+                "mean": total / count,
+                "rate": (total if kind.is_counter else count) / seconds,
+                "percentiles": percentiles,
+                "digest": digest,
+            }
+            routing = self.series.identities[sid].routing_key
+            out.append(Rollup(rollup_key(series_key, res, window_start), routing, body))
+        return out
+
+    # -- checkpoints ------------------------------------------------------------------------
+
+    def checkpoint(self) -> Checkpoint:
+        """State just before the first offset a replay needs; moves the replay base there."""
+        oldest = self.windows.oldest()
+        if oldest is None:
+            offset, max_ts = self.next_offset, self.max_ts
+        else:
+            offset, max_ts = oldest
+        self.counters.fold(offset)
+        self.advances = [a for a in self.advances if a[0] >= offset]
+        return Checkpoint(
+            topic=self.topic,
+            partition=self.partition,
+            offset=offset,
+            max_ts=max_ts,
+            emitted_wm=self.emitted_wm,
+            resolution_ms=self.window.resolution_ms,
+            counters=self.counters.base_entries(),
+            advances=[list(a) for a in self.advances],
+        )
+
+    def restore(self, checkpoint: Checkpoint) -> None:
+        """Start from a checkpoint: the caller then replays the partition from its offset."""
+        if checkpoint.resolution_ms != self.window.resolution_ms:
+            raise CheckpointError(
+                f"checkpoint of {checkpoint.topic}[{checkpoint.partition}] is for "
+                f"{checkpoint.resolution_ms} ms windows, this worker uses "
+                f"{self.window.resolution_ms} ms: use another consumer group"
+            )
+        self.max_ts = checkpoint.max_ts
+        self.emitted_wm = checkpoint.emitted_wm
+        self.next_offset = checkpoint.offset
+        self.counters.restore(checkpoint.counters)
+        self.advances = [list(a) for a in checkpoint.advances]
+        # An advance at exactly the resume offset happened before that message: apply it now.
+        for adv_offset, adv_max_ts in self.advances:
+            if adv_offset <= checkpoint.offset:
+                self.max_ts = max(self.max_ts, adv_max_ts)
+
+    @property
+    def open_windows(self) -> int:
+        return len(self.windows)

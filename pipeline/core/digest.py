@@ -1,0 +1,101 @@
+"""Percentiles and the serialized t-digest of one window's values.
+
+The digest implementation is fastdigest (Rust, ~50 ns per value in batches); the serialized
+*format* is the `tdigest` package's dict (`{"centroids": [{"m": mean, "c": count}, ...]}`), so
+analysts can `TDigest().update_from_dict(rollup["digest"])` and merge across windows and regions.
+
+While a window keeps all of its raw values (up to `raw_limit`), its percentiles are exact
+(numpy's linear interpolation) and, when it has at most `compression` distinct values, so is its
+digest: one centroid per distinct value with its multiplicity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import fastdigest
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class DigestConfig:
+    """compression: the digest's maximum number of centroids (accuracy vs size).
+
+    200 gives a median relative error of ~0.25% at p99 and ~0.9% at p99.9 on lognormal
+    latencies (measured: tests/unit/test_digest.py); 100 loses the p99.9 (~4%).
+    """
+
+    quantiles: tuple[float, ...] = (0.5, 0.9, 0.95, 0.99, 0.999)
+    compression: int = 200
+    raw_limit: int = 1024
+
+    def percentile_names(self) -> list[str]:
+        return [percentile_name(q) for q in self.quantiles]
+
+
+def percentile_name(q: float) -> str:
+    """0.5 → "p50", 0.999 → "p99.9"."""
+    return f"p{round(q * 100, 6):g}"
+
+
+def build_digest(values: np.ndarray, compression: int) -> Any:
+    # fastdigest's stubs say Sequence[float]; it reads numpy arrays directly (no list copy).
+    return fastdigest.TDigest.from_values(
+        cast("Sequence[float]", values), max_centroids=compression
+    )
+
+
+def summarize(
+    sorted_values: np.ndarray, digest: Any | None, config: DigestConfig
+) -> tuple[list[float], dict[str, Any]]:
+    """Percentiles (in config order) and the serialized digest of one window.
+
+    sorted_values: the raw values still held, ascending. digest: a fastdigest.TDigest holding the
+    rest (values folded away to bound memory), or None when every value is in sorted_values.
+    """
+    if digest is None:
+        exact = np.quantile(sorted_values, config.quantiles).tolist()
+        return exact, serialize_values(sorted_values, config.compression)
+    if len(sorted_values):
+        digest = digest.merge(build_digest(sorted_values, config.compression))
+    estimated = [float(x) for x in digest.quantile_vec(list(config.quantiles))]
+    return estimated, serialize_digest(digest, config.compression)
+
+
+def serialize_values(sorted_values: np.ndarray, compression: int) -> dict[str, Any]:
+    distinct, counts = np.unique(sorted_values, return_counts=True)
+    if len(distinct) <= compression:
+        centroids = [
+            {"m": m, "c": c} for m, c in zip(distinct.tolist(), counts.tolist(), strict=True)
+        ]
+        return {
+            "compression": compression,
+            "n": len(sorted_values),
+            "exact": True,
+            "centroids": centroids,
+        }
+    return serialize_digest(build_digest(sorted_values, compression), compression)
+
+
+def serialize_digest(digest: Any, compression: int) -> dict[str, Any]:
+    data = digest.to_dict()
+    return {
+        "compression": compression,
+        "n": round(float(data["mass"])),
+        "exact": False,
+        "centroids": data["centroids"],
+    }
+
+
+def load_digest(serialized: dict[str, Any]) -> Any:
+    """A fastdigest.TDigest from the serialized form (for merging tiers and for tests)."""
+    centroids: Sequence[dict[str, float]] = serialized["centroids"]
+    means = np.array([c["m"] for c in centroids], dtype=np.float64)
+    weights = np.array([c["c"] for c in centroids], dtype=np.float64)
+    return fastdigest.TDigest.from_values(
+        cast("Sequence[float]", means),
+        w=cast("Sequence[float]", weights),
+        max_centroids=int(serialized["compression"]),
+    )

@@ -1,0 +1,23 @@
+"""Reason codes for dead-lettered input. Each is a label value of the dead-letter counter."""
+
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    MALFORMED_JSON = "malformed_json"
+    NOT_AN_OBJECT = "not_an_object"
+    MISSING_FIELD = "missing_field"
+    WRONG_TYPE = "wrong_type"
+    INVALID_IDENTIFIER = "invalid_identifier"
+    UNKNOWN_METRIC_TYPE = "unknown_metric_type"
+    NON_FINITE_VALUE = "non_finite_value"
+    NEGATIVE_DELTA_COUNTER = "negative_delta_counter"
+    MISSING_INSTANCE = "missing_instance"
+    TS_TOO_OLD = "ts_too_old"
+    TS_IN_FUTURE = "ts_in_future"
+    OVERSIZE_MESSAGE = "oversize_message"
+    TOO_MANY_LABELS = "too_many_labels"
+    INVALID_LABEL = "invalid_label"
+    LENGTH_MISMATCH = "length_mismatch"
+    EMPTY_BATCH = "empty_batch"
+    LATE = "late"

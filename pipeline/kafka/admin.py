@@ -1,0 +1,284 @@
+"""Topic administration and partition ends that work on Kafka and on the Tansu test broker.
+
+Two Tansu behaviours shape this module (measured on Tansu 0.6.0, see DESIGN.md §4):
+
+* A metadata request that *names* a topic auto-creates it (with Tansu's default partition count),
+  so existence checks here always list all topics and look the name up.
+* ListOffsets "latest" returns the first offset of the partition's last record batch + 1, not
+  the end. ``high_watermarks`` therefore reads the end from a *fetch* response: it assigns a
+  consumer at the logical end, consumes until every partition reports end-of-partition, then
+  reads ``get_watermark_offsets(tp, cached=True)``, which librdkafka fills from fetch responses.
+  Starting at the (wrong) "latest" offset costs at most one record batch per partition, and on a
+  real Kafka the fetch simply starts at the true end.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Final
+
+from confluent_kafka import (
+    OFFSET_END,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
+
+# The documented import path for NewTopic; the package's own stubs forget to re-export it.
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AdminClient,
+    NewTopic,
+)
+
+from pipeline.errors import PipelineError
+
+#: Written explicitly at creation because Tansu reports only configs set at creation (no broker
+#: defaults), and anything that reads configs back must see real values. 7 days, like Kafka.
+DEFAULT_TOPIC_CONFIG: Final[Mapping[str, str]] = MappingProxyType(
+    {"retention.ms": "604800000", "cleanup.policy": "delete"}
+)
+
+
+class KafkaAdminError(PipelineError):
+    """A topic could not be created, inspected or measured (including timeouts)."""
+
+
+class TopicMismatchError(KafkaAdminError):
+    """A topic exists with a different partition count than required."""
+
+
+class UnknownTopicError(KafkaAdminError):
+    """The topic does not exist."""
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """What a topic must look like.
+
+    ``config`` is merged over ``DEFAULT_TOPIC_CONFIG`` (so ``retention.ms`` and
+    ``cleanup.policy`` are always set explicitly) and stored read-only. Note that Tansu does not
+    compact, whatever ``cleanup.policy`` says.
+    """
+
+    name: str
+    partitions: int
+    replication_factor: int = 1
+    config: Mapping[str, str] = field(default_factory=lambda: DEFAULT_TOPIC_CONFIG, hash=False)
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ValueError("topic name must not be empty")
+        if self.partitions < 1:
+            raise ValueError(f"topic {self.name!r}: partitions must be >= 1, not {self.partitions}")
+        if self.replication_factor < 1:
+            raise ValueError(
+                f"topic {self.name!r}: replication_factor must be >= 1, "
+                f"not {self.replication_factor}"
+            )
+        merged = {**DEFAULT_TOPIC_CONFIG, **self.config}
+        for key, value in merged.items():
+            if not isinstance(value, str):
+                raise TypeError(f"topic {self.name!r}: config {key!r} must be a str, not {value!r}")
+        # Frozen dataclass: the normalized mapping has to be set behind the generated __setattr__.
+        object.__setattr__(self, "config", MappingProxyType(merged))
+
+
+# Consume errors after which waiting longer cannot help.
+_GIVE_UP: Final = frozenset(
+    {
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError._UNKNOWN_TOPIC,
+        KafkaError._UNKNOWN_PARTITION,
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+    }
+)
+
+
+def _admin(bootstrap_servers: str) -> AdminClient:
+    return AdminClient({"bootstrap.servers": bootstrap_servers})
+
+
+def _all_partition_counts(admin: AdminClient | Consumer, timeout: float) -> dict[str, int]:
+    """Partition count per existing topic. Lists *all* topics: naming one would auto-create it."""
+    try:
+        metadata = admin.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise KafkaAdminError(f"cannot list topics: {exc}") from exc
+    return {
+        name: len(topic.partitions)
+        for name, topic in metadata.topics.items()
+        if topic.error is None or topic.error.code() == KafkaError.NO_ERROR
+    }
+
+
+def ensure_topics(
+    bootstrap_servers: str, specs: Sequence[TopicSpec], timeout: float = 15.0
+) -> None:
+    """Create the topics in ``specs`` that do not exist yet; return once all are visible.
+
+    Idempotent: a topic that already exists with the required partition count is accepted as it
+    is (its config and replication are not compared). Raises ``TopicMismatchError`` if one exists
+    with a different partition count — partitions cannot be changed here (Tansu does not support
+    CreatePartitions, and on Kafka it would move keys between partitions) — and
+    ``KafkaAdminError`` on any other failure or if ``timeout`` (seconds, overall) runs out.
+    """
+    if not specs:
+        return
+    names = [spec.name for spec in specs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"duplicate topic names in specs: {names}")
+    deadline = time.monotonic() + timeout
+    admin = _admin(bootstrap_servers)
+
+    existing = _all_partition_counts(admin, timeout)
+    _check_partitions(specs, existing)
+    missing = [spec for spec in specs if spec.name not in existing]
+    if missing:
+        futures = admin.create_topics(
+            [
+                NewTopic(
+                    spec.name,
+                    num_partitions=spec.partitions,
+                    replication_factor=spec.replication_factor,
+                    config=dict(spec.config),
+                )
+                for spec in missing
+            ],
+            operation_timeout=max(1.0, timeout),
+            request_timeout=max(1.0, timeout),
+        )
+        for name, future in futures.items():
+            try:
+                future.result(timeout=max(0.1, deadline - time.monotonic()))
+            except KafkaException as exc:
+                # Someone else created it between our listing and our request: fine, as long as
+                # the partition count matches (checked below).
+                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise KafkaAdminError(f"cannot create topic {name!r}: {exc}") from exc
+            except TimeoutError as exc:
+                raise KafkaAdminError(f"timed out creating topic {name!r}") from exc
+
+    # On a real cluster a new topic reaches every broker's metadata cache only eventually.
+    while True:
+        existing = _all_partition_counts(admin, max(0.1, deadline - time.monotonic()))
+        _check_partitions(specs, existing)
+        invisible = [name for name in names if name not in existing]
+        if not invisible:
+            return
+        if time.monotonic() >= deadline:
+            raise KafkaAdminError(f"topics not visible after {timeout:.1f} s: {invisible}")
+        time.sleep(0.1)
+
+
+def _check_partitions(specs: Sequence[TopicSpec], existing: Mapping[str, int]) -> None:
+    for spec in specs:
+        found = existing.get(spec.name)
+        if found is not None and found != spec.partitions:
+            raise TopicMismatchError(
+                f"topic {spec.name!r} exists with {found} partitions, "
+                f"but {spec.partitions} are required; delete it or use another name"
+            )
+
+
+def partition_count(bootstrap_servers: str, topic: str, timeout: float = 10.0) -> int:
+    """Number of partitions of ``topic``; ``UnknownTopicError`` if it does not exist.
+
+    Never auto-creates the topic (it lists all topics instead of asking for this one).
+    """
+    counts = _all_partition_counts(_admin(bootstrap_servers), timeout)
+    if topic not in counts:
+        raise UnknownTopicError(f"topic {topic!r} does not exist")
+    return counts[topic]
+
+
+def watermark_consumer_config(bootstrap_servers: str) -> dict[str, Any]:
+    """Consumer settings ``high_watermarks`` needs; use them to build a consumer to pass it.
+
+    Partition EOF events are how we know a fetch response (which carries the high watermark) has
+    arrived, including for empty partitions. ``read_uncommitted`` makes EOF coincide with the
+    high watermark rather than the last stable offset. The group id is never joined or committed
+    to (assign-mode only) but librdkafka requires one.
+    """
+    return {
+        "bootstrap.servers": bootstrap_servers,
+        "group.id": f"metrics-pipeline-watermarks-{uuid.uuid4().hex[:12]}",
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "enable.partition.eof": True,
+        "isolation.level": "read_uncommitted",
+        # If the broker's "latest" were ever beyond the end, re-read from the start rather than
+        # loop on the same wrong offset; it still ends with EOF.
+        "auto.offset.reset": "earliest",
+        # Tansu holds an empty fetch for the full wait; keep it short so EOF arrives quickly.
+        "fetch.wait.max.ms": 10,
+    }
+
+
+def high_watermarks(
+    consumer_or_bootstrap: Consumer | str, topic: str, timeout: float = 10.0
+) -> dict[int, int]:
+    """Return ``{partition: end offset}`` of ``topic``, read from fetch responses.
+
+    The end offset is the offset the next record will get (0 for an empty partition). Pass a
+    bootstrap string to use a short-lived internal consumer (about 0.1 s on Tansu), or your own
+    ``Consumer``: it must have been created with ``enable.partition.eof=True`` (see
+    ``watermark_consumer_config``) and must not be subscribed to a group; its assignment is
+    replaced and left empty afterwards. Raises ``UnknownTopicError`` if the topic does not exist
+    and ``KafkaAdminError`` if some partition does not report its end within ``timeout``.
+    """
+    if isinstance(consumer_or_bootstrap, str):
+        consumer = Consumer(watermark_consumer_config(consumer_or_bootstrap))
+        try:
+            return _fetch_high_watermarks(consumer, topic, timeout)
+        finally:
+            consumer.close()
+    return _fetch_high_watermarks(consumer_or_bootstrap, topic, timeout)
+
+
+def _fetch_high_watermarks(consumer: Consumer, topic: str, timeout: float) -> dict[int, int]:
+    deadline = time.monotonic() + timeout
+    # Listing metadata first also primes librdkafka's leader cache: without it, the first fetch
+    # of a fresh consumer starts about 0.5 s later.
+    counts = _all_partition_counts(consumer, timeout)
+    if topic not in counts:
+        raise UnknownTopicError(f"topic {topic!r} does not exist")
+    partitions = range(counts[topic])
+    ends: dict[int, int] = {}
+    seen_end: dict[int, int] = {}
+    consumer.assign([TopicPartition(topic, p, OFFSET_END) for p in partitions])
+    try:
+        while len(ends) < len(partitions):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                missing = sorted(set(partitions) - ends.keys())
+                raise KafkaAdminError(
+                    f"no end-of-partition for {topic!r} partitions {missing} within "
+                    f"{timeout:.1f} s (is enable.partition.eof set on the consumer?)"
+                )
+            for message in consumer.consume(num_messages=10_000, timeout=min(0.1, remaining)):
+                error = message.error()
+                partition = message.partition()
+                if partition is None:
+                    continue
+                if error is None:
+                    offset = message.offset()
+                    if offset is not None:
+                        seen_end[partition] = max(seen_end.get(partition, 0), offset + 1)
+                elif error.code() == KafkaError._PARTITION_EOF:
+                    # The EOF was triggered by the fetch response that carried this watermark.
+                    _, high = consumer.get_watermark_offsets(
+                        TopicPartition(topic, partition), cached=True
+                    )
+                    ends[partition] = max(high, message.offset() or 0, seen_end.get(partition, 0))
+                elif error.fatal() or error.code() in _GIVE_UP:
+                    raise KafkaAdminError(f"fetching {topic!r}[{partition}] failed: {error}")
+                # Anything else (a broker hiccup, a leader change) is retried by librdkafka;
+                # the deadline bounds it.
+    finally:
+        consumer.unassign()
+    return dict(sorted(ends.items()))

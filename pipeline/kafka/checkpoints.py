@@ -1,0 +1,97 @@
+"""Checkpoint records on a keyed topic: one record per input partition per commit.
+
+Checkpoint partition = input partition modulo the checkpoint topic's partition count; the key
+names the consumer group, input topic and partition, so several stages can share one topic. On
+assignment the new owner reads its checkpoint partition to the end (found with partition-EOF
+events, which carry the fetch high watermark — Tansu's ListOffsets "latest" is unreliable) and
+keeps the last record for its key. With `cleanup.policy=compact` on a real Kafka the topic stays
+small; Tansu does not compact, so there it grows with the number of commits.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+
+from pipeline.core.checkpoint import Checkpoint
+from pipeline.errors import CheckpointError
+
+
+def checkpoint_key(group_id: str, topic: str, partition: int) -> bytes:
+    return f"{group_id}|{topic}|{partition}".encode()
+
+
+class CheckpointStore:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        topic: str,
+        group_id: str,
+        partitions: int,
+        extra_config: dict[str, str] | None = None,
+    ) -> None:
+        self._bootstrap = bootstrap_servers
+        self.topic = topic
+        self.group_id = group_id
+        self.partitions = partitions
+        self._extra = extra_config or {}
+
+    def _partition_of(self, input_partition: int) -> int:
+        return input_partition % self.partitions
+
+    def write(self, producer: Producer, checkpoint: Checkpoint) -> None:
+        """Queue a checkpoint record; the caller flushes before committing offsets."""
+        producer.produce(
+            self.topic,
+            key=checkpoint_key(self.group_id, checkpoint.topic, checkpoint.partition),
+            value=checkpoint.encode(),
+            partition=self._partition_of(checkpoint.partition),
+        )
+
+    def read_latest(
+        self, input_topic: str, input_partitions: Iterable[int], timeout: float = 30.0
+    ) -> dict[int, Checkpoint]:
+        """The newest checkpoint per input partition (partitions without one are absent)."""
+        wanted = {checkpoint_key(self.group_id, input_topic, p): p for p in input_partitions}
+        if not wanted:
+            return {}
+        to_read = sorted({self._partition_of(p) for p in wanted.values()})
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self._bootstrap,
+                "group.id": f"metrics-pipeline-checkpoint-reader-{uuid.uuid4().hex[:12]}",
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+                "fetch.wait.max.ms": 10,
+                **self._extra,
+            }
+        )
+        latest: dict[int, Checkpoint] = {}
+        try:
+            consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in to_read])
+            remaining = set(to_read)
+            deadline = time.monotonic() + timeout
+            while remaining:
+                if time.monotonic() > deadline:
+                    raise CheckpointError(
+                        f"could not read checkpoint partitions {sorted(remaining)} of "
+                        f"{self.topic!r} to their end within {timeout:.0f} s"
+                    )
+                for msg in consumer.consume(num_messages=10_000, timeout=0.2):
+                    err = msg.error()
+                    if err is not None:
+                        if err.code() == KafkaError._PARTITION_EOF:
+                            remaining.discard(msg.partition())
+                            continue
+                        if err.retriable() or err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                            continue
+                        raise CheckpointError(f"reading checkpoints: {err}")
+                    partition = wanted.get(msg.key() or b"")
+                    if partition is not None:
+                        latest[partition] = Checkpoint.decode(msg.value() or b"")
+        finally:
+            consumer.close()
+        return latest

@@ -1,0 +1,104 @@
+"""librdkafka client settings and a producer wrapper that makes delivery failures loud."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from confluent_kafka import KafkaError, Message, Producer
+
+from pipeline.errors import PipelineError
+
+
+class DeliveryError(PipelineError):
+    """Kafka did not accept an output record; the batch must not be committed."""
+
+
+def producer_config(bootstrap_servers: str, extra: dict[str, str]) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": bootstrap_servers,
+        "acks": "all",
+        # Idempotence keeps per-partition order across retries: forwarded input relies on it.
+        "enable.idempotence": True,
+        "linger.ms": 20,
+        "batch.num.messages": 10_000,
+        "batch.size": 1_000_000,
+        "compression.type": "lz4",
+        "queue.buffering.max.messages": 1_000_000,
+        "queue.buffering.max.kbytes": 1_048_576,
+        "message.max.bytes": 8_388_608,
+        **extra,
+    }
+
+
+def consumer_config(
+    bootstrap_servers: str, group_id: str, session_timeout_ms: int, extra: dict[str, str]
+) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": bootstrap_servers,
+        "group.id": group_id,
+        # Offsets are committed by hand, only up to what open windows no longer need.
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": session_timeout_ms,
+        "heartbeat.interval.ms": max(500, session_timeout_ms // 5),
+        "max.poll.interval.ms": max(60_000, session_timeout_ms),
+        "fetch.max.bytes": 52_428_800,
+        "max.partition.fetch.bytes": 8_388_608,
+        "queued.min.messages": 200_000,
+        # Tansu holds a fetch that includes an empty partition for the full wait.
+        "fetch.wait.max.ms": 25,
+        **extra,
+    }
+
+
+class OutputProducer:
+    """A Producer whose failed deliveries surface at `flush()` as a DeliveryError."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self._producer = Producer(config)
+        self._failures: list[str] = []
+
+    @property
+    def raw(self) -> Producer:
+        return self._producer
+
+    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self._failures.append(f"{msg.topic()}[{msg.partition()}]: {err}")
+
+    def produce(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None = None,
+        partition: int | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+        timestamp: int | None = None,
+    ) -> None:
+        kwargs: dict[str, Any] = {"key": key, "on_delivery": self._on_delivery}
+        if partition is not None:
+            kwargs["partition"] = partition
+        if headers:
+            kwargs["headers"] = headers
+        if timestamp is not None and timestamp > 0:
+            kwargs["timestamp"] = timestamp
+        while True:
+            try:
+                self._producer.produce(topic, value, **kwargs)
+                return
+            except BufferError:
+                # Local queue full: serve delivery reports until there is room.
+                self._producer.poll(0.05)
+
+    def poll(self) -> None:
+        self._producer.poll(0)
+
+    def flush(self, timeout: float = 60.0) -> None:
+        """Wait for every queued record; raise DeliveryError if any was refused or timed out."""
+        remaining = self._producer.flush(timeout)
+        if remaining:
+            raise DeliveryError(f"{remaining} records still undelivered after {timeout:.0f} s")
+        if self._failures:
+            failures, self._failures = self._failures, []
+            raise DeliveryError(f"{len(failures)} deliveries failed, first: {failures[0]}")

@@ -1,0 +1,109 @@
+"""Dead-letter records (schemas/deadletter.schema.json), keyed by their source position.
+
+The key "<topic>/<partition>/<offset>/<index>" and the content depend only on the input, so a
+replay re-produces byte-identical records that a keyed consumer can de-duplicate.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from pipeline.core.columns import SampleColumns
+from pipeline.core.decode import Reject
+from pipeline.core.reasons import Reason
+from pipeline.core.series import SeriesTable
+
+EXCERPT_CHARS = 512
+
+
+def deadletter_key(topic: str, partition: int, offset: int, index: int) -> bytes:
+    return f"{topic}/{partition}/{offset}/{index}".encode()
+
+
+def _record(
+    topic: str,
+    partition: int,
+    offset: int,
+    index: int,
+    reason: Reason,
+    error: str,
+    excerpt: bytes,
+    samples: int,
+    stage: str,
+) -> bytes:
+    text = excerpt.decode("utf-8", errors="replace")
+    body: dict[str, Any] = {
+        "reason": reason.value,
+        "error": error,
+        "topic": topic,
+        "partition": partition,
+        "offset": offset,
+        "index": index,
+        "samples": samples,
+        "excerpt": text[:EXCERPT_CHARS],
+        "excerpt_truncated": len(text) > EXCERPT_CHARS,
+        "stage": stage,
+    }
+    return orjson.dumps(body)
+
+
+def reject_records(
+    topic: str, partition: int, rejects: list[Reject], stage: str = "worker"
+) -> list[tuple[bytes, bytes]]:
+    """(key, value) per rejected input."""
+    return [
+        (
+            deadletter_key(topic, partition, r.offset, r.index),
+            _record(
+                topic, partition, r.offset, r.index, r.reason, r.detail, r.excerpt, r.samples, stage
+            ),
+        )
+        for r in rejects
+    ]
+
+
+def late_records(
+    topic: str,
+    partition: int,
+    late: SampleColumns,
+    series: SeriesTable,
+    resolution_ms: int,
+    stage: str = "worker",
+) -> list[tuple[bytes, bytes]]:
+    """(key, value) per late sample, its excerpt re-encoded from the columns."""
+    out: list[tuple[bytes, bytes]] = []
+    for sid, ts, value, iid, offset, index in zip(
+        late.series.tolist(),
+        late.ts.tolist(),
+        late.value.tolist(),
+        late.instance.tolist(),
+        late.offset.tolist(),
+        late.index.tolist(),
+        strict=True,
+    ):
+        sample = dict(series.json_of(sid))
+        sample["ts"] = ts
+        sample["value"] = value
+        if iid >= 0:
+            sample["instance"] = series.instance_names[iid]
+        window_end = ts - ts % resolution_ms + resolution_ms
+        error = f"window ending {window_end} had closed"
+        out.append(
+            (
+                deadletter_key(topic, partition, offset, index),
+                _record(
+                    topic,
+                    partition,
+                    offset,
+                    index,
+                    Reason.LATE,
+                    error,
+                    orjson.dumps(sample),
+                    1,
+                    stage,
+                ),
+            )
+        )
+    return out

@@ -1,0 +1,145 @@
+"""Self-metrics, structured logs and the /metrics, /healthz, /readyz endpoints of a process."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+
+def configure_logging(level: str = "info", fmt: str = "console") -> None:
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if fmt == "json"
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
+    )
+
+
+class WorkerMetrics:
+    """The rollup worker's own metrics, named for what an operator asks."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        p = "metrics_pipeline_"
+        self.messages = Counter(p + "messages_consumed", "Kafka records consumed.", registry=r)
+        self.samples = Counter(
+            p + "samples_in", "Samples read (a message that cannot be read counts 1).", registry=r
+        )
+        self.aggregated = Counter(
+            p + "samples_aggregated", "Samples added to a window.", registry=r
+        )
+        self.deadletter = Counter(
+            p + "deadletter", "Samples dead-lettered, by reason.", ["reason"], registry=r
+        )
+        self.late = Counter(p + "late_samples", "Samples whose window had closed.", registry=r)
+        self.forwarded = Counter(
+            p + "forwarded_samples",
+            "Samples re-keyed to the partition that owns their series.",
+            registry=r,
+        )
+        self.duplicate_forwards = Counter(
+            p + "duplicate_forwards", "Forwarded records seen twice and skipped.", registry=r
+        )
+        self.replayed = Counter(
+            p + "replayed_samples",
+            "Samples skipped on replay because their rollup was already emitted.",
+            registry=r,
+        )
+        self.rollups = Counter(
+            p + "rollups_emitted", "Rollups produced, by resolution.", ["resolution"], registry=r
+        )
+        self.active_series = Gauge(p + "active_series", "Series known to this process.", registry=r)
+        self.open_windows = Gauge(p + "open_windows", "Open (series, window) pairs.", registry=r)
+        self.assigned = Gauge(p + "assigned_partitions", "Input partitions owned.", registry=r)
+        self.watermark_lag = Gauge(
+            p + "watermark_lag_seconds",
+            "Wall clock minus the lowest partition watermark.",
+            registry=r,
+        )
+        self.commit_lag = Gauge(
+            p + "commit_lag_messages",
+            "Messages consumed but not yet committed (held by open windows).",
+            registry=r,
+        )
+        self.flush_duration = Histogram(
+            p + "flush_duration_seconds",
+            "Time to flush outputs, write checkpoints and commit.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=r,
+        )
+        self.produce_errors = Counter(
+            p + "produce_errors", "Kafka delivery failures (fatal for the batch).", registry=r
+        )
+
+
+class Health:
+    """Liveness: the main loop turned recently. Readiness: it also owns work or waits for it."""
+
+    def __init__(self, stall_seconds: float = 60.0) -> None:
+        self._beat = time.monotonic()
+        self._ready = False
+        self._stall = stall_seconds
+
+    def beat(self) -> None:
+        self._beat = time.monotonic()
+
+    def set_ready(self, ready: bool) -> None:
+        self._ready = ready
+
+    @property
+    def alive(self) -> bool:
+        return time.monotonic() - self._beat < self._stall
+
+    @property
+    def ready(self) -> bool:
+        return self._ready and self.alive
+
+
+def serve_http(
+    host: str, port: int, registry: CollectorRegistry, health: Health
+) -> ThreadingHTTPServer:
+    """Start /metrics, /healthz and /readyz on a daemon thread; returns the server (to stop)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.startswith("/metrics"):
+                self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
+            elif self.path == "/healthz":
+                ok = health.alive
+                self._send(200 if ok else 503, b"ok\n" if ok else b"stalled\n")
+            elif self.path == "/readyz":
+                ok = health.ready
+                self._send(200 if ok else 503, b"ready\n" if ok else b"not ready\n")
+            else:
+                self._send(404, b"not found\n")
+
+        def _send(self, status: int, body: bytes, ctype: str = "text/plain") -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
+    return server

@@ -1,0 +1,144 @@
+"""Settings of every process: flags > environment (METRICS_PIPELINE_...) > YAML file > defaults.
+
+Validated once at start-up; a bad value stops the process with a message naming the setting.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Literal, TypeVar
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from pipeline.core.aggregator import WindowConfig
+from pipeline.core.decode import DecodeLimits
+from pipeline.core.digest import DigestConfig, percentile_name
+from pipeline.core.rollup import format_duration, parse_duration_ms
+from pipeline.errors import ConfigError
+
+
+class CommonSettings(BaseSettings):
+    """Settings shared by every process that talks to Kafka and serves /metrics."""
+
+    model_config = SettingsConfigDict(env_prefix="METRICS_PIPELINE_", extra="forbid")
+    yaml_file: ClassVar[Path | None] = None
+
+    bootstrap_servers: str = "localhost:9092"
+    kafka_config: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra librdkafka settings for every client (security.protocol, sasl.*, ...).",
+    )
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(9464, ge=0, le=65535, description="0 disables the HTTP server.")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "console"] = "console"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if cls.yaml_file is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=cls.yaml_file))
+        return tuple(sources)
+
+
+class WorkerSettings(CommonSettings):
+    """The rollup worker: raw samples in, base-resolution rollups out."""
+
+    group_id: str = "metrics-pipeline-rollup"
+    input_topic: str = "metrics.raw"
+    rollup_topic_prefix: str = "metrics.rollups."
+    deadletter_topic: str = "metrics.deadletter"
+    checkpoint_topic: str = "metrics.checkpoints"
+    resolution: str = "10s"
+    allowed_lateness: str = "5s"
+    percentiles: list[float] = Field(default_factory=lambda: [0.5, 0.9, 0.95, 0.99, 0.999])
+    compression: int = Field(200, ge=20, le=5000)
+    raw_limit: int = Field(1024, ge=0, description="Raw values kept per window before folding.")
+    late_policy: Literal["deadletter", "count"] = "deadletter"
+    max_message_bytes: int = Field(1_048_576, ge=1024)
+    max_labels: int = Field(16, ge=0)
+    max_age: str = "6h"
+    max_future: str = "10m"
+    idle_timeout: str = "30s"
+    commit_interval: str = "1s"
+    batch_size: int = Field(10_000, ge=1)
+    session_timeout_ms: int = Field(10_000, ge=1000)
+    create_topics: bool = True
+    topic_partitions: int = Field(8, ge=1, description="Partitions of topics this process creates.")
+
+    @field_validator(
+        "resolution", "allowed_lateness", "max_age", "max_future", "idle_timeout", "commit_interval"
+    )
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        try:
+            parse_duration_ms(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("percentiles")
+    @classmethod
+    def _percentiles(cls, value: list[float]) -> list[float]:
+        if not value or any(not 0.0 < q < 1.0 for q in value):
+            raise ValueError("percentiles must be fractions strictly between 0 and 1")
+        if len({percentile_name(q) for q in value}) != len(value):
+            raise ValueError("percentiles must be distinct")
+        return sorted(value)
+
+    def window(self) -> WindowConfig:
+        resolution = parse_duration_ms(self.resolution)
+        if resolution < 1000 or resolution % 1000:
+            raise ConfigError(
+                f"resolution must be a whole number of seconds, not {self.resolution}"
+            )
+        return WindowConfig(resolution, parse_duration_ms(self.allowed_lateness))
+
+    def digest(self) -> DigestConfig:
+        return DigestConfig(tuple(self.percentiles), self.compression, self.raw_limit)
+
+    def limits(self) -> DecodeLimits:
+        return DecodeLimits(
+            self.max_message_bytes,
+            self.max_labels,
+            256,
+            parse_duration_ms(self.max_age),
+            parse_duration_ms(self.max_future),
+        )
+
+    @property
+    def rollup_topic(self) -> str:
+        return self.rollup_topic_prefix + format_duration(parse_duration_ms(self.resolution))
+
+
+S = TypeVar("S", bound=CommonSettings)
+
+
+def load_settings(cls: type[S], config_file: Path | None = None, **overrides: Any) -> S:
+    """Build settings from flags (overrides that are not None), env and an optional YAML file."""
+    if config_file is not None and not config_file.is_file():
+        raise ConfigError(f"config file not found: {config_file}")
+    given = {k: v for k, v in overrides.items() if v is not None}
+    cls.yaml_file = config_file
+    try:
+        return cls(**given)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid settings: {problems}") from exc
+    finally:
+        cls.yaml_file = None

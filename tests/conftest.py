@@ -1,0 +1,102 @@
+"""Shared fixtures: a Kafka broker for the session, unique names, topic creation.
+
+Broker choice (DESIGN §4), first that works:
+1. ``KAFKA_BOOTSTRAP_SERVERS`` from the environment (nothing is started or stopped);
+2. testcontainers' Kafka, if a Docker engine answers a ping within a couple of seconds;
+3. the embedded Tansu broker on a free loopback port, stopped at session end.
+The broker is started lazily: unit tests that do not ask for ``kafka_bootstrap`` never start one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+
+import pytest
+from kafka_helpers import consumer_config, produce_all, producer_config, read_all
+
+from pipeline.kafka.admin import TopicSpec, ensure_topics
+from pipeline.kafka.broker import EmbeddedBroker
+
+__all__ = ["consumer_config", "produce_all", "producer_config", "read_all"]
+
+MakeTopics = Callable[..., list[str]]
+
+
+def _docker_answers() -> bool:
+    """True if a Docker engine responds; silent and fast (~0.1 s) when there is none."""
+    try:
+        import docker  # testcontainers' dependency; absent means no containers anyway
+    except ImportError:
+        return False
+    try:
+        client = docker.from_env(timeout=2)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except Exception:  # DockerException, connection refused, missing socket, bad DOCKER_HOST ...
+        return False
+
+
+def _start_kafka_container(stack: ExitStack) -> str:
+    try:  # testcontainers >= 4.x moved the module; the old path warns about deprecation
+        from testcontainers.community.kafka import KafkaContainer
+    except ImportError:
+        from testcontainers.kafka import KafkaContainer
+    container = stack.enter_context(KafkaContainer())
+    return str(container.get_bootstrap_server())
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """``bootstrap.servers`` of the session's broker (see the module docstring for which)."""
+    configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
+    if configured:
+        yield configured
+        return
+    with ExitStack() as stack:
+        bootstrap = None
+        if _docker_answers():
+            try:
+                bootstrap = _start_kafka_container(stack)
+            except Exception as exc:  # e.g. the image cannot be pulled offline
+                warnings.warn(
+                    f"Docker answers but the Kafka container did not start ({exc}); "
+                    "using the embedded Tansu broker",
+                    stacklevel=1,
+                )
+        if bootstrap is None:
+            bootstrap = stack.enter_context(EmbeddedBroker()).bootstrap_servers
+        yield bootstrap
+
+
+@pytest.fixture
+def unique_name(request: pytest.FixtureRequest) -> str:
+    """A short name unique to this test run, e.g. ``test-round-trip-3f9a1c2b``.
+
+    Use it in topic names and group ids so tests never share state on a long-lived broker.
+    Only ``[a-z0-9-]`` characters, so it is valid as a Kafka topic name.
+    """
+    slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:32].rstrip("-")
+    return f"{slug or 'test'}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def make_topics(kafka_bootstrap: str) -> MakeTopics:
+    """Create topics on the session broker; returns their names.
+
+    Call it with ``TopicSpec`` objects or names: ``make_topics(f"raw-{unique_name}",
+    partitions=8)``. Names are used as given (add ``unique_name`` yourself). Idempotent.
+    """
+
+    def make(*topics: TopicSpec | str, partitions: int = 1) -> list[str]:
+        specs = [t if isinstance(t, TopicSpec) else TopicSpec(t, partitions) for t in topics]
+        ensure_topics(kafka_bootstrap, specs)
+        return [spec.name for spec in specs]
+
+    return make
