@@ -10,14 +10,13 @@ small; Tansu does not compact, so there it grows with the number of commits.
 
 from __future__ import annotations
 
-import time
-import uuid
 from collections.abc import Iterable
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Producer
 
 from pipeline.core.checkpoint import Checkpoint
 from pipeline.errors import CheckpointError
+from pipeline.kafka.reader import ReadError, read_to_end
 
 
 def checkpoint_key(group_id: str, topic: str, partition: int) -> bytes:
@@ -58,40 +57,13 @@ class CheckpointStore:
         wanted = {checkpoint_key(self.group_id, input_topic, p): p for p in input_partitions}
         if not wanted:
             return {}
-        to_read = sorted({self._partition_of(p) for p in wanted.values()})
-        consumer = Consumer(
-            {
-                "bootstrap.servers": self._bootstrap,
-                "group.id": f"metrics-pipeline-checkpoint-reader-{uuid.uuid4().hex[:12]}",
-                "enable.auto.commit": False,
-                "enable.partition.eof": True,
-                "fetch.wait.max.ms": 10,
-                **self._extra,
-            }
-        )
+        to_read = {self._partition_of(p) for p in wanted.values()}
         latest: dict[int, Checkpoint] = {}
         try:
-            consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in to_read])
-            remaining = set(to_read)
-            deadline = time.monotonic() + timeout
-            while remaining:
-                if time.monotonic() > deadline:
-                    raise CheckpointError(
-                        f"could not read checkpoint partitions {sorted(remaining)} of "
-                        f"{self.topic!r} to their end within {timeout:.0f} s"
-                    )
-                for msg in consumer.consume(num_messages=10_000, timeout=0.2):
-                    err = msg.error()
-                    if err is not None:
-                        if err.code() == KafkaError._PARTITION_EOF:
-                            remaining.discard(msg.partition())
-                            continue
-                        if err.retriable() or err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
-                            continue
-                        raise CheckpointError(f"reading checkpoints: {err}")
-                    partition = wanted.get(msg.key() or b"")
-                    if partition is not None:
-                        latest[partition] = Checkpoint.decode(msg.value() or b"")
-        finally:
-            consumer.close()
+            for msg in read_to_end(self._bootstrap, self.topic, to_read, self._extra, timeout):
+                partition = wanted.get(msg.key() or b"")
+                if partition is not None:
+                    latest[partition] = Checkpoint.decode(msg.value() or b"")
+        except ReadError as exc:
+            raise CheckpointError(f"reading checkpoints: {exc}") from exc
         return latest

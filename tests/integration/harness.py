@@ -1,0 +1,197 @@
+"""Run workers against the real broker and compute what they must emit, exactly, with numpy."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from pipeline.core.series import MetricKind, SeriesIdentity
+from pipeline.kafka.reader import read_to_end
+from pipeline.kafka.worker import RollupWorker
+from pipeline.loadgen.workload import GroundTruth
+from pipeline.settings import WorkerSettings
+
+RESOLUTION_MS = 10_000
+
+
+def worker_settings(bootstrap: str, name: str, **overrides: Any) -> WorkerSettings:
+    values: dict[str, Any] = {
+        "bootstrap_servers": bootstrap,
+        "group_id": f"rollup-{name}",
+        "input_topic": f"raw-{name}",
+        "rollup_topic_prefix": f"rollups-{name}.",
+        "deadletter_topic": f"deadletter-{name}",
+        "checkpoint_topic": f"checkpoints-{name}",
+        "idle_timeout": "2s",
+        "session_timeout_ms": 6000,
+        "http_port": 0,
+        "topic_partitions": 4,
+    }
+    values.update(overrides)
+    return WorkerSettings(**values)
+
+
+def settings_env(settings: WorkerSettings) -> dict[str, str]:
+    """The same settings as METRICS_PIPELINE_* environment variables (for a subprocess)."""
+    env = dict(os.environ)
+    for key, value in settings.model_dump().items():
+        if isinstance(value, list | dict):
+            env[f"METRICS_PIPELINE_{key.upper()}"] = orjson.dumps(value).decode()
+        else:
+            env[f"METRICS_PIPELINE_{key.upper()}"] = str(value).lower() if isinstance(
+                value, bool
+            ) else str(value)
+    return env
+
+
+@contextmanager
+def worker_thread(settings: WorkerSettings) -> Iterator[RollupWorker]:
+    worker = RollupWorker(settings)
+    stop = threading.Event()
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            worker.run(stop)
+        except BaseException as exc:  # surfaced in the test thread below
+            failure.append(exc)
+
+    thread = threading.Thread(target=run, name="worker", daemon=True)
+    thread.start()
+    try:
+        yield worker
+    finally:
+        stop.set()
+        thread.join(60)
+    if failure:
+        raise failure[0]
+
+
+def worker_process(settings: WorkerSettings, log_path: str) -> subprocess.Popen[bytes]:
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli", "worker"],
+            env=settings_env(settings),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
+@dataclass
+class Outputs:
+    rollups: dict[str, dict[str, Any]]
+    deadletters: dict[str, dict[str, Any]]
+    duplicates: int
+
+    @property
+    def samples_accounted(self) -> int:
+        return sum(r["count"] for r in self.rollups.values()) + sum(
+            d["samples"] for d in self.deadletters.values()
+        )
+
+    def deadletter_reasons(self) -> dict[str, int]:
+        counts: dict[str, int] = defaultdict(int)
+        for d in self.deadletters.values():
+            counts[d["reason"]] += d["samples"]
+        return dict(counts)
+
+
+def read_outputs(settings: WorkerSettings, partitions: int) -> Outputs:
+    """Rollups and dead letters by key; a duplicate key must carry identical bytes."""
+    duplicates = 0
+    found: list[dict[str, dict[str, Any]]] = []
+    for topic in (settings.rollup_topic, settings.deadletter_topic):
+        by_key: dict[str, bytes] = {}
+        for msg in read_to_end(settings.bootstrap_servers, topic, range(partitions)):
+            key = (msg.key() or b"").decode()
+            value = msg.value() or b""
+            if key in by_key:
+                assert by_key[key] == value, f"duplicate {key} with different content"
+                duplicates += 1
+            by_key[key] = value
+        found.append({k: orjson.loads(v) for k, v in by_key.items()})
+    return Outputs(found[0], found[1], duplicates)
+
+
+def wait_for(
+    settings: WorkerSettings, partitions: int, total: int, timeout: float = 120.0
+) -> Outputs:
+    """Poll the outputs until they account for `total` samples (or fail with what is there)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        outputs = read_outputs(settings, partitions)
+        if outputs.samples_accounted >= total or time.monotonic() > deadline:
+            return outputs
+        time.sleep(1.0)
+
+
+def series_key_of(truth: GroundTruth, index: int) -> str:
+    s = truth.series[index]
+    kind = MetricKind.parse(s.type, s.temporality)
+    assert kind is not None
+    return SeriesIdentity(s.service, s.region, s.name, kind, s.unit, tuple(sorted(s.labels))).key
+
+
+@dataclass
+class Expected:
+    count: int
+    sum: float
+    min: float
+    max: float
+    values: np.ndarray  # raw values (timers, gauges), for percentiles
+
+
+def expected_rollups(
+    truth: GroundTruth, resolution_ms: int = RESOLUTION_MS
+) -> dict[tuple[str, int], Expected]:
+    """Exact rollups of the samples not meant to be late, computed straight from the truth.
+
+    Cumulative counters: increase per (series, instance) in production order (which is each
+    partition's order when producer keys match), a reset counting its new value, the first
+    sample 0. Late samples still move the previous value, as in the worker.
+    """
+    contribution = truth.value.copy()
+    prev: dict[tuple[int, int], float] = {}
+    is_cumulative = np.array(
+        [truth.series[int(k)].temporality == "cumulative" for k in truth.series_key]
+    )
+    for i in np.flatnonzero(is_cumulative).tolist():
+        key = (int(truth.series_key[i]), int(truth.instance[i]))
+        v = float(truth.value[i])
+        p = prev.get(key)
+        contribution[i] = 0.0 if p is None else (v - p if v >= p else v)
+        prev[key] = v
+    keep = ~truth.late
+    start = truth.ts - truth.ts % resolution_ms
+    groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for i in np.flatnonzero(keep).tolist():
+        groups[(int(truth.series_key[i]), int(start[i]))].append(i)
+    out: dict[tuple[str, int], Expected] = {}
+    keys = {s: series_key_of(truth, s) for s in {g[0] for g in groups}}
+    for (series, window), idx in groups.items():
+        ids = np.array(idx)
+        values = truth.value[ids]
+        out[(keys[series], window)] = Expected(
+            len(ids),
+            float(np.sum(contribution[ids])),
+            float(values.min()),
+            float(values.max()),
+            np.sort(values),
+        )
+    return out
+
+
+def rollups_by_window(outputs: Outputs) -> dict[tuple[str, int], dict[str, Any]]:
+    return {(r["series_key"], r["window_start"]): r for r in outputs.rollups.values()}
+
