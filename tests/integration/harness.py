@@ -49,9 +49,9 @@ def settings_env(settings: WorkerSettings) -> dict[str, str]:
         if isinstance(value, list | dict):
             env[f"METRICS_PIPELINE_{key.upper()}"] = orjson.dumps(value).decode()
         else:
-            env[f"METRICS_PIPELINE_{key.upper()}"] = str(value).lower() if isinstance(
-                value, bool
-            ) else str(value)
+            env[f"METRICS_PIPELINE_{key.upper()}"] = (
+                str(value).lower() if isinstance(value, bool) else str(value)
+            )
     return env
 
 
@@ -194,4 +194,3 @@ def expected_rollups(
 
 def rollups_by_window(outputs: Outputs) -> dict[tuple[str, int], dict[str, Any]]:
     return {(r["series_key"], r["window_start"]): r for r in outputs.rollups.values()}
-

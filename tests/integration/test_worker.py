@@ -61,10 +61,10 @@ def small_spec(**overrides: Any) -> WorkloadSpec:
     return WorkloadSpec(**values)
 
 
-def test_rollups_are_exact_and_conserve_every_sample(kafka_bootstrap: str, unique_name: str) -> None:
-    workload = generate(
-        small_spec(late_fraction=0.01, malformed=MalformedCounts.each(2))
-    )
+def test_rollups_are_exact_and_conserve_every_sample(
+    kafka_bootstrap: str, unique_name: str
+) -> None:
+    workload = generate(small_spec(late_fraction=0.01, malformed=MalformedCounts.each(2)))
     manifest = workload.manifest
     settings = worker_settings(kafka_bootstrap, unique_name)
     load(kafka_bootstrap, settings.input_topic, workload)

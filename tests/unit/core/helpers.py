@@ -53,7 +53,9 @@ def by_key(rollups: list[Rollup]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def group_values(samples: list[dict[str, Any]], resolution_ms: int) -> dict[tuple[str, int], list[float]]:
+def group_values(
+    samples: list[dict[str, Any]], resolution_ms: int
+) -> dict[tuple[str, int], list[float]]:
     groups: dict[tuple[str, int], list[float]] = defaultdict(list)
     for s in samples:
         groups[(s["service"], s["ts"] - s["ts"] % resolution_ms)].append(s["value"])

@@ -36,7 +36,14 @@ def run(
 
 
 def sample(service: str, ts: int, value: float = 1.0) -> dict[str, object]:
-    return {"service": service, "region": "eu", "name": "m", "type": "timer", "value": value, "ts": ts}
+    return {
+        "service": service,
+        "region": "eu",
+        "name": "m",
+        "type": "timer",
+        "value": value,
+        "ts": ts,
+    }
 
 
 def test_rollups_equal_numpy_for_every_window() -> None:
@@ -64,7 +71,9 @@ def test_rollups_equal_numpy_for_every_window() -> None:
 
 def test_window_boundaries_are_half_open() -> None:
     # ts = window end belongs to the next window; integer ms, no float rounding.
-    msgs = messages([sample("a", BASE_MS), sample("a", BASE_MS + RES - 1), sample("a", BASE_MS + RES)])
+    msgs = messages(
+        [sample("a", BASE_MS), sample("a", BASE_MS + RES - 1), sample("a", BASE_MS + RES)]
+    )
     rollups, _, _ = run(msgs)
     counts = {r.body["window_start"]: r.body["count"] for r in rollups}
     assert counts == {BASE_MS: 2, BASE_MS + RES: 1}
