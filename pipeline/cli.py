@@ -109,5 +109,81 @@ def broker(
         raise _fail(exc) from exc
 
 
+@app.command()
+def load(
+    bootstrap_servers: Annotated[str, typer.Option(help="Kafka bootstrap servers.")] = (
+        "localhost:9092"
+    ),
+    topic: Annotated[str, typer.Option(help="Raw topic.")] = "metrics.raw",
+    samples: Annotated[int, typer.Option(help="Valid samples to send.")] = 300_000,
+    services: Annotated[int, typer.Option()] = 10,
+    regions: Annotated[int, typer.Option()] = 4,
+    duration: Annotated[float, typer.Option(help="Seconds of event time.")] = 300.0,
+    encoding: Annotated[str, typer.Option(help="single | array | columnar")] = "single",
+    batch_size: Annotated[int, typer.Option(help="Samples per batch message.")] = 100,
+    late_fraction: Annotated[float, typer.Option(help="Share of samples sent late.")] = 0.0,
+    malformed_each: Annotated[int, typer.Option(help="Bad messages of every kind.")] = 0,
+    mismatched_key_fraction: Annotated[float, typer.Option()] = 0.0,
+    seed: Annotated[int, typer.Option()] = 7,
+    partitions: Annotated[int, typer.Option(help="Used when the topic must be created.")] = 8,
+    manifest: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(help="Also write the manifest (exact counts) to this JSON file."),
+    ] = None,
+) -> None:
+    """Generate a deterministic workload, produce it, print the manifest (JSON) of what was sent."""
+    import orjson
+
+    from pipeline.kafka.admin import TopicSpec, ensure_topics
+    from pipeline.loadgen.build import generate
+    from pipeline.loadgen.produce import produce
+    from pipeline.loadgen.spec import MalformedCounts, WorkloadSpec
+
+    try:
+        spec = WorkloadSpec(
+            seed=seed,
+            services=services,
+            regions=regions,
+            duration_s=duration,
+            samples=samples,
+            encoding=encoding,  # type: ignore[arg-type]  # validated by WorkloadSpec
+            batch_size=batch_size,
+            late_fraction=late_fraction,
+            mismatched_key_fraction=mismatched_key_fraction,
+            malformed=MalformedCounts.each(malformed_each),
+        )
+        ensure_topics(bootstrap_servers, [TopicSpec(topic, partitions)])
+        workload = generate(spec)
+        stats = produce(bootstrap_servers, topic, workload.messages())
+    except PipelineError as exc:
+        raise _fail(exc) from exc
+    body = workload.manifest.to_dict()
+    body["produce_seconds"] = round(stats.seconds, 3)
+    text = orjson.dumps(body, option=orjson.OPT_INDENT_2).decode()
+    if manifest is not None:
+        manifest.write_text(text + "\n")
+    typer.echo(text)
+
+
+@app.command()
+def demo(
+    bootstrap_servers: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(help="Use this cluster instead of starting the embedded broker."),
+    ] = None,
+    samples: Annotated[int, typer.Option(help="Valid samples to send.")] = 300_000,
+) -> None:
+    """Embedded broker + load + worker + summary, all in one process; stops what it started."""
+    from pipeline.demo import run_demo
+    from pipeline.observability import configure_logging
+
+    configure_logging("warning")
+    try:
+        ok = run_demo(bootstrap_servers, samples=samples)
+    except PipelineError as exc:
+        raise _fail(exc) from exc
+    raise typer.Exit(0 if ok else 1)
+
+
 if __name__ == "__main__":
     app()

@@ -129,6 +129,7 @@ class PartitionAggregator:
                 cols.series[cumulative],
                 cols.instance[cumulative],
                 cols.value[cumulative],
+                cols.ts[cumulative],
                 cols.offset[cumulative],
             )
 

@@ -26,6 +26,8 @@ def producer_config(bootstrap_servers: str, extra: dict[str, str]) -> dict[str, 
         "queue.buffering.max.messages": 1_000_000,
         "queue.buffering.max.kbytes": 1_048_576,
         "message.max.bytes": 8_388_608,
+        # Idle connections are closed by brokers routinely; not worth a log line each time.
+        "log.connection.close": False,
         **extra,
     }
 
@@ -46,6 +48,7 @@ def consumer_config(
         "fetch.max.bytes": 52_428_800,
         "max.partition.fetch.bytes": 8_388_608,
         "queued.min.messages": 200_000,
+        "log.connection.close": False,
         # Tansu holds a fetch that includes an empty partition for the full wait.
         "fetch.wait.max.ms": 25,
         **extra,

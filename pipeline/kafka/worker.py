@@ -44,6 +44,22 @@ class OwnedPartition:
     dirty: bool = True
 
 
+@dataclass(slots=True)
+class Totals:
+    """Plain running counts of this process (the Prometheus metrics say the same, labelled)."""
+
+    samples_in: int = 0
+    aggregated: int = 0
+    deadlettered: int = 0
+    late: int = 0
+    forwarded: int = 0
+
+    @property
+    def accounted(self) -> int:
+        """Samples whose fate is settled here: in a window, dead-lettered or late."""
+        return self.aggregated + self.deadlettered + self.late
+
+
 class RollupWorker:
     def __init__(
         self,
@@ -59,6 +75,7 @@ class RollupWorker:
         self.series = SeriesTable()
         self.decoder = Decoder(self.series, settings.limits())
         self.owned: dict[int, OwnedPartition] = {}
+        self.totals = Totals()
         self._commit_every = parse_duration_ms(settings.commit_interval) / 1000.0
         self._idle_after = parse_duration_ms(settings.idle_timeout) / 1000.0
         self._stage = "worker"
@@ -192,8 +209,12 @@ class RollupWorker:
             if owned is not None:
                 self._process_partition(partition, owned, batch)
         self.metrics.active_series.set(len(self.series))
-        self.metrics.open_windows.set(sum(o.aggregator.open_windows for o in self.owned.values()))
+        self.metrics.open_windows.set(self.open_windows)
         self.producer.poll()
+
+    @property
+    def open_windows(self) -> int:
+        return sum(o.aggregator.open_windows for o in self.owned.values())
 
     def _process_partition(
         self, partition: int, owned: OwnedPartition, batch: list[Message]
@@ -221,6 +242,8 @@ class RollupWorker:
         cols = decoded.columns
         rejected = sum(r.samples for r in decoded.rejects)
         self.metrics.samples.inc(len(cols) + rejected)
+        self.totals.samples_in += len(cols) + rejected
+        self.totals.deadlettered += rejected
         for key, value in reject_records(topic, partition, decoded.rejects, self._stage):
             self.producer.produce(self.settings.deadletter_topic, value, key)
         for r in decoded.rejects:
@@ -237,14 +260,17 @@ class RollupWorker:
             ):
                 self.producer.produce(topic, **record)
             self.metrics.forwarded.inc(int(foreign.sum()))
+            self.totals.forwarded += int(foreign.sum())
             cols = cols.take(~foreign)
 
         step = owned.aggregator.process(cols, end_offset)
         self.metrics.aggregated.inc(step.accepted)
+        self.totals.aggregated += step.accepted
         self.metrics.replayed.inc(step.already_emitted)
         late = step.late
         if len(late):
             self.metrics.late.inc(len(late))
+            self.totals.late += len(late)
             if self.settings.late_policy == "deadletter":
                 for key, value in late_records(
                     topic, partition, late, self.series, self.window.resolution_ms, self._stage

@@ -16,11 +16,12 @@ from typing import Any
 import numpy as np
 import orjson
 
+from pipeline import summary
 from pipeline.core.series import MetricKind, SeriesIdentity
-from pipeline.kafka.reader import read_to_end
 from pipeline.kafka.worker import RollupWorker
 from pipeline.loadgen.workload import GroundTruth
 from pipeline.settings import WorkerSettings
+from pipeline.summary import OutputSummary
 
 RESOLUTION_MS = 10_000
 
@@ -88,45 +89,19 @@ def worker_process(settings: WorkerSettings, log_path: str) -> subprocess.Popen[
         )
 
 
-@dataclass
-class Outputs:
-    rollups: dict[str, dict[str, Any]]
-    deadletters: dict[str, dict[str, Any]]
-    duplicates: int
-
-    @property
-    def samples_accounted(self) -> int:
-        return sum(r["count"] for r in self.rollups.values()) + sum(
-            d["samples"] for d in self.deadletters.values()
-        )
-
-    def deadletter_reasons(self) -> dict[str, int]:
-        counts: dict[str, int] = defaultdict(int)
-        for d in self.deadletters.values():
-            counts[d["reason"]] += d["samples"]
-        return dict(counts)
-
-
-def read_outputs(settings: WorkerSettings, partitions: int) -> Outputs:
+def read_outputs(settings: WorkerSettings, partitions: int = 0) -> OutputSummary:
     """Rollups and dead letters by key; a duplicate key must carry identical bytes."""
-    duplicates = 0
-    found: list[dict[str, dict[str, Any]]] = []
-    for topic in (settings.rollup_topic, settings.deadletter_topic):
-        by_key: dict[str, bytes] = {}
-        for msg in read_to_end(settings.bootstrap_servers, topic, range(partitions)):
-            key = (msg.key() or b"").decode()
-            value = msg.value() or b""
-            if key in by_key:
-                assert by_key[key] == value, f"duplicate {key} with different content"
-                duplicates += 1
-            by_key[key] = value
-        found.append({k: orjson.loads(v) for k, v in by_key.items()})
-    return Outputs(found[0], found[1], duplicates)
+    del partitions  # read from the topics' own partition counts
+    outputs = summary.read_outputs(
+        settings.bootstrap_servers, settings.rollup_topic, settings.deadletter_topic
+    )
+    assert outputs.conflicting_duplicates == 0, "a rollup was re-emitted with other content"
+    return outputs
 
 
 def wait_for(
     settings: WorkerSettings, partitions: int, total: int, timeout: float = 120.0
-) -> Outputs:
+) -> OutputSummary:
     """Poll the outputs until they account for `total` samples (or fail with what is there)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -159,19 +134,26 @@ def expected_rollups(
 
     Cumulative counters: increase per (series, instance) in production order (which is each
     partition's order when producer keys match), a reset counting its new value, the first
-    sample 0. Late samples still move the previous value, as in the worker.
+    sample 0; a sample older than the newest one seen of its (series, instance) adds 0 and is
+    skipped. Late samples still move the previous value, as in the worker.
     """
     contribution = truth.value.copy()
-    prev: dict[tuple[int, int], float] = {}
+    prev: dict[tuple[int, int], tuple[float, int]] = {}
     is_cumulative = np.array(
         [truth.series[int(k)].temporality == "cumulative" for k in truth.series_key]
     )
     for i in np.flatnonzero(is_cumulative).tolist():
         key = (int(truth.series_key[i]), int(truth.instance[i]))
-        v = float(truth.value[i])
-        p = prev.get(key)
-        contribution[i] = 0.0 if p is None else (v - p if v >= p else v)
-        prev[key] = v
+        v, t = float(truth.value[i]), int(truth.ts[i])
+        seen = prev.get(key)
+        if seen is None:
+            contribution[i] = 0.0
+        elif t < seen[1]:
+            contribution[i] = 0.0
+            continue
+        else:
+            contribution[i] = v - seen[0] if v >= seen[0] else v
+        prev[key] = (v, t)
     keep = ~truth.late
     start = truth.ts - truth.ts % resolution_ms
     groups: dict[tuple[int, int], list[int]] = defaultdict(list)
@@ -192,5 +174,5 @@ def expected_rollups(
     return out
 
 
-def rollups_by_window(outputs: Outputs) -> dict[tuple[str, int], dict[str, Any]]:
+def rollups_by_window(outputs: OutputSummary) -> dict[tuple[str, int], dict[str, Any]]:
     return {(r["series_key"], r["window_start"]): r for r in outputs.rollups.values()}

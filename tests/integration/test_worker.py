@@ -74,7 +74,7 @@ def test_rollups_are_exact_and_conserve_every_sample(
 
     # Conservation: samples in = in rollups + dead-lettered (late included), exactly.
     in_rollups = sum(r["count"] for r in outputs.rollups.values())
-    reasons = outputs.deadletter_reasons()
+    reasons = dict(outputs.deadletter_samples())
     late = reasons.pop("late", 0)
     assert in_rollups + sum(reasons.values()) + late == manifest.samples_total
     assert late == manifest.intended_late_samples

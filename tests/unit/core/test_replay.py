@@ -134,3 +134,29 @@ def test_cumulative_counter_increase_with_reset() -> None:
     assert body["rate"] == body["sum"] / 10
     assert body["min"] == 3.0 and body["max"] == 15.0
     assert body["digest"] is None and body["percentiles"] == {}
+
+
+def test_out_of_order_cumulative_sample_adds_nothing() -> None:
+    # ts order 0, 1, 2, 3 but the sample of ts 1 arrives after the one of ts 2: it is not a reset.
+    arrivals = [(0, 10.0), (2, 20.0), (1, 15.0), (3, 25.0)]
+    samples = [
+        {
+            "service": "a",
+            "region": "eu",
+            "name": "reqs",
+            "type": "counter",
+            "temporality": "cumulative",
+            "instance": "pod-1",
+            "value": v,
+            "ts": BASE_MS + 1_000 * t,
+        }
+        for t, v in arrivals
+    ]
+    agg, decoder = fresh(DigestConfig())
+    msgs = messages(samples)
+    out = agg.process(decoder.decode(msgs).columns, len(msgs)).rollups
+    assert agg.plan_idle_advance()
+    out += agg.apply_idle_advance()
+    (body,) = [r.body for r in out]
+    assert body["sum"] == 15.0  # 0 + 10 + 0 + 5
+    assert body["count"] == 4
