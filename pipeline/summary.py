@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from confluent_kafka import Message
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.kafka.admin import partition_count
+from pipeline.kafka.admin import UnknownTopicError, partition_count
 from pipeline.kafka.reader import read_to_end
 
 
@@ -38,12 +40,13 @@ class OutputSummary:
 
 
 def read_outputs(bootstrap_servers: str, rollup_topic: str, deadletter_topic: str) -> OutputSummary:
-    """Rollups and dead letters keyed like a compacted topic would keep them."""
+    """Rollups and dead letters keyed like a compacted topic would keep them.
+
+    A topic that does not exist (yet) reads as empty.
+    """
     summary = OutputSummary()
     raw_rollups: dict[str, bytes] = {}
-    for msg in read_to_end(
-        bootstrap_servers, rollup_topic, range(partition_count(bootstrap_servers, rollup_topic))
-    ):
+    for msg in _read_all(bootstrap_servers, rollup_topic):
         key = (msg.key() or b"").decode()
         value = msg.value() or b""
         if key in raw_rollups:
@@ -51,10 +54,17 @@ def read_outputs(bootstrap_servers: str, rollup_topic: str, deadletter_topic: st
             summary.conflicting_duplicates += raw_rollups[key] != value
         raw_rollups[key] = value
     summary.rollups = {k: orjson.loads(v) for k, v in raw_rollups.items()}
-    partitions = range(partition_count(bootstrap_servers, deadletter_topic))
-    for msg in read_to_end(bootstrap_servers, deadletter_topic, partitions):
+    for msg in _read_all(bootstrap_servers, deadletter_topic):
         summary.deadletters[(msg.key() or b"").decode()] = orjson.loads(msg.value() or b"{}")
     return summary
+
+
+def _read_all(bootstrap_servers: str, topic: str) -> Iterator[Message]:
+    try:
+        partitions = partition_count(bootstrap_servers, topic)
+    except UnknownTopicError:
+        return iter(())
+    return read_to_end(bootstrap_servers, topic, range(partitions))
 
 
 def print_summary(
