@@ -24,7 +24,7 @@ import numpy as np
 from pipeline.core.checkpoint import Checkpoint
 from pipeline.core.columns import SampleColumns
 from pipeline.core.counters import CumulativeCounters
-from pipeline.core.digest import DigestConfig, summarize
+from pipeline.core.digest import DigestConfig, summarize_groups
 from pipeline.core.rollup import Rollup, format_duration, rollup_key
 from pipeline.core.series import MetricKind, SeriesTable
 from pipeline.core.windows import OpenWindows
@@ -203,55 +203,62 @@ class PartitionAggregator:
 
     def _rollups(self, closing: np.ndarray) -> list[Rollup]:
         w = self.windows
-        values, value_slots, value_starts = w.take_closing(closing)
-        bounds = dict(
-            zip(
-                value_slots.tolist(),
-                zip(
-                    value_starts.tolist(),
-                    [*value_starts[1:].tolist(), len(values)],
-                    strict=True,
-                ),
-                strict=True,
-            )
+        order = closing[np.lexsort((w.series[closing], w.start[closing]))]
+        values, value_slots, value_starts = w.take_closing(order)
+        # Held values of slot order[g] are values[starts[g]:ends[g]] (none if all were folded).
+        start_of = np.zeros(len(w.count), np.int64)
+        end_of = np.zeros(len(w.count), np.int64)
+        start_of[value_slots] = value_starts
+        end_of[value_slots] = np.append(value_starts[1:], len(values))
+        starts, ends = start_of[order], end_of[order]
+        digestable = self.series.kinds.view()[w.series[order]] <= MetricKind.GAUGE
+        slots = order.tolist()
+        folded = {g: w.digests[slot] for g, slot in enumerate(slots) if slot in w.digests}
+        percentiles, digests = summarize_groups(
+            values, starts, ends, digestable, folded, self.digest
         )
+
         res = self.window.resolution_ms
         seconds = res / 1000.0
         names = self._percentile_names
+        held = values.tolist()
         out: list[Rollup] = []
-        order = closing[np.lexsort((w.series[closing], w.start[closing]))]
-        for slot in order.tolist():
-            sid = int(w.series[slot])
-            count = int(w.count[slot])
-            lo, hi = bounds.get(slot, (0, 0))
-            held = values[lo:hi]
-            total = float(w.folded_sum[slot]) + math.fsum(held.tolist())
-            kind = MetricKind(int(self.series.kinds.view()[sid]))
-            percentiles: dict[str, float] = {}
-            digest = None
-            if not kind.is_counter:
-                quantiles, digest = summarize(held, w.digests.get(slot), self.digest)
-                percentiles = dict(zip(names, quantiles, strict=True))
-            window_start = int(w.start[slot])
+        columns = zip(
+            slots,
+            w.series[order].tolist(),
+            w.count[order].tolist(),
+            w.start[order].tolist(),
+            w.min[order].tolist(),
+            w.max[order].tolist(),
+            w.folded_sum[order].tolist(),
+            starts.tolist(),
+            ends.tolist(),
+            digestable.tolist(),
+            percentiles.tolist(),
+            digests,
+            strict=True,
+        )
+        for _, sid, count, start, low, high, folded_sum, a, b, has_digest, pcts, digest in columns:
+            total = folded_sum + math.fsum(held[a:b])
             series_key = self.series.key_of(sid)
             body = {
                 "series": self.series.json_of(sid),
                 "series_key": series_key,
                 "resolution": self._resolution_name,
                 "resolution_ms": res,
-                "window_start": window_start,
-                "window_end": window_start + res,
+                "window_start": start,
+                "window_end": start + res,
                 "count": count,
                 "sum": total,
-                "min": float(w.min[slot]),
-                "max": float(w.max[slot]),
+                "min": low,
+                "max": high,
                 "mean": total / count,
-                "rate": (total if kind.is_counter else count) / seconds,
-                "percentiles": percentiles,
-                "digest": digest,
+                "rate": (count if has_digest else total) / seconds,
+                "percentiles": dict(zip(names, pcts, strict=True)) if has_digest else {},
+                "digest": digest if has_digest else None,
             }
             routing = self.series.identities[sid].routing_key
-            out.append(Rollup(rollup_key(series_key, res, window_start), routing, body))
+            out.append(Rollup(rollup_key(series_key, res, start), routing, body))
         return out
 
     # -- checkpoints ------------------------------------------------------------------------

@@ -25,6 +25,11 @@ from pipeline.core.series import Labels, MetricKind, SeriesIdentity, SeriesTable
 _IDENTIFIER = re.compile(r"[A-Za-z0-9_.:/-]{1,200}")
 _LABEL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _REQUIRED = ("service", "region", "name", "type", "value", "ts")
+# Epoch ms below 2**42 (year 2109): leaves room to pack keys beside a timestamp in an int64.
+MAX_TS = 2**42
+_TS_RULE = "ts must be an integer epoch ms in [0, 2**42)"
+_INT = frozenset({int})
+_NUMBER = frozenset({int, float})
 # Longer than the record's excerpt, so the record can tell that it cut.
 _EXCERPT_BYTES = 1024
 
@@ -82,53 +87,61 @@ class Decoder:
         # (service, region, name, type, temporality, unit, labels) → series id; avoids building
         # and validating a SeriesIdentity for every sample of a series already seen.
         self._fast: dict[tuple[Any, ...], int] = {}
+        self._kept = np.empty(0, np.int64)  # rows of the last batch that became samples
 
     def decode(self, messages: Sequence[RawMessage]) -> DecodeResult:
-        series: list[int] = []
-        ts: list[int] = []
-        value: list[float] = []
-        instance: list[int] = []
-        offsets: list[int] = []
-        index: list[int] = []
-        msg_time: list[int] = []
         rejects: list[Reject] = []
         col_parts: list[tuple[int, np.ndarray, np.ndarray, int, int, int]] = []
+        items: list[Any] = []  # sample objects of single and array messages, in order
+        item_offset: list[int] = []
+        item_index: list[int] = []
+        item_time: list[int] = []
+        raw_of: dict[int, bytes] = {}
 
+        limit = self.limits.max_message_bytes
         for msg in messages:
             raw = msg.value or b""
-            mtime = -1 if msg.timestamp_ms is None else msg.timestamp_ms
-            if len(raw) > self.limits.max_message_bytes:
+            if len(raw) > limit:
                 rejects.append(
                     Reject(
                         msg.offset,
                         -1,
                         Reason.OVERSIZE_MESSAGE,
-                        f"{len(raw)} bytes > limit {self.limits.max_message_bytes}",
+                        f"{len(raw)} bytes > limit {limit}",
                         raw[:_EXCERPT_BYTES],
                     )
                 )
                 continue
             try:
-                doc = _parse(raw)
-            except ValueError as exc:
-                rejects.append(
-                    Reject(msg.offset, -1, Reason.MALFORMED_JSON, str(exc), raw[:_EXCERPT_BYTES])
-                )
-                continue
-            if isinstance(doc, dict):
-                if isinstance(doc.get("ts"), list):
-                    self._columnar(doc, msg, raw, col_parts, rejects)
-                    continue
-                items: list[Any] = [doc]
-                first_index = -1
-            elif isinstance(doc, list):
-                if not doc:
+                doc = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                try:
+                    doc = _parse_lenient(raw)
+                except ValueError as exc:
                     rejects.append(
-                        Reject(msg.offset, -1, Reason.EMPTY_BATCH, "empty array", raw[:64])
+                        Reject(
+                            msg.offset, -1, Reason.MALFORMED_JSON, str(exc), raw[:_EXCERPT_BYTES]
+                        )
                     )
                     continue
-                items = doc
-                first_index = 0
+            raw_of[msg.offset] = raw
+            mtime = -1 if msg.timestamp_ms is None else msg.timestamp_ms
+            kind = type(doc)
+            if kind is dict:
+                if type(doc.get("ts")) is list:
+                    self._columnar(doc, msg, raw, col_parts, rejects)
+                    continue
+                items.append(doc)
+                item_offset.append(msg.offset)
+                item_index.append(-1)
+                item_time.append(mtime)
+            elif kind is list and doc:
+                items.extend(doc)
+                item_offset.extend([msg.offset] * len(doc))
+                item_index.extend(range(len(doc)))
+                item_time.extend([mtime] * len(doc))
+            elif kind is list:
+                rejects.append(Reject(msg.offset, -1, Reason.EMPTY_BATCH, "empty array", raw[:64]))
             else:
                 rejects.append(
                     Reject(
@@ -139,37 +152,111 @@ class Decoder:
                         raw[:_EXCERPT_BYTES],
                     )
                 )
-                continue
-            for pos, item in enumerate(items):
-                idx = -1 if first_index < 0 else pos
-                try:
-                    sid, t, v, iid = self._sample(item)
-                except _Invalid as bad:
-                    excerpt = raw if idx < 0 else _dump(item)
-                    rejects.append(
-                        Reject(msg.offset, idx, bad.reason, bad.detail, excerpt[:_EXCERPT_BYTES])
-                    )
-                    continue
-                series.append(sid)
-                ts.append(t)
-                value.append(v)
-                instance.append(iid)
-                offsets.append(msg.offset)
-                index.append(idx)
-                msg_time.append(mtime)
 
-        cols = SampleColumns(
+        offsets = np.array(item_offset, np.int64)
+        index = np.array(item_index, np.int32)
+        rows = self._rows_fast(items, offsets, index)
+        if rows is None:
+            rows = self._rows_slow(items, offsets, index, raw_of, rejects)
+        cols = rows
+        times = np.array(item_time, np.int64)
+        if len(cols) != len(items):
+            times = times[self._kept]
+        if col_parts:
+            cols, times = self._append_columnar(cols, times, col_parts)
+        return self._vector_checks(cols, times, raw_of, rejects)
+
+    def _rows_fast(
+        self, items: list[Any], offsets: np.ndarray, index: np.ndarray
+    ) -> SampleColumns | None:
+        """All items at once, or None when any item needs the per-sample path.
+
+        The common case — every sample well-formed and of a series and instance seen before —
+        costs a few list comprehensions and dictionary lookups per sample; anything else (a new
+        series, a wrong type, a missing field) sends the whole batch down `_rows_slow`.
+        """
+        if not items:
+            self._kept = np.empty(0, np.int64)
+            return SampleColumns.empty()
+        try:
+            ts_list = [d["ts"] for d in items]
+            value_list = [d["value"] for d in items]
+            fast = self._fast
+            series_ids = [
+                fast[
+                    (
+                        d["service"],
+                        d["region"],
+                        d["name"],
+                        d["type"],
+                        d.get("temporality"),
+                        d.get("unit"),
+                        tuple(sorted(lab.items())) if (lab := d.get("labels")) else None,
+                    )
+                ]
+                for d in items
+            ]
+            instances = self.series.instances
+            instance_ids = [
+                -1 if (name := d.get("instance")) is None else instances[name] for d in items
+            ]
+        except (KeyError, TypeError, AttributeError):
+            return None
+        if not set(map(type, ts_list)) <= _INT or not set(map(type, value_list)) <= _NUMBER:
+            return None
+        try:
+            ts = np.array(ts_list, np.int64)
+            values = np.array(value_list, np.float64)
+        except OverflowError:
+            return None
+        if ((ts < 0) | (ts >= MAX_TS)).any():
+            return None
+        series = np.array(series_ids, np.int32)
+        instance = np.array(instance_ids, np.int32)
+        needs_instance = self.series.kinds.view()[series] == MetricKind.COUNTER_CUMULATIVE
+        if (needs_instance & (instance < 0)).any():
+            return None
+        self._kept = np.arange(len(items))
+        return SampleColumns(series, ts, values, instance, offsets, index)
+
+    def _rows_slow(
+        self,
+        items: list[Any],
+        offsets: np.ndarray,
+        index: np.ndarray,
+        raw_of: dict[int, bytes],
+        rejects: list[Reject],
+    ) -> SampleColumns:
+        series: list[int] = []
+        ts: list[int] = []
+        value: list[float] = []
+        instance: list[int] = []
+        kept: list[int] = []
+        for pos, (item, offset, idx) in enumerate(
+            zip(items, offsets.tolist(), index.tolist(), strict=True)
+        ):
+            try:
+                sid, t, v, iid = self._sample(item)
+            except _Invalid as bad:
+                excerpt = raw_of[offset] if idx < 0 else _dump(item)
+                rejects.append(
+                    Reject(offset, idx, bad.reason, bad.detail, excerpt[:_EXCERPT_BYTES])
+                )
+                continue
+            series.append(sid)
+            ts.append(t)
+            value.append(v)
+            instance.append(iid)
+            kept.append(pos)
+        self._kept = np.array(kept, np.int64)
+        return SampleColumns(
             np.array(series, np.int32),
             np.array(ts, np.int64),
             np.array(value, np.float64),
             np.array(instance, np.int32),
-            np.array(offsets, np.int64),
-            np.array(index, np.int32),
+            offsets[self._kept],
+            index[self._kept],
         )
-        times = np.array(msg_time, np.int64)
-        if col_parts:
-            cols, times = self._append_columnar(cols, times, col_parts)
-        return self._vector_checks(cols, times, messages, rejects)
 
     # -- per-sample extraction ------------------------------------------------------------
 
@@ -193,24 +280,35 @@ class Decoder:
             raise _Invalid(Reason.MISSING_FIELD, f"missing {', '.join(missing)}") from None
         except (TypeError, AttributeError):
             raise _Invalid(Reason.WRONG_TYPE, "labels must be an object of strings") from None
-        if type(t) is not int or t < 0:
-            raise _Invalid(Reason.WRONG_TYPE, "ts must be a non-negative integer (epoch ms)")
+        if type(t) is not int or not 0 <= t < MAX_TS:
+            raise _Invalid(Reason.WRONG_TYPE, _TS_RULE)
         if type(v) is not float and type(v) is not int:
             raise _Invalid(Reason.WRONG_TYPE, f"value must be a number, not {type(v).__name__}")
+        try:
+            value = float(v)
+        except OverflowError:  # an integer literal beyond the float range
+            raise _Invalid(Reason.NON_FINITE_VALUE, "value beyond the float range") from None
         try:
             sid = self._fast[fast_key]
         except KeyError:
             sid = self._new_series(item, fast_key)
         except TypeError:  # an unhashable field, e.g. a list where a string belongs
+            self._labels(item.get("labels"))  # the precise reason when the labels are at fault
             raise _Invalid(Reason.WRONG_TYPE, "identity fields must be strings") from None
         inst = item.get("instance")
         if inst is None:
             if self.series.kinds.view()[sid] == MetricKind.COUNTER_CUMULATIVE:
                 raise _Invalid(Reason.MISSING_INSTANCE, "cumulative counter without instance")
-            return sid, t, float(v), -1
-        if type(inst) is not str or not 0 < len(inst) <= 256:
-            raise _Invalid(Reason.WRONG_TYPE, "instance must be a string of 1..256 characters")
-        return sid, t, float(v), self.series.instance_id(inst)
+            return sid, t, value, -1
+        return sid, t, value, self._instance(inst)
+
+    def _instance(self, name: Any) -> int:
+        iid = self.series.instances.get(name) if type(name) is str else None
+        if iid is not None:
+            return iid
+        if type(name) is not str or not 0 < len(name) <= 256 or not _utf8(name):
+            raise _Invalid(Reason.WRONG_TYPE, "instance must be 1..256 characters of UTF-8")
+        return self.series.instance_id(name)
 
     def _new_series(self, item: dict[str, Any], fast_key: tuple[Any, ...]) -> int:
         identity = self._identity(
@@ -274,8 +372,14 @@ class Decoder:
         for key, val in labels.items():
             if not _LABEL_NAME.fullmatch(key):
                 raise _Invalid(Reason.INVALID_LABEL, f"label name {key[:80]!r}")
-            if type(val) is not str or len(val) > self.limits.max_label_value_chars:
-                raise _Invalid(Reason.INVALID_LABEL, f"label {key} value must be a short string")
+            if (
+                type(val) is not str
+                or len(val) > self.limits.max_label_value_chars
+                or not _utf8(val)
+            ):
+                raise _Invalid(
+                    Reason.INVALID_LABEL, f"label {key} value must be a short UTF-8 string"
+                )
         return tuple(sorted(labels.items()))
 
     # -- columnar batches -------------------------------------------------------------------
@@ -302,12 +406,22 @@ class Decoder:
                 )
             if not ts_list:
                 raise _Invalid(Reason.EMPTY_BATCH, "columnar batch without points")
-            ts_arr = np.array(ts_list)
-            val_arr = np.array(val_list)
-            if ts_arr.dtype.kind not in "iu" or ts_arr.ndim != 1 or (ts_arr < 0).any():
-                raise _Invalid(Reason.WRONG_TYPE, "ts must be an array of non-negative integers")
+            try:
+                ts_arr = np.array(ts_list)
+                val_arr = np.array(val_list)
+            except (ValueError, OverflowError):  # ragged: an element is itself an array
+                raise _Invalid(Reason.WRONG_TYPE, "ts and value must be flat arrays") from None
+            if (
+                ts_arr.dtype.kind not in "iu"
+                or ts_arr.ndim != 1
+                or (ts_arr < 0).any()
+                or (ts_arr >= MAX_TS).any()
+            ):
+                raise _Invalid(Reason.WRONG_TYPE, _TS_RULE.replace("ts must be", "ts must hold"))
             if val_arr.dtype.kind not in "iuf" or val_arr.ndim != 1:
                 raise _Invalid(Reason.WRONG_TYPE, "value must be an array of numbers")
+            if val_arr.dtype.kind in "iu" and len(val_arr) and np.abs(val_arr).max() > 2**53:
+                val_arr = val_arr.astype(np.float64)  # exact enough; guards uint64 wrap-around
             identity = self._identity(
                 doc["service"],
                 doc["region"],
@@ -362,7 +476,7 @@ class Decoder:
         self,
         cols: SampleColumns,
         times: np.ndarray,
-        messages: Sequence[RawMessage],
+        raw_of: dict[int, bytes],
         rejects: list[Reject],
     ) -> DecodeResult:
         if len(cols) == 0:
@@ -388,15 +502,12 @@ class Decoder:
             ),
         )
         bad_any = np.zeros(len(cols), dtype=bool)
-        by_offset: dict[int, bytes] | None = None
         for mask, reason, detail in checks:
             hit = mask & ~bad_any
             if not hit.any():
                 continue
-            if by_offset is None:
-                by_offset = {m.offset: m.value or b"" for m in messages}
             for i in np.flatnonzero(hit):
-                excerpt = _excerpt_of(by_offset[int(cols.offset[i])], int(cols.index[i]))
+                excerpt = _excerpt_of(raw_of[int(cols.offset[i])], int(cols.index[i]))
                 rejects.append(
                     Reject(int(cols.offset[i]), int(cols.index[i]), reason, detail, excerpt)
                 )
@@ -407,16 +518,22 @@ class Decoder:
         return DecodeResult(cols, rejects)
 
 
-def _parse(raw: bytes) -> Any:
-    """orjson, and on failure the stdlib parser, which also reads NaN, Infinity and 1e999.
+def _parse_lenient(raw: bytes) -> Any:
+    """The stdlib parser, which also reads NaN, Infinity and 1e999 (orjson rejects them).
 
-    orjson rejects non-finite numbers outright; re-reading such a message lets the vectorized
-    check give it its own reason code (and keeps the valid samples of a batch).
+    Re-reading such a message lets the vectorized check give it its own reason code, and keeps
+    the valid samples of a batch.
     """
+    return json.loads(raw)
+
+
+def _utf8(text: str) -> bool:
+    """False for strings with lone surrogates (JSON `\\ud800`), which cannot be re-encoded."""
     try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return json.loads(raw)
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _label_key(labels: Any) -> Any:
@@ -437,9 +554,12 @@ def _excerpt_of(raw: bytes, index: int) -> bytes:
     if index < 0:
         return raw[:_EXCERPT_BYTES]
     try:
-        doc = _parse(raw)
-    except ValueError:
-        return raw[:_EXCERPT_BYTES]
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        try:
+            doc = _parse_lenient(raw)
+        except ValueError:
+            return raw[:_EXCERPT_BYTES]
     if isinstance(doc, list) and index < len(doc):
         return _dump(doc[index])[:_EXCERPT_BYTES]
     if isinstance(doc, dict) and isinstance(doc.get("ts"), list):

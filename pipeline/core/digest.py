@@ -64,6 +64,72 @@ def summarize(
     return estimated, serialize_digest(digest, config.compression)
 
 
+def summarize_groups(
+    values: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    wanted: np.ndarray,
+    folded: dict[int, Any],
+    config: DigestConfig,
+) -> tuple[np.ndarray, list[dict[str, Any] | None]]:
+    """`summarize` for many windows at once: values[starts[g]:ends[g]] is group g, ascending.
+
+    Returns percentiles as a (groups × quantiles) array and one serialized digest per group
+    (None where `wanted` is False: counters have no digest).
+    folded: group index → fastdigest holding values folded away from that group. The exact path
+    (no folded digest) is vectorized over all groups; numpy's "linear" quantile definition.
+    """
+    n_groups = len(starts)
+    sizes = ends - starts
+    quantiles = np.asarray(config.quantiles)
+    position = quantiles[None, :] * np.maximum(sizes - 1, 0)[:, None]
+    below = np.floor(position).astype(np.int64)
+    above = np.minimum(below + 1, np.maximum(sizes - 1, 0)[:, None])
+    fraction = position - below
+    if len(values):
+        lo = values[np.minimum(starts[:, None] + below, len(values) - 1)]
+        hi = values[np.minimum(starts[:, None] + above, len(values) - 1)]
+        percentiles = lo + (hi - lo) * fraction
+    else:
+        percentiles = np.zeros((n_groups, len(quantiles)))
+
+    # Runs of equal values: the exact digest is one centroid per run.
+    new_run = np.ones(len(values), dtype=bool)
+    if len(values):
+        new_run[1:] = values[1:] != values[:-1]
+        new_run[starts[sizes > 0]] = True
+    run_starts = np.flatnonzero(new_run)
+    run_values = values[run_starts].tolist()
+    run_counts = np.diff(np.append(run_starts, len(values))).tolist()
+    first_run = np.searchsorted(run_starts, starts).tolist()
+    last_run = np.searchsorted(run_starts, ends).tolist()
+
+    digests: list[dict[str, Any] | None] = []
+    compression = config.compression
+    for g, want in enumerate(wanted.tolist()):
+        if not want:
+            digests.append(None)
+            continue
+        held = values[starts[g] : ends[g]]
+        digest = folded.get(g)
+        if digest is not None:
+            estimated, serialized = summarize(held, digest, config)
+            percentiles[g] = estimated
+            digests.append(serialized)
+            continue
+        a, b = first_run[g], last_run[g]
+        if b - a > compression:
+            digests.append(serialize_digest(build_digest(held, compression), compression))
+            continue
+        centroids = [
+            {"m": m, "c": c} for m, c in zip(run_values[a:b], run_counts[a:b], strict=True)
+        ]
+        digests.append(
+            {"compression": compression, "n": int(sizes[g]), "exact": True, "centroids": centroids}
+        )
+    return percentiles, digests
+
+
 def serialize_values(sorted_values: np.ndarray, compression: int) -> dict[str, Any]:
     distinct, counts = np.unique(sorted_values, return_counts=True)
     if len(distinct) <= compression:
