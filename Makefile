@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install demo test test-fast lint format clean
+.PHONY: help install demo test test-fast lint format bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -25,6 +25,9 @@ test: $(STAMP) ## Every test, slow end-to-end ones included (real broker, no Doc
 
 test-fast: $(STAMP) ## Skip the tests marked slow
 	$(BIN)/pytest -q -m "not slow"
+
+bench: $(STAMP) ## Throughput, memory, delay and accuracy benchmark (load/, ~10 min)
+	$(BIN)/python -m load.bench $(BENCH_ARGS)
 
 lint: $(STAMP) ## ruff (lint + format check) and mypy --strict
 	$(BIN)/ruff check pipeline tests load

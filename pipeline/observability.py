@@ -65,6 +65,25 @@ class WorkerMetrics:
         self.rollups = Counter(
             p + "rollups_emitted", "Rollups produced, by resolution.", ["resolution"], registry=r
         )
+        self.rollups_delivered = Counter(
+            p + "rollups_delivered", "Rollups acknowledged by Kafka.", registry=r
+        )
+        self.first_input_time = Gauge(
+            p + "first_input_timestamp_seconds",
+            "Unix time the first input record was consumed (benchmarks time from it).",
+            registry=r,
+        )
+        self.last_delivery_time = Gauge(
+            p + "last_rollup_delivered_timestamp_seconds",
+            "Unix time the latest rollup was acknowledged by Kafka.",
+            registry=r,
+        )
+        self.emission_delay = Histogram(
+            p + "emission_delay_seconds",
+            "From consuming the record that closed a window to Kafka acknowledging its rollup.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
         self.active_series = Gauge(p + "active_series", "Series known to this process.", registry=r)
         self.open_windows = Gauge(p + "open_windows", "Open (series, window) pairs.", registry=r)
         self.assigned = Gauge(p + "assigned_partitions", "Input partitions owned.", registry=r)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
@@ -78,8 +79,19 @@ class OutputProducer:
         partition: int | None = None,
         headers: list[tuple[str, bytes]] | None = None,
         timestamp: int | None = None,
+        on_delivered: Callable[[], None] | None = None,
     ) -> None:
-        kwargs: dict[str, Any] = {"key": key, "on_delivery": self._on_delivery}
+        """Queue a record. on_delivered runs (on a later poll/flush) once the broker acked it."""
+        callback = self._on_delivery
+        if on_delivered is not None:
+
+            def callback(err: KafkaError | None, msg: Message) -> None:
+                if err is None:
+                    on_delivered()
+                else:
+                    self._on_delivery(err, msg)
+
+        kwargs: dict[str, Any] = {"key": key, "on_delivery": callback}
         if partition is not None:
             kwargs["partition"] = partition
         if headers:

@@ -76,6 +76,7 @@ class RollupWorker:
         self.decoder = Decoder(self.series, settings.limits())
         self.owned: dict[int, OwnedPartition] = {}
         self.totals = Totals()
+        self._first_input_seen = False
         self._commit_every = parse_duration_ms(settings.commit_interval) / 1000.0
         self._idle_after = parse_duration_ms(settings.idle_timeout) / 1000.0
         self._stage = "worker"
@@ -181,7 +182,11 @@ class RollupWorker:
                 self.health.beat()
                 messages = consumer.consume(s.batch_size, timeout=0.1)
                 if messages:
-                    self._handle(messages)
+                    if not self._first_input_seen:
+                        self._first_input_seen = True
+                        self.metrics.first_input_time.set(time.time())
+                    self._handle(messages, time.time())
+                self.producer.poll()  # serve delivery reports promptly, input or not
                 self._close_idle(consumer)
                 if time.monotonic() >= next_commit:
                     self._commit(consumer, list(self.owned))
@@ -192,7 +197,7 @@ class RollupWorker:
             self.producer.flush()
             log.info("stopped")
 
-    def _handle(self, messages: list[Message]) -> None:
+    def _handle(self, messages: list[Message], received_at: float) -> None:
         by_partition: dict[int, list[Message]] = defaultdict(list)
         for msg in messages:
             err = msg.error()
@@ -207,7 +212,7 @@ class RollupWorker:
         for partition, batch in by_partition.items():
             owned = self.owned.get(partition)
             if owned is not None:
-                self._process_partition(partition, owned, batch)
+                self._process_partition(partition, owned, batch, received_at)
         self.metrics.active_series.set(len(self.series))
         self.metrics.open_windows.set(self.open_windows)
         self.producer.poll()
@@ -217,7 +222,7 @@ class RollupWorker:
         return sum(o.aggregator.open_windows for o in self.owned.values())
 
     def _process_partition(
-        self, partition: int, owned: OwnedPartition, batch: list[Message]
+        self, partition: int, owned: OwnedPartition, batch: list[Message], received_at: float
     ) -> None:
         topic = self.settings.input_topic
         raw: list[RawMessage] = []
@@ -277,16 +282,27 @@ class RollupWorker:
                 ):
                     self.producer.produce(self.settings.deadletter_topic, value, key)
                 self.metrics.deadletter.labels("late").inc(len(late))
-        self._emit(step.rollups)
+        self._emit(step.rollups, received_at)
 
-    def _emit(self, rollups: list[Rollup]) -> None:
+    def _emit(self, rollups: list[Rollup], closed_at: float | None = None) -> None:
+        """Produce rollups; closed_at (time.time()) is when the input that closed them arrived."""
         topic = self.settings.rollup_topic
+        closed_at = time.time() if closed_at is None else closed_at
+        metrics = self.metrics
+
+        def delivered() -> None:
+            now = time.time()
+            metrics.rollups_delivered.inc()
+            metrics.last_delivery_time.set(now)
+            metrics.emission_delay.observe(now - closed_at)
+
         for rollup in rollups:
             self.producer.produce(
                 topic,
                 rollup.encode(),
                 rollup.key.encode(),
                 partition=self.rollup_owner(rollup.routing_key.encode()),
+                on_delivered=delivered,
             )
         if rollups:
             self.metrics.rollups.labels(self.settings.resolution).inc(len(rollups))
