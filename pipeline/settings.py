@@ -8,11 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
+import yaml
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     YamlConfigSettingsSource,
 )
 
@@ -140,5 +142,8 @@ def load_settings(cls: type[S], config_file: Path | None = None, **overrides: An
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
         )
         raise ConfigError(f"invalid settings: {problems}") from exc
+    except (SettingsError, yaml.YAMLError, ValueError, TypeError) as exc:
+        # Raised by the sources themselves: unparsable env JSON, YAML syntax, a YAML list.
+        raise ConfigError(f"cannot read settings: {exc}") from exc
     finally:
         cls.yaml_file = None

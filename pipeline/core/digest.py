@@ -37,7 +37,7 @@ class DigestConfig:
 
 def percentile_name(q: float) -> str:
     """0.5 → "p50", 0.999 → "p99.9"."""
-    return f"p{round(q * 100, 6):g}"
+    return "p" + f"{q * 100:.6f}".rstrip("0").rstrip(".")
 
 
 def build_digest(values: np.ndarray, compression: int) -> Any:
@@ -146,6 +146,8 @@ def serialize_values(sorted_values: np.ndarray, compression: int) -> dict[str, A
 
 
 def serialize_digest(digest: Any, compression: int) -> dict[str, Any]:
+    if digest.n_centroids > compression:  # merges may leave more than asked for
+        digest = _recompress(digest.to_dict()["centroids"], compression)
     data = digest.to_dict()
     return {
         "compression": compression,
@@ -157,11 +159,14 @@ def serialize_digest(digest: Any, compression: int) -> dict[str, Any]:
 
 def load_digest(serialized: dict[str, Any]) -> Any:
     """A fastdigest.TDigest from the serialized form (for merging tiers and for tests)."""
-    centroids: Sequence[dict[str, float]] = serialized["centroids"]
+    return _recompress(serialized["centroids"], int(serialized["compression"]))
+
+
+def _recompress(centroids: Sequence[dict[str, float]], compression: int) -> Any:
     means = np.array([c["m"] for c in centroids], dtype=np.float64)
     weights = np.array([c["c"] for c in centroids], dtype=np.float64)
     return fastdigest.TDigest.from_values(
         cast("Sequence[float]", means),
         w=cast("Sequence[float]", weights),
-        max_centroids=int(serialized["compression"]),
+        max_centroids=compression,
     )

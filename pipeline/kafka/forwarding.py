@@ -96,7 +96,7 @@ def forward_messages(
             "key": routing[(offset, owner)].encode(),
             "value": orjson.dumps(samples),
             "headers": [(FORWARD_HEADER, f"{source_partition}:{offset}".encode())],
-            "timestamp": timestamps.get(offset),
+            "timestamp": timestamps.get(offset, -1),
         }
         for (offset, owner), samples in groups.items()
     ]

@@ -20,7 +20,7 @@ import structlog
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from pipeline.core.aggregator import PartitionAggregator
-from pipeline.core.decode import Decoder, RawMessage
+from pipeline.core.decode import Decoder
 from pipeline.core.rollup import Rollup, parse_duration_ms
 from pipeline.core.series import SeriesTable
 from pipeline.kafka.admin import TopicSpec, UnknownTopicError, ensure_topics, partition_count
@@ -225,25 +225,19 @@ class RollupWorker:
         self, partition: int, owned: OwnedPartition, batch: list[Message], received_at: float
     ) -> None:
         topic = self.settings.input_topic
-        raw: list[RawMessage] = []
+        values: list[bytes] = [m.value() or b"" for m in batch]
+        offsets: list[int] = [cast(int, m.offset()) for m in batch]
+        times = [ts if kind else -1 for kind, ts in (m.timestamp() for m in batch)]
         forwarded_offsets: list[int] = []
-        timestamps: dict[int, int] = {}
-        for msg in batch:
-            offset = cast(int, msg.offset())  # always set on a consumed record
-            ts_type, ts = msg.timestamp()
-            source = parse_forward_header(msg.headers()) if msg.headers() else None
-            if source is not None:
-                if not owned.forwards.accept(offset, *source):
-                    self.metrics.duplicate_forwards.inc()
-                    continue
-                forwarded_offsets.append(offset)
-            raw.append(RawMessage(msg.value(), offset, ts if ts_type else None))
-            timestamps[offset] = ts
+        if any(m.headers() for m in batch):
+            values, offsets, times, forwarded_offsets = self._accept_forwards(
+                owned, batch, values, offsets, times
+            )
         end_offset = cast(int, batch[-1].offset()) + 1
         owned.last_input_at = time.monotonic()
         owned.dirty = True
 
-        decoded = self.decoder.decode(raw)
+        decoded = self.decoder.decode_lists(values, offsets, times)
         cols = decoded.columns
         rejected = sum(r.samples for r in decoded.rejects)
         self.metrics.samples.inc(len(cols) + rejected)
@@ -260,6 +254,7 @@ class RollupWorker:
             # Forwarded records stay where they land, even if ownership changed meanwhile.
             foreign &= ~np.isin(cols.offset, np.array(forwarded_offsets, np.int64))
         if foreign.any():
+            timestamps = dict(zip(offsets, times, strict=True))
             for record in forward_messages(
                 cols.take(foreign), owners[foreign], self.series, partition, timestamps
             ):
@@ -283,6 +278,31 @@ class RollupWorker:
                     self.producer.produce(self.settings.deadletter_topic, value, key)
                 self.metrics.deadletter.labels("late").inc(len(late))
         self._emit(step.rollups, received_at)
+
+    def _accept_forwards(
+        self,
+        owned: OwnedPartition,
+        batch: list[Message],
+        values: list[bytes],
+        offsets: list[int],
+        times: list[int],
+    ) -> tuple[list[bytes], list[int], list[int], list[int]]:
+        """Drop forwarded records seen before; returns the rest and the forwarded offsets."""
+        keep_values: list[bytes] = []
+        keep_offsets: list[int] = []
+        keep_times: list[int] = []
+        forwarded: list[int] = []
+        for msg, value, offset, ts in zip(batch, values, offsets, times, strict=True):
+            source = parse_forward_header(msg.headers())
+            if source is not None:
+                if not owned.forwards.accept(offset, *source):
+                    self.metrics.duplicate_forwards.inc()
+                    continue
+                forwarded.append(offset)
+            keep_values.append(value)
+            keep_offsets.append(offset)
+            keep_times.append(ts)
+        return keep_values, keep_offsets, keep_times, forwarded
 
     def _emit(self, rollups: list[Rollup], closed_at: float | None = None) -> None:
         """Produce rollups; closed_at (time.time()) is when the input that closed them arrived."""
