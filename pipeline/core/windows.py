@@ -3,8 +3,9 @@
 Each open (series, window) owns a slot. Count, min, max and the offset bookkeeping live in numpy
 columns indexed by slot, updated for a whole batch at once. Raw values are kept as appended
 (slot, value) chunks and only sorted when their window closes. The sum is taken then too, with
-math.fsum (correctly rounded, so independent of order): a running float sum would depend on how
-the consumer happened to batch the input, and a replay must re-emit identical rollups.
+math.fsum per fold chunk and over the rest (each correctly rounded, so independent of how the
+consumer batched the input): a running float sum would not be, and a replay must re-emit
+identical rollups.
 """
 
 from __future__ import annotations
