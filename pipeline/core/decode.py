@@ -13,6 +13,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import chain
+from operator import itemgetter, methodcaller
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -201,26 +202,23 @@ class Decoder(SampleValidator):
             self._kept = np.empty(0, np.int64)
             return SampleColumns.empty()
         try:
-            ts_list = [d["ts"] for d in items]
-            value_list = [d["value"] for d in items]
-            fast = self._fast
-            series_ids = [
-                fast[
-                    (
-                        d["service"],
-                        d["region"],
-                        d["name"],
-                        d["type"],
-                        d.get("temporality"),
-                        d.get("unit"),
-                        tuple(sorted(lab.items())) if (lab := d.get("labels")) else None,
-                    )
-                ]
-                for d in items
-            ]
+            ts_list = list(map(_TS, items))
+            value_list = list(map(_VALUE, items))
+            labels = list(map(_GET_LABELS, items))
+            if any(labels):
+                labels = [tuple(sorted(lab.items())) if lab else None for lab in labels]
+            # Same layout as the key SampleValidator.sample caches; C-level map/zip throughout.
+            keys = zip(
+                map(_IDENTITY, items),
+                map(_GET_TEMPORALITY, items),
+                map(_GET_UNIT, items),
+                labels,
+                strict=True,
+            )
+            series_ids = list(map(self._fast.__getitem__, keys))
             instances = self.series.instances
             instance_ids = [
-                -1 if (name := d.get("instance")) is None else instances[name] for d in items
+                -1 if name is None else instances[name] for name in map(_GET_INSTANCE, items)
             ]
         except (KeyError, TypeError, AttributeError):
             return None
@@ -422,6 +420,15 @@ def _parse_lenient(raw: bytes) -> Any:
     the valid samples of a batch.
     """
     return json.loads(raw)
+
+
+_TS = itemgetter("ts")
+_VALUE = itemgetter("value")
+_IDENTITY = itemgetter("service", "region", "name", "type")
+_GET_TEMPORALITY = methodcaller("get", "temporality")
+_GET_UNIT = methodcaller("get", "unit")
+_GET_LABELS = methodcaller("get", "labels")
+_GET_INSTANCE = methodcaller("get", "instance")
 
 
 class _RawIndex:

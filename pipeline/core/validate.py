@@ -67,7 +67,7 @@ class SampleValidator:
     def __init__(self, series: SeriesTable, limits: DecodeLimits | None = None) -> None:
         self.series = series
         self.limits = limits or DecodeLimits()
-        # (service, region, name, type, temporality, unit, labels) → series id; avoids building
+        # ((service, region, name, type), temporality, unit, labels) → series id; avoids building
         # and validating a SeriesIdentity for every sample of a series already seen.
         self._fast: dict[tuple[Any, ...], int] = {}
 
@@ -78,10 +78,7 @@ class SampleValidator:
             t = item["ts"]
             v = item["value"]
             fast_key = (
-                item["service"],
-                item["region"],
-                item["name"],
-                item["type"],
+                (item["service"], item["region"], item["name"], item["type"]),
                 item.get("temporality"),
                 item.get("unit"),
                 label_key(item.get("labels")),
