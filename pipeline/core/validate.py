@@ -67,7 +67,7 @@ class SampleValidator:
     def __init__(self, series: SeriesTable, limits: DecodeLimits | None = None) -> None:
         self.series = series
         self.limits = limits or DecodeLimits()
-        # ((service, region, name, type), temporality, unit, labels) → series id; avoids building
+        # ((service, region, name, type, temporality, unit), labels) → series id; avoids building
         # and validating a SeriesIdentity for every sample of a series already seen.
         self._fast: dict[tuple[Any, ...], int] = {}
 
@@ -78,9 +78,14 @@ class SampleValidator:
             t = item["ts"]
             v = item["value"]
             fast_key = (
-                (item["service"], item["region"], item["name"], item["type"]),
-                item.get("temporality"),
-                item.get("unit"),
+                (
+                    item["service"],
+                    item["region"],
+                    item["name"],
+                    item["type"],
+                    item.get("temporality"),
+                    item.get("unit"),
+                ),
                 label_key(item.get("labels")),
             )
         except KeyError:
@@ -201,7 +206,8 @@ def utf8(text: str) -> bool:
 
 
 def label_key(labels: Any) -> Any:
-    if labels is None:
+    """Hashable form of a label map; None for no labels (an empty map counts as none)."""
+    if not labels:
         return None
     return tuple(sorted(labels.items()))
 
