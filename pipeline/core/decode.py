@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, repeat
 from operator import attrgetter
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import orjson
@@ -70,15 +70,17 @@ class Decoder(SampleValidator):
         )
 
     def decode_lists(
-        self, values: list[bytes], offsets: list[int], times: list[int]
+        self, values: list[bytes | None], offsets: list[int], times: list[int]
     ) -> DecodeResult:
         """Decode one partition's records given as parallel lists (times: -1 when absent).
 
         Batches whose records all share one shape (all single samples, or all JSON arrays) and
         hold only known series take the vectorized path; anything else goes record by record.
         """
-        raw_of = _RawIndex(offsets, values)
-        docs = self._parse_wire(values)
+        # Tombstones (null values) are malformed input, not a crash.
+        records = [v or b"" for v in values] if None in values else cast(list[bytes], values)
+        raw_of = _RawIndex(offsets, records)
+        docs = self._parse_wire(records)
         if docs:
             shape = set(map(type, docs))
             items: list[WireSample] | None = None
@@ -99,7 +101,7 @@ class Decoder(SampleValidator):
                 rows = self._rows_fast(items, item_offsets, index)
                 if rows is not None:
                     return self._vector_checks(rows, item_times, raw_of, [])
-        return self._decode_general(values, offsets, times, None, raw_of)
+        return self._decode_general(records, offsets, times, None, raw_of)
 
     def _parse_wire(self, values: list[bytes]) -> list[Any] | None:
         """Every record as WireSample(s), or None if any is oversize or of another shape."""

@@ -13,6 +13,7 @@ import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from operator import methodcaller
 from typing import cast
 
 import numpy as np
@@ -33,6 +34,11 @@ from pipeline.observability import Health, WorkerMetrics
 from pipeline.settings import WorkerSettings
 
 log = structlog.get_logger("worker")
+
+_VALUE = methodcaller("value")
+_OFFSET = methodcaller("offset")
+_TIMESTAMP = methodcaller("timestamp")
+_HEADERS = methodcaller("headers")
 
 
 @dataclass(slots=True)
@@ -225,11 +231,12 @@ class RollupWorker:
         self, partition: int, owned: OwnedPartition, batch: list[Message], received_at: float
     ) -> None:
         topic = self.settings.input_topic
-        values: list[bytes] = [m.value() or b"" for m in batch]
-        offsets: list[int] = [cast(int, m.offset()) for m in batch]
-        times = [ts if kind else -1 for kind, ts in (m.timestamp() for m in batch)]
+        # C-level maps: this runs once per record at up to a million records a second.
+        values: list[bytes | None] = list(map(_VALUE, batch))
+        offsets: list[int] = list(map(_OFFSET, batch))
+        times = [ts if kind else -1 for kind, ts in map(_TIMESTAMP, batch)]
         forwarded_offsets: list[int] = []
-        if any(m.headers() for m in batch):
+        if any(map(_HEADERS, batch)):
             values, offsets, times, forwarded_offsets = self._accept_forwards(
                 owned, batch, values, offsets, times
             )
@@ -283,12 +290,12 @@ class RollupWorker:
         self,
         owned: OwnedPartition,
         batch: list[Message],
-        values: list[bytes],
+        values: list[bytes | None],
         offsets: list[int],
         times: list[int],
-    ) -> tuple[list[bytes], list[int], list[int], list[int]]:
+    ) -> tuple[list[bytes | None], list[int], list[int], list[int]]:
         """Drop forwarded records seen before; returns the rest and the forwarded offsets."""
-        keep_values: list[bytes] = []
+        keep_values: list[bytes | None] = []
         keep_offsets: list[int] = []
         keep_times: list[int] = []
         forwarded: list[int] = []

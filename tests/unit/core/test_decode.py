@@ -753,3 +753,14 @@ def test_values_beyond_the_magnitude_limit_are_non_finite() -> None:
     bad = head + b',"ts":[%d,%d],"value":[1.0,1e299]}' % (BASE_MS, BASE_MS + 1)
     result = decode([bad])
     assert [(r.reason, r.index) for r in result.rejects] == [(Reason.NON_FINITE_VALUE, 1)]
+
+
+def test_null_record_value_is_malformed_not_a_crash() -> None:
+    # A tombstone (Kafka record with a null value) must be dead-lettered like any bad input.
+    decoder = Decoder(SeriesTable())
+    result = decoder.decode_lists([None, b"{}"], [0, 1], [-1, -1])
+    assert [(r.reason.value, r.offset) for r in result.rejects] == [
+        ("malformed_json", 0),
+        ("missing_field", 1),
+    ]
+    assert len(result.columns) == 0
