@@ -65,6 +65,11 @@ class WorkerMetrics:
         self.rollups = Counter(
             p + "rollups_emitted", "Rollups produced, by resolution.", ["resolution"], registry=r
         )
+        self.replay_gaps = Counter(
+            p + "replay_gaps",
+            "Replays that found input deleted by retention (their windows are incomplete).",
+            registry=r,
+        )
         self.rollups_delivered = Counter(
             p + "rollups_delivered", "Rollups acknowledged by Kafka.", registry=r
         )

@@ -66,6 +66,7 @@ class WorkerSettings(CommonSettings):
     checkpoint_topic: str = "metrics.checkpoints"
     resolution: str = "10s"
     allowed_lateness: str = "5s"
+    counter_staleness: str = "10m"
     percentiles: list[float] = Field(default_factory=lambda: [0.5, 0.9, 0.95, 0.99, 0.999])
     compression: int = Field(200, ge=20, le=5000)
     raw_limit: int = Field(1024, ge=0, description="Raw values kept per window before folding.")
@@ -107,7 +108,11 @@ class WorkerSettings(CommonSettings):
             raise ConfigError(
                 f"resolution must be a whole number of seconds, not {self.resolution}"
             )
-        return WindowConfig(resolution, parse_duration_ms(self.allowed_lateness))
+        return WindowConfig(
+            resolution,
+            parse_duration_ms(self.allowed_lateness),
+            parse_duration_ms(self.counter_staleness),
+        )
 
     def digest(self) -> DigestConfig:
         return DigestConfig(tuple(self.percentiles), self.compression, self.raw_limit)

@@ -36,10 +36,12 @@ NO_TIME = -(2**62)
 @dataclass(frozen=True, slots=True)
 class WindowConfig:
     """resolution_ms: tumbling window size. allowed_lateness_ms: how far behind the largest event
-    time seen a sample may be and still count (watermark = max event time - lateness)."""
+    time seen a sample may be and still count (watermark = max event time - lateness).
+    counter_staleness_ms: a cumulative counter's previous value older than this is forgotten."""
 
     resolution_ms: int = 10_000
     allowed_lateness_ms: int = 5_000
+    counter_staleness_ms: int = 600_000
 
 
 @dataclass(slots=True)
@@ -70,7 +72,7 @@ class PartitionAggregator:
         self.window = window or WindowConfig()
         self.digest = digest or DigestConfig()
         self.windows = OpenWindows(self.digest)
-        self.counters = CumulativeCounters(series)
+        self.counters = CumulativeCounters(series, self.window.counter_staleness_ms)
         self.max_ts = NO_TIME
         self.emitted_wm = NO_TIME
         self.next_offset = 0
@@ -279,17 +281,37 @@ class PartitionAggregator:
             max_ts=max_ts,
             emitted_wm=self.emitted_wm,
             resolution_ms=self.window.resolution_ms,
-            counters=self.counters.base_entries(),
+            allowed_lateness_ms=self.window.allowed_lateness_ms,
+            counter_staleness_ms=self.window.counter_staleness_ms,
+            # Dropped entries are stale for any sample that can still land in a window.
+            counters=self.counters.base_entries(
+                max_ts
+                - self.window.counter_staleness_ms
+                - self.window.allowed_lateness_ms
+                - self.window.resolution_ms
+            ),
             advances=[list(a) for a in self.advances],
         )
 
     def restore(self, checkpoint: Checkpoint) -> None:
         """Start from a checkpoint: the caller then replays the partition from its offset."""
-        if checkpoint.resolution_ms != self.window.resolution_ms:
+        stored = (
+            checkpoint.resolution_ms,
+            checkpoint.allowed_lateness_ms,
+            checkpoint.counter_staleness_ms,
+        )
+        running = (
+            self.window.resolution_ms,
+            self.window.allowed_lateness_ms,
+            self.window.counter_staleness_ms,
+        )
+        if stored != running:
+            # Another window size or lateness would classify the replayed samples differently
+            # from the run that emitted them: re-emitted rollups would change.
             raise CheckpointError(
-                f"checkpoint of {checkpoint.topic}[{checkpoint.partition}] is for "
-                f"{checkpoint.resolution_ms} ms windows, this worker uses "
-                f"{self.window.resolution_ms} ms: use another consumer group"
+                f"checkpoint of {checkpoint.topic}[{checkpoint.partition}] was written with "
+                f"resolution/lateness/counter staleness {stored} ms, this worker uses "
+                f"{running} ms: keep the settings or use another consumer group"
             )
         self.max_ts = checkpoint.max_ts
         self.emitted_wm = checkpoint.emitted_wm

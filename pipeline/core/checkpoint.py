@@ -32,6 +32,8 @@ class Checkpoint:
     max_ts: int
     emitted_wm: int
     resolution_ms: int
+    allowed_lateness_ms: int
+    counter_staleness_ms: int
     counters: list[list[Any]] = field(default_factory=list)
     advances: list[list[int]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -46,6 +48,8 @@ class Checkpoint:
                 "max_ts": self.max_ts,
                 "emitted_wm": self.emitted_wm,
                 "resolution_ms": self.resolution_ms,
+                "allowed_lateness_ms": self.allowed_lateness_ms,
+                "counter_staleness_ms": self.counter_staleness_ms,
                 "counters": self.counters,
                 "advances": self.advances,
                 "extra": self.extra,
@@ -65,6 +69,8 @@ class Checkpoint:
                 max_ts=int(doc["max_ts"]),
                 emitted_wm=int(doc["emitted_wm"]),
                 resolution_ms=int(doc["resolution_ms"]),
+                allowed_lateness_ms=int(doc["allowed_lateness_ms"]),
+                counter_staleness_ms=int(doc["counter_staleness_ms"]),
                 counters=doc["counters"],
                 advances=doc["advances"],
                 extra=doc.get("extra", {}),

@@ -27,8 +27,12 @@ _TS_BITS = 42  # epoch ms fit until 2109; the rest of an int64 numbers the keys 
 
 
 class CumulativeCounters:
-    def __init__(self, series: SeriesTable) -> None:
+    """staleness_ms: a previous value older than this (event time) no longer counts, so
+    instances that stopped reporting drop out of the state and of the checkpoints."""
+
+    def __init__(self, series: SeriesTable, staleness_ms: int = 600_000) -> None:
         self._series = series
+        self.staleness_ms = staleness_ms
         self._key_of: dict[int, int] = {}  # (series << 32 | instance) → dense key
         self._pairs: list[tuple[int, int]] = []
         self._last = GrowableArray(np.float64)
@@ -93,6 +97,11 @@ class CumulativeCounters:
             prev[1:] = kv[:-1]
             last = self._last.view()
             prev[kstarts] = last[kk[kstarts]]
+            prev_ts = np.empty_like(kt)
+            prev_ts[1:] = kt[:-1]
+            prev_ts[kstarts] = self._last_ts.view()[kk[kstarts]]
+            # A previous value older than the staleness bound is forgotten (like a new instance).
+            prev[(kt - prev_ts) > self.staleness_ms] = np.nan
             inc = np.where(kv >= prev, kv - prev, kv)
             inc[np.isnan(prev)] = 0.0
             inc_sorted[kept] = inc
@@ -123,10 +132,16 @@ class CumulativeCounters:
         for log in (self._log_key, self._log_offset, self._log_value, self._log_ts):
             log.drop_head(n)
 
-    def base_entries(self) -> list[list[Any]]:
-        """JSON-ready [series identity, instance, value, ts] per key with a base value."""
+    def base_entries(self, horizon_ts: int) -> list[list[Any]]:
+        """JSON-ready [series identity, instance, value, ts] per key with a base value.
+
+        Entries older than horizon_ts are dropped for good: the caller picks a horizon far enough
+        back that no sample that can still be aggregated would find them fresh.
+        """
         base = self._base.view()
         base_ts = self._base_ts.view()
+        expired = ~np.isnan(base) & (base_ts < horizon_ts)
+        base[expired] = np.nan
         out: list[list[Any]] = []
         for key in np.flatnonzero(~np.isnan(base)).tolist():
             sid, iid = self._pairs[key]

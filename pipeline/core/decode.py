@@ -109,7 +109,7 @@ class Decoder(SampleValidator):
             return None
         try:
             return list(map(WIRE_DECODER.decode, values))
-        except WIRE_ERRORS:
+        except (*WIRE_ERRORS, RecursionError):
             return None
 
     def _decode_general(
@@ -148,7 +148,7 @@ class Decoder(SampleValidator):
                 except orjson.JSONDecodeError:
                     try:
                         doc = _parse_lenient(raw)
-                    except ValueError as exc:
+                    except (ValueError, RecursionError) as exc:
                         rejects.append(
                             Reject(offset, -1, Reason.MALFORMED_JSON, str(exc), raw[:EXCERPT_BYTES])
                         )
@@ -438,7 +438,7 @@ def _excerpt_of(raw: bytes, index: int) -> bytes:
     except orjson.JSONDecodeError:
         try:
             doc = _parse_lenient(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             return raw[:EXCERPT_BYTES]
     if isinstance(doc, list) and index < len(doc):
         return dump(doc[index])[:EXCERPT_BYTES]

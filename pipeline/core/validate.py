@@ -206,8 +206,12 @@ def utf8(text: str) -> bool:
 
 
 def label_key(labels: Any) -> Any:
-    """Hashable form of a label map; None for no labels (an empty map counts as none)."""
-    if not labels:
+    """Hashable form of a label map; None for no labels (an empty map counts as none).
+
+    Anything but a dict or None raises AttributeError, so that a wrong type is never served
+    from the series cache (whether it would be depends on what the process saw before).
+    """
+    if labels is None or (type(labels) is dict and not labels):
         return None
     return tuple(sorted(labels.items()))
 

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from confluent_kafka import Producer
-
 from pipeline.core.checkpoint import Checkpoint
 from pipeline.errors import CheckpointError
+from pipeline.kafka.clients import OutputProducer
 from pipeline.kafka.reader import ReadError, read_to_end
 
 
@@ -41,12 +40,13 @@ class CheckpointStore:
     def _partition_of(self, input_partition: int) -> int:
         return input_partition % self.partitions
 
-    def write(self, producer: Producer, checkpoint: Checkpoint) -> None:
-        """Queue a checkpoint record; the caller flushes before committing offsets."""
+    def write(self, producer: OutputProducer, checkpoint: Checkpoint) -> None:
+        """Queue a checkpoint record; the caller flushes (which raises if it was refused)
+        before committing offsets."""
         producer.produce(
             self.topic,
-            key=checkpoint_key(self.group_id, checkpoint.topic, checkpoint.partition),
-            value=checkpoint.encode(),
+            checkpoint.encode(),
+            checkpoint_key(self.group_id, checkpoint.topic, checkpoint.partition),
             partition=self._partition_of(checkpoint.partition),
         )
 

@@ -45,7 +45,9 @@ def consumer_config(
         "auto.offset.reset": "earliest",
         "session.timeout.ms": session_timeout_ms,
         "heartbeat.interval.ms": max(500, session_timeout_ms // 5),
-        "max.poll.interval.ms": max(60_000, session_timeout_ms),
+        # Longer than any blocking step (flushes, checkpoint reads): an evicted member must not
+        # keep writing checkpoints for partitions that moved on.
+        "max.poll.interval.ms": max(300_000, session_timeout_ms),
         "fetch.max.bytes": 52_428_800,
         "max.partition.fetch.bytes": 8_388_608,
         "queued.min.messages": 200_000,
@@ -109,11 +111,13 @@ class OutputProducer:
     def poll(self) -> None:
         self._producer.poll(0)
 
-    def flush(self, timeout: float = 60.0) -> None:
+    def flush(self, timeout: float = 30.0) -> None:
         """Wait for every queued record; raise DeliveryError if any was refused or timed out."""
         remaining = self._producer.flush(timeout)
         if remaining:
             raise DeliveryError(f"{remaining} records still undelivered after {timeout:.0f} s")
         if self._failures:
-            failures, self._failures = self._failures, []
-            raise DeliveryError(f"{len(failures)} deliveries failed, first: {failures[0]}")
+            # Sticky: once an output is lost, nothing may be committed past it by this process.
+            raise DeliveryError(
+                f"{len(self._failures)} deliveries failed, first: {self._failures[0]}"
+            )

@@ -21,45 +21,59 @@ from pipeline.core.series import SeriesTable
 FORWARD_HEADER = "mp-fwd"
 
 
-def parse_forward_header(headers: Any) -> tuple[int, int] | None:
-    """(source partition, source offset) of a forwarded record, else None.
+# A forwarded record carries at most this many samples, so that even samples with large label
+# maps stay far below any broker's message size limit (a source record can be 1 MiB).
+SAMPLES_PER_FORWARD = 500
+
+
+def parse_forward_header(headers: Any) -> tuple[int, tuple[int, int]] | None:
+    """(source partition, (source offset, part)) of a forwarded record, else None.
 
     headers: what confluent-kafka's Message.headers() returns (a list of (name, bytes) or None).
+    A header that does not parse is treated as absent: the record is then ordinary input.
     """
     if not headers:
         return None
     for name, value in headers:
         if name == FORWARD_HEADER and isinstance(value, bytes):
-            source_partition, source_offset = value.decode().split(":")
-            return int(source_partition), int(source_offset)
+            try:
+                source_partition, source_offset, part = (int(x) for x in value.split(b":"))
+            except ValueError:
+                return None
+            return source_partition, (source_offset, part)
     return None
 
 
+Position = tuple[int, int]  # (source offset, part)
+
+
 class ForwardDedup:
-    """Last source offset accepted per source partition, with a replay-safe base."""
+    """Last source position accepted per source partition, with a replay-safe base."""
 
-    def __init__(self, base: dict[str, int] | None = None) -> None:
-        self._base: dict[int, int] = {int(k): v for k, v in (base or {}).items()}
+    def __init__(self, base: dict[str, list[int]] | None = None) -> None:
+        self._base: dict[int, Position] = {
+            int(k): (int(v[0]), int(v[1])) for k, v in (base or {}).items()
+        }
         self._seen = dict(self._base)
-        self._log: list[tuple[int, int, int]] = []  # (own offset, source partition, source offset)
+        self._log: list[tuple[int, int, Position]] = []  # (own offset, source partition, pos)
 
-    def accept(self, own_offset: int, source_partition: int, source_offset: int) -> bool:
-        if source_offset <= self._seen.get(source_partition, -1):
+    def accept(self, own_offset: int, source_partition: int, position: Position) -> bool:
+        if position <= self._seen.get(source_partition, (-1, -1)):
             return False
-        self._seen[source_partition] = source_offset
-        self._log.append((own_offset, source_partition, source_offset))
+        self._seen[source_partition] = position
+        self._log.append((own_offset, source_partition, position))
         return True
 
-    def fold(self, before_offset: int) -> dict[str, int]:
+    def fold(self, before_offset: int) -> dict[str, list[int]]:
         """Move the base to just before `before_offset`; returns it for the checkpoint."""
         keep = 0
-        for own_offset, source_partition, source_offset in self._log:
+        for own_offset, source_partition, position in self._log:
             if own_offset >= before_offset:
                 break
-            self._base[source_partition] = source_offset
+            self._base[source_partition] = position
             keep += 1
         del self._log[:keep]
-        return {str(k): v for k, v in self._base.items()}
+        return {str(k): list(v) for k, v in self._base.items()}
 
 
 def forward_messages(
@@ -69,7 +83,8 @@ def forward_messages(
     source_partition: int,
     timestamps: dict[int, int],
 ) -> list[dict[str, Any]]:
-    """One record per (source message, owner partition): a JSON-array batch of its samples."""
+    """Records per (source message, owner partition): JSON-array batches of its samples, in
+    parts of at most SAMPLES_PER_FORWARD, numbered so the owner can drop re-forwarded ones."""
     groups: dict[tuple[int, int], list[dict[str, Any]]] = defaultdict(list)
     routing: dict[tuple[int, int], str] = {}
     for sid, ts, value, iid, offset, owner in zip(
@@ -94,9 +109,12 @@ def forward_messages(
         {
             "partition": owner,
             "key": routing[(offset, owner)].encode(),
-            "value": orjson.dumps(samples),
-            "headers": [(FORWARD_HEADER, f"{source_partition}:{offset}".encode())],
+            "value": orjson.dumps(samples[start : start + SAMPLES_PER_FORWARD]),
+            "headers": [
+                (FORWARD_HEADER, f"{source_partition}:{offset}:{part}".encode()),
+            ],
             "timestamp": timestamps.get(offset, -1),
         }
         for (offset, owner), samples in groups.items()
+        for part, start in enumerate(range(0, len(samples), SAMPLES_PER_FORWARD))
     ]

@@ -14,7 +14,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from operator import methodcaller
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import structlog
@@ -24,6 +24,7 @@ from pipeline.core.aggregator import PartitionAggregator
 from pipeline.core.decode import Decoder
 from pipeline.core.rollup import Rollup, parse_duration_ms
 from pipeline.core.series import SeriesTable
+from pipeline.errors import CheckpointError
 from pipeline.kafka.admin import TopicSpec, UnknownTopicError, ensure_topics, partition_count
 from pipeline.kafka.checkpoints import CheckpointStore
 from pipeline.kafka.clients import OutputProducer, consumer_config, producer_config
@@ -48,6 +49,7 @@ class OwnedPartition:
     last_input_at: float = field(default_factory=time.monotonic)
     committed: int = -1
     dirty: bool = True
+    resume_from: int = -1  # checkpoint offset the first record should carry (-1: none)
 
 
 @dataclass(slots=True)
@@ -83,6 +85,7 @@ class RollupWorker:
         self.owned: dict[int, OwnedPartition] = {}
         self.totals = Totals()
         self._first_input_seen = False
+        self._failed = False  # set when run() dies: from then on nothing is committed
         self._commit_every = parse_duration_ms(settings.commit_interval) / 1000.0
         self._idle_after = parse_duration_ms(settings.idle_timeout) / 1000.0
         self._stage = "worker"
@@ -130,6 +133,7 @@ class RollupWorker:
         topic = self.settings.input_topic
         numbers = [tp.partition for tp in partitions]
         stored = self.checkpoints.read_latest(topic, numbers)
+        self._refuse_commits_without_checkpoints(consumer, partitions, stored)
         for tp in partitions:
             aggregator = PartitionAggregator(
                 topic, tp.partition, self.series, self.window, self.digest
@@ -140,7 +144,9 @@ class RollupWorker:
                 aggregator.restore(checkpoint)
                 forwards = ForwardDedup(checkpoint.extra.get("forwarded"))
                 tp.offset = checkpoint.offset
-            self.owned[tp.partition] = OwnedPartition(aggregator, forwards)
+            owned = OwnedPartition(aggregator, forwards)
+            owned.resume_from = -1 if checkpoint is None else checkpoint.offset
+            self.owned[tp.partition] = owned
         consumer.assign(partitions)
         self.metrics.assigned.set(len(self.owned))
         self.health.set_ready(True)
@@ -150,9 +156,32 @@ class RollupWorker:
             resume={p: stored[p].offset for p in stored},
         )
 
+    def _refuse_commits_without_checkpoints(
+        self, consumer: Consumer, partitions: list[TopicPartition], stored: dict[int, Any]
+    ) -> None:
+        """Checkpoints are written before every commit, so a committed offset without one means
+        the checkpoint topic was lost: resuming with empty state would re-emit windows with
+        other content. Stop and say so instead."""
+        missing = [
+            TopicPartition(tp.topic, tp.partition)
+            for tp in partitions
+            if tp.partition not in stored
+        ]
+        if not missing:
+            return
+        committed = consumer.committed(missing, timeout=30)
+        orphaned = [tp.partition for tp in committed if tp.offset is not None and tp.offset >= 0]
+        if orphaned:
+            raise CheckpointError(
+                f"{self.settings.input_topic} partitions {orphaned} have committed offsets for "
+                f"group {self.settings.group_id!r} but no checkpoint in "
+                f"{self.settings.checkpoint_topic!r}; resuming would change emitted rollups. "
+                "Restore the checkpoint topic, or start a new consumer group."
+            )
+
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         numbers = [tp.partition for tp in partitions if tp.partition in self.owned]
-        if numbers:
+        if numbers and not self._failed:
             self._commit(consumer, numbers, force=True)
         for p in numbers:
             del self.owned[p]
@@ -198,9 +227,15 @@ class RollupWorker:
                     self._commit(consumer, list(self.owned))
                     next_commit = time.monotonic() + self._commit_every
             self._commit(consumer, list(self.owned), force=True)
+        except BaseException:
+            # Outputs may be lost or half-made: the revoke that close() triggers must not
+            # checkpoint past them. The next owner replays from the last good checkpoint.
+            self._failed = True
+            raise
         finally:
             consumer.close()
-            self.producer.flush()
+            if not self._failed:
+                self.producer.flush()
             log.info("stopped")
 
     def _handle(self, messages: list[Message], received_at: float) -> None:
@@ -224,6 +259,11 @@ class RollupWorker:
         self.producer.poll()
 
     @property
+    def failed(self) -> bool:
+        """run() stopped on an error (nothing was committed after it)."""
+        return self._failed
+
+    @property
     def open_windows(self) -> int:
         return sum(o.aggregator.open_windows for o in self.owned.values())
 
@@ -235,6 +275,26 @@ class RollupWorker:
         values: list[bytes | None] = list(map(_VALUE, batch))
         offsets: list[int] = list(map(_OFFSET, batch))
         times = [ts if kind else -1 for kind, ts in map(_TIMESTAMP, batch)]
+        agg = owned.aggregator
+        if offsets[0] < agg.next_offset:  # re-delivered after a seek: already processed
+            keep = [i for i, o in enumerate(offsets) if o >= agg.next_offset]
+            if not keep:
+                return
+            batch = [batch[i] for i in keep]
+            values = [values[i] for i in keep]
+            offsets = [offsets[i] for i in keep]
+            times = [times[i] for i in keep]
+        if owned.resume_from >= 0:
+            if offsets[0] > owned.resume_from:
+                # Retention deleted input the checkpoint still needed: windows will be short.
+                self.metrics.replay_gaps.inc()
+                log.error(
+                    "input needed for replay is gone",
+                    partition=partition,
+                    needed_from=owned.resume_from,
+                    first_available=offsets[0],
+                )
+            owned.resume_from = -1
         forwarded_offsets: list[int] = []
         if any(map(_HEADERS, batch)):
             values, offsets, times, forwarded_offsets = self._accept_forwards(
@@ -359,13 +419,13 @@ class RollupWorker:
     def _write_checkpoint(self, partition: int, owned: OwnedPartition) -> int:
         checkpoint = owned.aggregator.checkpoint()
         checkpoint.extra["forwarded"] = owned.forwards.fold(checkpoint.offset)
-        self.checkpoints.write(self.producer.raw, checkpoint)
+        self.checkpoints.write(self.producer, checkpoint)
         return checkpoint.offset
 
     def _commit(self, consumer: Consumer, partitions: list[int], force: bool = False) -> None:
         started = time.perf_counter()
         todo = [p for p in partitions if p in self.owned and (force or self.owned[p].dirty)]
-        if not todo:
+        if not todo or self._failed:
             return
         self.producer.flush()  # outputs first: a checkpoint must never get ahead of them
         offsets = [
