@@ -1,0 +1,235 @@
+"""`make bench`: throughput, CPU, memory, emission delay and accuracy of the rollup worker.
+
+    python -m load.bench [--samples N] [--encoding single|array|columnar|all] [--runs 3]
+                         [--bootstrap-servers HOST:PORT] [--memory-series 100000]
+                         [--hot-samples 300000] [--results-dir load/results]
+
+Order of work (an embedded Tansu broker is started unless --bootstrap-servers is given):
+
+1. warm-up and accuracy: the "hot" scenario (20 series, 2,500 samples per window, so percentiles
+   come from t-digests) is pre-loaded and run once through the limit consumer and the worker
+   (subprocess, end to end); its timings are discarded, its p50/p99/p99.9 are compared to numpy;
+2. per encoding: the standard workload is pre-loaded (generation and producing are not timed),
+   then each run measures the limit (bare consumer + orjson) and the worker on the same topic and
+   verifies every rollup the worker emitted against the ground truth;
+3. memory per open series-window at the core level (subprocess, see load/memory.py).
+
+Exit status 1 if any verification failed or a run did not complete (a fast wrong answer fails);
+a missed target is reported as MISS but does not change the exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import uuid
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from load import report
+from load.limit import measure_limit
+from load.memory import measure_memory
+from load.scenarios import ENCODINGS, STANDARD_SAMPLES, Loaded, Scenario, hot_scenario, preload
+from load.scenarios import standard_scenario as standard
+from load.verify import Expected, accuracy, expected_windows, verify
+from load.worker_run import run_worker
+from pipeline.kafka.broker import EmbeddedBroker
+from pipeline.summary import read_outputs
+
+PARTITIONS = 8
+DEFAULT_RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m load.bench", description=__doc__.splitlines()[0])
+    p.add_argument("--samples", type=int, default=STANDARD_SAMPLES, help="standard workload size")
+    p.add_argument("--encoding", choices=[*ENCODINGS, "all"], default="all")
+    p.add_argument("--runs", type=int, default=3, help="measured runs per encoding (median)")
+    p.add_argument("--bootstrap-servers", help="use this broker instead of an embedded one")
+    p.add_argument("--memory-series", type=int, default=100_000, help="0 skips the scenario")
+    p.add_argument("--memory-per-series", type=int, default=10)
+    p.add_argument("--hot-samples", type=int, default=300_000, help="0 skips warm-up/accuracy")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds per limit/worker run")
+    p.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS)
+    args = p.parse_args(argv)
+    if args.samples < 1_000 or args.runs < 1:
+        p.error("--samples must be >= 1000 and --runs >= 1")
+    return args
+
+
+class Bench:
+    def __init__(self, bootstrap: str, args: argparse.Namespace, progress: Progress) -> None:
+        self.bootstrap = bootstrap
+        self.args = args
+        self.progress = progress
+        self.token = uuid.uuid4().hex[:8]
+        self.say = progress.console.print
+
+    def load(self, scenario: Scenario) -> Loaded:
+        task = self.progress.add_task(f"pre-load {scenario.name}", total=None)
+
+        def update(n: int) -> None:
+            self.progress.update(task, completed=n, total=None)
+
+        topic = f"bench-{self.token}-{scenario.name}"
+        loaded = preload(self.bootstrap, scenario, topic, PARTITIONS, update)
+        m = loaded.workload.manifest
+        self.progress.remove_task(task)
+        self.say(
+            f"[bold]{scenario.name}[/bold]: {m.samples_total:,} samples in {m.messages:,} "
+            f"messages, {m.series:,} series, lateness {scenario.lateness_ms / 1000:g} s; "
+            f"pre-loaded at {loaded.produce_stats.messages_per_s:,.0f} messages/s"
+        )
+        return loaded
+
+    def run(self, loaded: Loaded, expected: Expected, label: str) -> dict[str, Any]:
+        """One limit measurement, then one worker run, then verification of its output."""
+        out: dict[str, Any] = {}
+        try:
+            task = self.progress.add_task(f"{label} limit", total=None)
+            limit = measure_limit(
+                self.bootstrap, loaded.topic, PARTITIONS, loaded.messages, self.args.timeout
+            )
+            self.progress.remove_task(task)
+            out["limit"] = limit.to_dict()
+            task = self.progress.add_task(f"{label} worker (rollups)", total=len(expected))
+            worker = run_worker(
+                self.bootstrap,
+                loaded.topic,
+                loaded.scenario.lateness_ms,
+                loaded.samples,
+                len(expected),
+                self.args.timeout,
+                lambda delivered, _: self.progress.update(task, completed=delivered),
+            )
+            self.progress.remove_task(task)
+            out["worker"] = worker.to_dict()
+            summary = read_outputs(self.bootstrap, worker.rollup_topic, worker.deadletter_topic)
+        except Exception as exc:  # one failed run must not hide the others' results
+            out["error"] = f"{type(exc).__name__}: {exc}"
+            self.say(f"  [red]{label} failed[/red]: …{out['error'][-1500:]}")
+            return out
+        checked = verify(summary, expected, loaded.workload.truth, loaded.samples)
+        out["verification"] = checked.to_dict()
+        out["_summary"] = summary
+        ratio = worker.samples_per_s / limit.samples_per_s
+        verdict = "[green]OK[/green]" if checked.ok else f"[red]FAILED[/red] {checked.problems}"
+        self.say(
+            f"  {label}: limit {limit.samples_per_s:,.0f} samples/s · worker "
+            f"{worker.samples_per_s:,.0f} samples/s ({ratio:.0%}), "
+            f"{worker.samples_per_cpu_s:,.0f} per CPU-s, peak RSS "
+            f"{worker.peak_rss_kb / 1024:,.0f} MiB, p99 delay {worker.delay_p99_s * 1000:.0f} ms"
+            f" · verified {verdict}"
+        )
+        return out
+
+    def hot(self) -> tuple[dict[str, Any], bool]:
+        loaded = self.load(hot_scenario(self.args.hot_samples))
+        expected = expected_windows(loaded.workload.truth)
+        result = self.run(loaded, expected, "warm-up (hot)")
+        summary = result.pop("_summary", None)
+        ok = summary is not None and result["verification"]["ok"]
+        if summary is None:
+            return {"error": result.get("error")}, False
+        acc = accuracy(summary, expected, loaded.workload.truth)
+        acc["verification"] = result["verification"]
+        acc["level"] = "worker (end to end, single-sample JSON)"
+        med = acc["p99_median_error"]
+        self.say(
+            f"  accuracy over {acc['windows']} windows of ≥ 1,000 samples: p99 median relative "
+            f"error {'n/a' if med is None else f'{med:.3%}'}"
+        )
+        return acc, ok
+
+    def encoding(self, name: str) -> dict[str, Any]:
+        scenario = standard(name, self.args.samples)  # type: ignore[arg-type]
+        loaded = self.load(scenario)
+        expected = expected_windows(loaded.workload.truth)
+        runs = []
+        for i in range(self.args.runs):
+            result = self.run(loaded, expected, f"{name} run {i + 1}/{self.args.runs}")
+            result.pop("_summary", None)
+            runs.append(result)
+        verified = all(r.get("verification", {}).get("ok", False) for r in runs)
+        spec = scenario.spec
+        return {
+            "workload": {
+                "samples": loaded.samples,
+                "messages": loaded.workload.manifest.messages,
+                "series": loaded.workload.manifest.series,
+                "expected_rollups": len(expected),
+                "batch_size": spec.batch_size if name != "single" else 1,
+                "flush_interval_ms": spec.flush_interval_ms if name != "single" else None,
+                "allowed_lateness_ms": scenario.lateness_ms,
+                "tick_ts_ms": scenario.tick_ts_ms,
+            },
+            "preload_messages_per_s": loaded.produce_stats.messages_per_s,
+            "runs": runs,
+            "median": report.medians(runs),
+            "verified": verified,
+        }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    console = Console()
+    if not console.is_terminal:  # piped or captured: room for the tables
+        console = Console(width=160)
+    started = time.perf_counter()
+    encodings = list(ENCODINGS) if args.encoding == "all" else [args.encoding]
+    results: dict[str, Any] = {
+        "machine": report.machine_info(),
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "encodings": {},
+    }
+    ok = True
+    with ExitStack() as stack:
+        bootstrap = args.bootstrap_servers
+        if bootstrap is None:
+            bootstrap = stack.enter_context(EmbeddedBroker()).bootstrap_servers
+            console.print(f"[bold]broker[/bold] embedded Tansu on {bootstrap}")
+        results["broker"] = "embedded Tansu" if args.bootstrap_servers is None else bootstrap
+        progress = stack.enter_context(
+            Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console,
+                transient=True,
+            )
+        )
+        bench = Bench(bootstrap, args, progress)
+        if args.hot_samples:
+            results["accuracy"], hot_ok = bench.hot()
+            ok &= hot_ok
+        for name in encodings:
+            results["encodings"][name] = bench.encoding(name)
+            ok &= results["encodings"][name]["verified"]
+        if args.memory_series:
+            task = progress.add_task(f"memory, {args.memory_series:,} series (core)", total=None)
+            results["memory"] = measure_memory(args.memory_series, args.memory_per_series)
+            progress.remove_task(task)
+    results["targets"] = [
+        {"name": t.name, "measured": t.measured, "verdict": t.verdict, "passed": t.passed}
+        for t in report.targets(results)
+    ]
+    results["verified"] = ok
+    results["wall_seconds"] = time.perf_counter() - started
+    report.print_report(console, results)
+    path = report.write_json(results, args.results_dir)
+    console.print(f"results: {path}  ·  total {results['wall_seconds']:.0f} s")
+    console.print("\nMarkdown for the README:\n")
+    console.print(report.markdown(results), markup=False, highlight=False, soft_wrap=True)
+    if not ok:
+        console.print("[red bold]VERIFICATION FAILED[/red bold]: the numbers above are not valid")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

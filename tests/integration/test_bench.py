@@ -1,0 +1,45 @@
+"""The benchmark itself, reduced: it runs end to end on the session broker and its verification
+passes. No timing is asserted (CI machines are noisy); `make bench` is the real measurement."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from load import bench
+
+
+@pytest.mark.slow
+def test_reduced_benchmark_runs_and_verifies(kafka_bootstrap: str, tmp_path: Path) -> None:
+    status = bench.main(
+        [
+            "--bootstrap-servers",
+            kafka_bootstrap,
+            "--samples",
+            "20000",
+            "--runs",
+            "1",
+            "--encoding",
+            "single",
+            "--hot-samples",
+            "150000",
+            "--memory-series",
+            "2000",
+            "--results-dir",
+            str(tmp_path),
+        ]
+    )
+    assert status == 0
+    (written,) = tmp_path.glob("*.json")
+    results = orjson.loads(written.read_bytes())
+    assert results["verified"] is True
+    (run,) = results["encodings"]["single"]["runs"]
+    assert run["verification"]["ok"], run["verification"]["problems"]
+    assert run["verification"]["samples_in_rollups"] == 20_000
+    assert (
+        run["worker"]["rollups"] == results["encodings"]["single"]["workload"]["expected_rollups"]
+    )
+    assert results["accuracy"]["windows"] > 0
+    assert results["memory"]["open_windows"] == 2_000
