@@ -77,7 +77,10 @@ class WorkerSettings(CommonSettings):
     max_future: str = "10m"
     idle_timeout: str = "30s"
     commit_interval: str = "1s"
-    batch_size: int = Field(10_000, ge=1)
+    batch_size: int = Field(10_000, ge=1, description="Most records per consume().")
+    batch_samples: int = Field(
+        20_000, ge=100, description="Aim for about this many samples per processed batch."
+    )
     session_timeout_ms: int = Field(10_000, ge=1000)
     create_topics: bool = True
     topic_partitions: int = Field(8, ge=1, description="Partitions of topics this process creates.")

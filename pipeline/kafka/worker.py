@@ -86,6 +86,11 @@ class RollupWorker:
         self.totals = Totals()
         self._first_input_seen = False
         self._failed = False  # set when run() dies: from then on nothing is committed
+        # Records per consume(), adapted so a batch holds about batch_samples samples whatever
+        # the encoding: a batch of 10,000 columnar records would hold millions of samples and
+        # delay every rollup it closes by the time it takes to process them all.
+        self._batch_messages = min(256, settings.batch_size)  # grows once records are measured
+        self._samples_per_record = 1.0
         self._commit_every = parse_duration_ms(settings.commit_interval) / 1000.0
         self._idle_after = parse_duration_ms(settings.idle_timeout) / 1000.0
         self._stage = "worker"
@@ -215,7 +220,7 @@ class RollupWorker:
         try:
             while not stop.is_set():
                 self.health.beat()
-                messages = consumer.consume(s.batch_size, timeout=0.1)
+                messages = consumer.consume(self._batch_messages, timeout=0.1)
                 if messages:
                     if not self._first_input_seen:
                         self._first_input_seen = True
@@ -250,13 +255,24 @@ class RollupWorker:
             if partition is not None:
                 by_partition[partition].append(msg)
         self.metrics.messages.inc(len(messages))
+        samples_before = self.totals.samples_in
         for partition, batch in by_partition.items():
             owned = self.owned.get(partition)
             if owned is not None:
                 self._process_partition(partition, owned, batch, received_at)
+        self._adapt_batch(len(messages), self.totals.samples_in - samples_before)
         self.metrics.active_series.set(len(self.series))
         self.metrics.open_windows.set(self.open_windows)
         self.producer.poll()
+
+    def _adapt_batch(self, records: int, samples: int) -> None:
+        if records == 0:
+            return
+        self._samples_per_record = 0.8 * self._samples_per_record + 0.2 * max(
+            1.0, samples / records
+        )
+        wanted = int(self.settings.batch_samples / self._samples_per_record)
+        self._batch_messages = max(8, min(self.settings.batch_size, wanted))
 
     @property
     def failed(self) -> bool:
