@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from contextlib import ExitStack
@@ -39,7 +40,8 @@ def run_demo(
     console: Console | None = None,
 ) -> bool:
     """Run the whole job; returns True when every sample sent is accounted for."""
-    console = console or Console()
+    # A pipe or a CI log gets 80 columns by default: too narrow for the tables.
+    console = console or Console(width=None if sys.stdout.isatty() else 120)
     spec = replace(DEMO_SPEC, samples=samples)
     with ExitStack() as stack:
         if bootstrap_servers is None:
@@ -98,6 +100,9 @@ def run_demo(
         finally:
             stop.set()
             thread.join(60)
+        # Release the worker's Kafka clients now, not after the broker below has stopped (they
+        # would log a failed reconnect).
+        del worker
         elapsed = time.perf_counter() - started
         console.print(f"[bold]worker[/bold] finished in {elapsed:.1f} s (incl. group join)")
 
