@@ -16,6 +16,7 @@ from itertools import chain, repeat
 from operator import attrgetter
 from typing import Any, NamedTuple, cast
 
+import msgspec
 import numpy as np
 import orjson
 
@@ -74,8 +75,8 @@ class Decoder(SampleValidator):
     ) -> DecodeResult:
         """Decode one partition's records given as parallel lists (times: -1 when absent).
 
-        Batches whose records all share one shape (all single samples, or all JSON arrays) and
-        hold only known series take the vectorized path; anything else goes record by record.
+        Batches whose records all parse as typed samples (all single samples, or all JSON arrays
+        of them) take the vectorized path; anything else goes record by record.
         """
         # Tombstones (null values) are malformed input, not a crash.
         records = [v or b"" for v in values] if None in values else cast(list[bytes], values)
@@ -98,9 +99,8 @@ class Decoder(SampleValidator):
                     index = (np.arange(len(items)) - firsts).astype(np.int32)
                     item_times = np.repeat(np.array(times, np.int64), lengths)
             if items is not None:
-                rows = self._rows_fast(items, item_offsets, index)
-                if rows is not None:
-                    return self._vector_checks(rows, item_times, raw_of, [])
+                rows, rejects = self._rows_fast(items, item_offsets, index, raw_of)
+                return self._vector_checks(rows, item_times[self._kept], raw_of, rejects)
         return self._decode_general(records, offsets, times, None, raw_of)
 
     def _parse_wire(self, values: list[bytes]) -> list[Any] | None:
@@ -191,42 +191,60 @@ class Decoder(SampleValidator):
         return self._vector_checks(cols, time_arr, raw_of, rejects)
 
     def _rows_fast(
-        self, items: list[Any], offsets: np.ndarray, index: np.ndarray
-    ) -> SampleColumns | None:
-        """All items at once, or None when any item needs the per-sample path.
+        self, items: list[WireSample], offsets: np.ndarray, index: np.ndarray, raw_of: _RawIndex
+    ) -> tuple[SampleColumns, list[Reject]]:
+        """Samples msgspec has type-checked, as columns, plus rejects for the invalid ones.
 
-        The common case — every sample well-formed (msgspec checked the types) and of a series
-        and instance seen before — costs a few C-level maps and a dictionary lookup per sample;
-        a new series or instance sends the whole batch down `_rows_slow`.
+        Known series and instances cost a few C-level maps and one dictionary lookup per sample;
+        only the samples that introduce a new series or instance (or lack a required instance)
+        go through the per-sample validator, so a burst of new series does not slow the rest.
         """
+        self._kept = np.arange(len(items))
         if not items:
-            self._kept = np.empty(0, np.int64)
-            return SampleColumns.empty()
-        # msgspec has checked every field's type and the ts range already.
-        try:
-            labels: Iterable[Any] = list(map(_LABELS, items))
-            if any(labels):
-                labels = [tuple(sorted(lab.items())) if lab else None for lab in labels]
-            else:  # all None or {}: both mean no labels
-                labels = repeat(None, len(items))
-            # Same layout as the key SampleValidator.sample caches; C-level map/zip throughout.
-            keys = zip(map(_IDENTITY, items), labels)  # noqa: B905 - repeat() has no len
-            series_ids = list(map(self._fast.__getitem__, keys))
-            instances = self.series.instances
-            instance_ids = [
-                -1 if name is None else instances[name] for name in map(_INSTANCE, items)
-            ]
-        except KeyError:  # a series or instance not seen before: validate it on the slow path
-            return None
+            return SampleColumns.empty(), []
+        labels: Iterable[Any] = list(map(_LABELS, items))
+        if any(labels):
+            labels = [tuple(sorted(lab.items())) if lab else None for lab in labels]
+        else:  # all None or {}: both mean no labels
+            labels = repeat(None, len(items))
+        # Same layout as the key SampleValidator.sample caches; C-level map/zip throughout.
+        keys = zip(map(_IDENTITY, items), labels)  # noqa: B905 - repeat() has no len
+        series_ids: list[int | None] = list(map(self._fast.get, keys))
+        known = self.series.instances
+        instance_ids = [-1 if n is None else known.get(n, -2) for n in map(_INSTANCE, items)]
+        kinds = self.series.kinds.view()
+        unknown = [
+            i
+            for i, (sid, iid) in enumerate(zip(series_ids, instance_ids, strict=True))
+            if sid is None
+            or iid == -2
+            or (iid == -1 and kinds[sid] == MetricKind.COUNTER_CUMULATIVE)
+        ]
+        rejects: list[Reject] = []
+        if unknown:
+            dropped: list[int] = []
+            for i in unknown:
+                sample = msgspec.structs.asdict(items[i])
+                try:
+                    series_ids[i], _, _, instance_ids[i] = self.sample(sample)
+                except Invalid as bad:
+                    offset, idx = int(offsets[i]), int(index[i])
+                    excerpt = _excerpt_of(raw_of[offset], idx)
+                    rejects.append(Reject(offset, idx, bad.reason, bad.detail, excerpt))
+                    dropped.append(i)
+            if dropped:
+                keep = np.ones(len(items), dtype=bool)
+                keep[dropped] = False
+                self._kept = np.flatnonzero(keep)
+                items = [items[i] for i in self._kept.tolist()]
+                series_ids = [series_ids[i] for i in self._kept.tolist()]
+                instance_ids = [instance_ids[i] for i in self._kept.tolist()]
+                offsets, index = offsets[self._kept], index[self._kept]
         ts = np.fromiter(map(_TS, items), np.int64, len(items))
         values = np.fromiter(map(_VALUE, items), np.float64, len(items))
         series = np.array(series_ids, np.int32)
         instance = np.array(instance_ids, np.int32)
-        needs_instance = self.series.kinds.view()[series] == MetricKind.COUNTER_CUMULATIVE
-        if (needs_instance & (instance < 0)).any():
-            return None
-        self._kept = np.arange(len(items))
-        return SampleColumns(series, ts, values, instance, offsets, index)
+        return SampleColumns(series, ts, values, instance, offsets, index), rejects
 
     def _rows_slow(
         self,
