@@ -212,14 +212,24 @@ class Decoder(SampleValidator):
         series_ids: list[int | None] = list(map(self._fast.get, keys))
         known = self.series.instances
         instance_ids = [-1 if n is None else known.get(n, -2) for n in map(_INSTANCE, items)]
-        kinds = self.series.kinds.view()
-        unknown = [
-            i
-            for i, (sid, iid) in enumerate(zip(series_ids, instance_ids, strict=True))
-            if sid is None
-            or iid == -2
-            or (iid == -1 and kinds[sid] == MetricKind.COUNTER_CUMULATIVE)
-        ]
+        unknown: list[int] = []
+        if None in series_ids or -2 in instance_ids:  # C-level scans; rare after warm-up
+            unknown = [
+                i
+                for i, (sid, iid) in enumerate(zip(series_ids, instance_ids, strict=True))
+                if sid is None or iid == -2
+            ]
+            sid_arr = np.array([-1 if sid is None else sid for sid in series_ids], np.int32)
+        else:
+            sid_arr = np.array(series_ids, np.int32)
+        inst_arr = np.array(instance_ids, np.int32)
+        without = (inst_arr == -1) & (sid_arr >= 0)
+        if without.any():  # a known cumulative counter must name its instance
+            missing = np.zeros(len(items), dtype=bool)
+            kinds = self.series.kinds.view()[sid_arr[without]]
+            missing[without] = kinds == MetricKind.COUNTER_CUMULATIVE
+            if missing.any():
+                unknown = sorted({*unknown, *np.flatnonzero(missing).tolist()})
         rejects: list[Reject] = []
         if unknown:
             dropped: list[int] = []
