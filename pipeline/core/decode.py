@@ -252,9 +252,10 @@ class Decoder(SampleValidator):
                 offsets, index = offsets[self._kept], index[self._kept]
         ts = np.fromiter(map(_TS, items), np.int64, len(items))
         values = np.fromiter(map(_VALUE, items), np.float64, len(items))
-        series = np.array(series_ids, np.int32)
-        instance = np.array(instance_ids, np.int32)
-        return SampleColumns(series, ts, values, instance, offsets, index), rejects
+        if unknown:  # ids were filled in (and rows maybe dropped) above
+            sid_arr = np.array(series_ids, np.int32)
+            inst_arr = np.array(instance_ids, np.int32)
+        return SampleColumns(sid_arr, ts, values, inst_arr, offsets, index), rejects
 
     def _rows_slow(
         self,
