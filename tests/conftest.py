@@ -9,6 +9,7 @@ The broker is started lazily: unit tests that do not ask for ``kafka_bootstrap``
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 import uuid
@@ -73,6 +74,9 @@ def kafka_bootstrap() -> Iterator[str]:
         if bootstrap is None:
             bootstrap = stack.enter_context(EmbeddedBroker()).bootstrap_servers
         yield bootstrap
+        # Clients that tests dropped but did not free yet would otherwise outlive the broker and
+        # log failed reconnects after the test summary.
+        gc.collect()
 
 
 @pytest.fixture

@@ -111,6 +111,12 @@ class OutputProducer:
     def poll(self) -> None:
         self._producer.poll(0)
 
+    def close(self) -> None:
+        """Free the client (its connections and threads); the object is unusable afterwards.
+
+        A dead worker is often kept alive by a traceback; its producer should not be."""
+        del self._producer
+
     def flush(self, timeout: float = 30.0) -> None:
         """Wait for every queued record; raise DeliveryError if any was refused or timed out."""
         remaining = self._producer.flush(timeout)

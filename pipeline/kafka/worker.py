@@ -239,8 +239,11 @@ class RollupWorker:
             raise
         finally:
             consumer.close()
-            if not self._failed:
-                self.producer.flush()
+            try:
+                if not self._failed:
+                    self.producer.flush()
+            finally:
+                self.producer.close()
             log.info("stopped")
 
     def _handle(self, messages: list[Message], received_at: float) -> None:
