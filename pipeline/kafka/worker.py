@@ -47,7 +47,6 @@ class OwnedPartition:
     aggregator: PartitionAggregator
     forwards: ForwardDedup
     last_input_at: float = field(default_factory=time.monotonic)
-    committed: int = -1
     dirty: bool = True
     resume_from: int = -1  # checkpoint offset the first record should carry (-1: none)
 
@@ -459,7 +458,6 @@ class RollupWorker:
         lag = 0
         for tp in offsets:
             owned = self.owned[tp.partition]
-            owned.committed = tp.offset
             owned.dirty = False
             lag += owned.aggregator.next_offset - tp.offset
         self.metrics.commit_lag.set(lag)
