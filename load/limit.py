@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
-from load.procfs import peak_rss_kb
+from load.procfs import peak_rss_kb, per
 from pipeline.kafka.clients import consumer_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,11 +39,11 @@ class LimitResult:
 
     @property
     def samples_per_s(self) -> float:
-        return self.samples / self.seconds if self.seconds > 0 else 0.0
+        return per(self.samples, self.seconds)
 
     @property
     def samples_per_cpu_s(self) -> float:
-        return self.samples / self.cpu_seconds if self.cpu_seconds > 0 else 0.0
+        return per(self.samples, self.cpu_seconds)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

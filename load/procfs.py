@@ -30,3 +30,8 @@ def peak_rss_kb(pid: int | None = None) -> int:
     except OSError:
         pass
     return 0
+
+
+def per(amount: float, seconds: float) -> float:
+    """amount / seconds, 0 when nothing was measured."""
+    return amount / seconds if seconds > 0 else 0.0

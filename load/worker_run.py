@@ -37,7 +37,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from load.procfs import cpu_seconds, peak_rss_kb
+from load.procfs import cpu_seconds, peak_rss_kb, per
 
 _P = "metrics_pipeline_"
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,15 +58,15 @@ class WorkerResult:
 
     @property
     def samples_per_s(self) -> float:
-        return self.samples / self.seconds if self.seconds > 0 else 0.0
+        return per(self.samples, self.seconds)
 
     @property
     def samples_per_cpu_s(self) -> float:
-        return self.samples / self.cpu_seconds if self.cpu_seconds > 0 else 0.0
+        return per(self.samples, self.cpu_seconds)
 
     @property
     def samples_per_process_cpu_s(self) -> float:
-        return self.samples / self.process_cpu_seconds if self.process_cpu_seconds > 0 else 0.0
+        return per(self.samples, self.process_cpu_seconds)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

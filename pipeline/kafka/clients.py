@@ -65,10 +65,6 @@ class OutputProducer:
         self._producer = Producer(config)
         self._failures: list[str] = []
 
-    @property
-    def raw(self) -> Producer:
-        return self._producer
-
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
             self._failures.append(f"{msg.topic()}[{msg.partition()}]: {err}")
