@@ -56,15 +56,48 @@ class CommonSettings(BaseSettings):
         return tuple(sources)
 
 
-class WorkerSettings(CommonSettings):
-    """The rollup worker: raw samples in, base-resolution rollups out."""
+class StageSettings(CommonSettings):
+    """What every windowed stage (rollup worker, tier) shares: topics, commits, idleness."""
 
     group_id: str = "metrics-pipeline-rollup"
-    input_topic: str = "metrics.raw"
     rollup_topic_prefix: str = "metrics.rollups."
     deadletter_topic: str = "metrics.deadletter"
     checkpoint_topic: str = "metrics.checkpoints"
     resolution: str = "10s"
+    idle_timeout: str = "30s"
+    commit_interval: str = "1s"
+    batch_size: int = Field(10_000, ge=1, description="Most records per consume().")
+    session_timeout_ms: int = Field(10_000, ge=1000)
+    create_topics: bool = True
+    topic_partitions: int = Field(8, ge=1, description="Partitions of topics this process creates.")
+
+    @field_validator("resolution", "idle_timeout", "commit_interval")
+    @classmethod
+    def _stage_duration(cls, value: str) -> str:
+        return _valid_duration(value)
+
+    @property
+    def rollup_topic(self) -> str:
+        return self.rollup_topic_prefix + format_duration(parse_duration_ms(self.resolution))
+
+    @property
+    def source_topic(self) -> str:
+        """The topic this stage consumes."""
+        raise NotImplementedError
+
+
+def _valid_duration(value: str) -> str:
+    try:
+        parse_duration_ms(value)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
+class WorkerSettings(StageSettings):
+    """The rollup worker: raw samples in, base-resolution rollups out."""
+
+    input_topic: str = "metrics.raw"
     allowed_lateness: str = "5s"
     counter_staleness: str = "10m"
     percentiles: list[float] = Field(default_factory=lambda: [0.5, 0.9, 0.95, 0.99, 0.999])
@@ -75,26 +108,14 @@ class WorkerSettings(CommonSettings):
     max_labels: int = Field(16, ge=0)
     max_age: str = "6h"
     max_future: str = "10m"
-    idle_timeout: str = "30s"
-    commit_interval: str = "1s"
-    batch_size: int = Field(10_000, ge=1, description="Most records per consume().")
     batch_samples: int = Field(
         20_000, ge=100, description="Aim for about this many samples per processed batch."
     )
-    session_timeout_ms: int = Field(10_000, ge=1000)
-    create_topics: bool = True
-    topic_partitions: int = Field(8, ge=1, description="Partitions of topics this process creates.")
 
-    @field_validator(
-        "resolution", "allowed_lateness", "max_age", "max_future", "idle_timeout", "commit_interval"
-    )
+    @field_validator("allowed_lateness", "max_age", "max_future")
     @classmethod
     def _duration(cls, value: str) -> str:
-        try:
-            parse_duration_ms(value)
-        except ConfigError as exc:
-            raise ValueError(str(exc)) from None
-        return value
+        return _valid_duration(value)
 
     @field_validator("percentiles")
     @classmethod
@@ -104,6 +125,10 @@ class WorkerSettings(CommonSettings):
         if len({percentile_name(q) for q in value}) != len(value):
             raise ValueError("percentiles must be distinct")
         return sorted(value)
+
+    @property
+    def source_topic(self) -> str:
+        return self.input_topic
 
     def window(self) -> WindowConfig:
         resolution = parse_duration_ms(self.resolution)
@@ -128,10 +153,6 @@ class WorkerSettings(CommonSettings):
             parse_duration_ms(self.max_age),
             parse_duration_ms(self.max_future),
         )
-
-    @property
-    def rollup_topic(self) -> str:
-        return self.rollup_topic_prefix + format_duration(parse_duration_ms(self.resolution))
 
 
 S = TypeVar("S", bound=CommonSettings)
