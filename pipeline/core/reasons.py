@@ -21,3 +21,5 @@ class Reason(StrEnum):
     LENGTH_MISMATCH = "length_mismatch"
     EMPTY_BATCH = "empty_batch"
     LATE = "late"
+    INVALID_ROLLUP = "invalid_rollup"
+    WRONG_RESOLUTION = "wrong_resolution"
