@@ -143,7 +143,7 @@ class PartitionedStage(ABC, Generic[StateT]):
         self.checkpoints = CheckpointStore(
             s.bootstrap_servers,
             s.checkpoint_topic,
-            s.group_id,
+            s.consumer_group,
             counts[s.checkpoint_topic],
             s.kafka_config,
         )
@@ -189,7 +189,7 @@ class PartitionedStage(ABC, Generic[StateT]):
         if orphaned:
             raise CheckpointError(
                 f"{self.settings.source_topic} partitions {orphaned} have committed offsets for "
-                f"group {self.settings.group_id!r} but no checkpoint in "
+                f"group {self.settings.consumer_group!r} but no checkpoint in "
                 f"{self.settings.checkpoint_topic!r}; resuming would change emitted rollups. "
                 "Restore the checkpoint topic, or start a new consumer group."
             )
@@ -217,7 +217,9 @@ class PartitionedStage(ABC, Generic[StateT]):
         self._prepare_topics()
         self.producer = OutputProducer(producer_config(s.bootstrap_servers, s.kafka_config))
         consumer = Consumer(
-            consumer_config(s.bootstrap_servers, s.group_id, s.session_timeout_ms, s.kafka_config)
+            consumer_config(
+                s.bootstrap_servers, s.consumer_group, s.session_timeout_ms, s.kafka_config
+            )
         )
         consumer.subscribe(
             [s.source_topic],
@@ -225,7 +227,9 @@ class PartitionedStage(ABC, Generic[StateT]):
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
         )
-        self._log.info("started", group=s.group_id, input=s.source_topic, output=s.rollup_topic)
+        self._log.info(
+            "started", group=s.consumer_group, input=s.source_topic, output=s.rollup_topic
+        )
         next_commit = time.monotonic() + self._commit_every
         try:
             while not stop.is_set():
