@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,8 @@ from pipeline.core.rollup_wire import WireRollup, series_dict
 from pipeline.errors import CheckpointError
 
 NO_TIME = -(2**62)
+_MEAN = attrgetter("m")
+_WEIGHT = attrgetter("c")
 _RECENT_CLOSED = 2  # coarse windows whose child keys are kept to tell re-emissions from late
 
 
@@ -91,6 +94,7 @@ class TierAggregator:
         self.open: dict[tuple[str, int], CoarseWindow] = {}
         self._by_end: dict[int, list[CoarseWindow]] = {}
         self._recent_closed: dict[int, set[tuple[str, int]]] = {}
+        self._series: dict[str, dict[str, Any]] = {}  # series_key → its rollup `series` object
         self._resolution_name = format_duration(config.resolution_ms)
         self._percentile_names = digest.percentile_names()
 
@@ -145,8 +149,11 @@ class TierAggregator:
         key = (child.series_key, start)
         window = self.open.get(key)
         if window is None:
+            series = self._series.get(child.series_key)
+            if series is None:
+                series = self._series[child.series_key] = series_dict(child.series)
             window = CoarseWindow(
-                series=series_dict(child.series),
+                series=series,
                 series_key=child.series_key,
                 routing_key=f"{child.series.service}|{child.series.region}",
                 start=start,
@@ -168,8 +175,8 @@ class TierAggregator:
         digest = child.digest
         if window.has_digest and digest is not None:
             window.all_exact = window.all_exact and digest.exact
-            window.means.extend([c.m for c in digest.centroids])
-            window.weights.extend([c.c for c in digest.centroids])
+            window.means.extend(map(_MEAN, digest.centroids))
+            window.weights.extend(map(_WEIGHT, digest.centroids))
 
     # -- output -----------------------------------------------------------------------------
 
