@@ -7,18 +7,21 @@ import threading
 import time
 from contextlib import ExitStack
 from dataclasses import replace
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pipeline.kafka.admin import TopicSpec, ensure_topics
 from pipeline.kafka.broker import EmbeddedBroker
+from pipeline.kafka.stage import PartitionedStage
+from pipeline.kafka.tier_worker import TierWorker
 from pipeline.kafka.worker import RollupWorker
 from pipeline.loadgen.build import generate
 from pipeline.loadgen.produce import produce
 from pipeline.loadgen.spec import MalformedCounts, WorkloadSpec
-from pipeline.settings import WorkerSettings
-from pipeline.summary import print_summary, read_outputs
+from pipeline.settings import TierSettings, WorkerSettings
+from pipeline.summary import print_summary, print_tiers, read_outputs
 
 DEMO_SPEC = WorkloadSpec(
     seed=42,
@@ -84,6 +87,12 @@ def run_demo(
         worker = RollupWorker(settings)
         stop = threading.Event()
         thread = threading.Thread(target=worker.run, args=(stop,), name="worker", daemon=True)
+        tiers = [TierWorker(step) for step in _tier_settings(settings).steps()]
+        stages: list[PartitionedStage[Any]] = [worker, *tiers]
+        threads = [thread] + [
+            threading.Thread(target=t.run, args=(stop,), name=f"tier-{t.settings.resolution}")
+            for t in tiers
+        ]
         started = time.perf_counter()
         thread.start()
         accounted = 0
@@ -97,19 +106,74 @@ def run_demo(
                     if done >= manifest.samples_total and worker.owned and not worker.open_windows:
                         break
                     time.sleep(0.25)
+                elapsed = time.perf_counter() - started
+                # The tiers start on the finished 10 s topic, as a backfill would: at this speed
+                # a live tier could close a minute before the worker's idle flush reached it.
+                for t in threads[1:]:
+                    t.start()
+                task = progress.add_task("tiers 1m, 5m, 1h", total=len(tiers))
+                while time.monotonic() < deadline and all(t.is_alive() for t in threads[1:]):
+                    drained = sum(t.owned != {} and not t.open_windows for t in tiers)
+                    progress.update(task, completed=drained)
+                    if drained == len(tiers) and _tiers_caught_up(worker, tiers):
+                        break
+                    time.sleep(0.25)
         finally:
             stop.set()
-            thread.join(60)
-        # Release the worker's Kafka clients now, not after the broker below has stopped (they
+            for t in threads:
+                if t.is_alive():
+                    t.join(60)
+        failed = [s.stage_name for s in stages if s.failed]
+        # Release the workers' Kafka clients now, not after the broker below has stopped (they
         # would log a failed reconnect).
-        del worker
-        elapsed = time.perf_counter() - started
-        console.print(f"[bold]worker[/bold] finished in {elapsed:.1f} s (incl. group join)")
+        del worker, tiers, stages
+        console.print(
+            f"[bold]worker[/bold] finished in {elapsed:.1f} s (incl. group join), "
+            f"tiers {time.perf_counter() - started - elapsed:.1f} s later"
+            + (f" [red]failed: {failed}[/red]" if failed else "")
+        )
 
         summary = read_outputs(bootstrap_servers, settings.rollup_topic, settings.deadletter_topic)
         print_summary(console, summary, manifest.samples_total)
         accounted = summary.samples_accounted
-    return accounted == manifest.samples_total
+        tier_outputs = {settings.resolution: summary}
+        late_children: dict[str, int] = {}
+        read_by: dict[str, str] = {}
+        for step in _tier_settings(settings).steps():
+            tier_outputs[step.resolution] = read_outputs(
+                bootstrap_servers, step.rollup_topic, "__none__"
+            )
+            read_by[step.source_topic] = step.resolution
+        for record in summary.deadletters.values():
+            if record["stage"] == "tier" and record["reason"] == "late":
+                resolution = read_by[record["topic"]]
+                late_children[resolution] = late_children.get(resolution, 0) + record["samples"]
+        tiers_complete = print_tiers(
+            console, tier_outputs, summary.samples_in_rollups, late_children
+        )
+    return accounted == manifest.samples_total and tiers_complete
+
+
+def _tier_settings(worker: WorkerSettings) -> TierSettings:
+    return TierSettings(
+        bootstrap_servers=worker.bootstrap_servers,
+        group_id=worker.group_id + "-tier",
+        rollup_topic_prefix=worker.rollup_topic_prefix,
+        deadletter_topic=worker.deadletter_topic,
+        checkpoint_topic=worker.checkpoint_topic,
+        chain=[worker.resolution, "1m", "5m", "1h"],
+        # Doubled per step (3 s, 6 s, 12 s): each tier waits for the one below to flush.
+        idle_timeout="3s",
+        session_timeout_ms=worker.session_timeout_ms,
+        http_port=0,
+        topic_partitions=worker.topic_partitions,
+    )
+
+
+def _tiers_caught_up(worker: RollupWorker, tiers: list[TierWorker]) -> bool:
+    """Every stage has had what it emitted acknowledged and holds no open window."""
+    stages: list[PartitionedStage[Any]] = [worker, *tiers]
+    return all(s.delivered == s.emitted and not s.open_windows for s in stages)
 
 
 def _progress(console: Console) -> Progress:

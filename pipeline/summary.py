@@ -28,15 +28,17 @@ class OutputSummary:
     def samples_in_rollups(self) -> int:
         return sum(r["count"] for r in self.rollups.values())
 
-    def deadletter_samples(self) -> Counter[str]:
+    def deadletter_samples(self, stage: str | None = None) -> Counter[str]:
+        """Dead-lettered samples by reason (of one stage's records, if given)."""
         counts: Counter[str] = Counter()
         for record in self.deadletters.values():
-            counts[record["reason"]] += record["samples"]
+            if stage is None or record.get("stage") == stage:
+                counts[record["reason"]] += record["samples"]
         return counts
 
     @property
     def samples_accounted(self) -> int:
-        return self.samples_in_rollups + sum(self.deadletter_samples().values())
+        return self.samples_in_rollups + sum(self.deadletter_samples("worker").values())
 
 
 def read_outputs(bootstrap_servers: str, rollup_topic: str, deadletter_topic: str) -> OutputSummary:
@@ -84,7 +86,7 @@ def print_summary(
     )
     console.print(overview)
 
-    dead = summary.deadletter_samples()
+    dead = summary.deadletter_samples("worker")
     if dead:
         table = Table(title="Dead letters by reason")
         table.add_column("reason")
@@ -131,3 +133,30 @@ def print_summary(
         verdict = "[green]OK[/green]" if accounted == samples_sent else "[red]MISMATCH[/red]"
         line += f" of {samples_sent:,} sent  {verdict}"
     console.print(line)
+
+
+def print_tiers(
+    console: Console, tiers: dict[str, OutputSummary], base_samples: int, late: dict[str, int]
+) -> bool:
+    """One row per resolution: every tier must hold the samples of the base tier, minus any
+    child rollups that arrived after their coarse window closed (dead-lettered as late)."""
+    table = Table(title="Rollups per resolution (each tier merges the digests of the one below)")
+    complete = True
+    for column in ("resolution", "rollups", "series", "windows", "samples", "late children", ""):
+        table.add_column(column, justify="right")
+    for resolution, summary in tiers.items():
+        rollups = summary.rollups.values()
+        samples = summary.samples_in_rollups
+        missing = base_samples - samples - late.get(resolution, 0)
+        complete = complete and missing == 0
+        table.add_row(
+            resolution,
+            f"{len(summary.rollups):,}",
+            f"{len({r['series_key'] for r in rollups}):,}",
+            f"{len({r['window_start'] for r in rollups}):,}",
+            f"{samples:,}",
+            f"{late.get(resolution, 0):,}",
+            "[green]OK[/green]" if missing == 0 else f"[red]{missing:,} missing[/red]",
+        )
+    console.print(table)
+    return complete

@@ -82,6 +82,8 @@ class PartitionedStage(ABC, Generic[StateT]):
         self.health = health or Health()
         self.owned: dict[int, OwnedPartition[StateT]] = {}
         self._first_input_seen = False
+        self.emitted = 0  # rollups produced by this process
+        self.delivered = 0  # ... and acknowledged by Kafka
         self._failed = False  # set when run() dies: from then on nothing is committed
         self._batch_messages = settings.batch_size
         self._commit_every = parse_duration_ms(settings.commit_interval) / 1000.0
@@ -325,6 +327,7 @@ class PartitionedStage(ABC, Generic[StateT]):
         metrics = self.metrics
 
         def delivered() -> None:
+            self.delivered += 1
             now = time.time()
             metrics.rollups_delivered.inc()
             metrics.last_delivery_time.set(now)
@@ -338,6 +341,7 @@ class PartitionedStage(ABC, Generic[StateT]):
                 partition=self.rollup_owner(rollup.routing_key.encode()),
                 on_delivered=delivered,
             )
+        self.emitted += len(rollups)
         if rollups:
             self.metrics.rollups.labels(self.settings.resolution).inc(len(rollups))
 
