@@ -21,3 +21,6 @@ class Reason(StrEnum):
     LENGTH_MISMATCH = "length_mismatch"
     EMPTY_BATCH = "empty_batch"
     LATE = "late"
+    # Sinks (pipeline/sinks/): a rollup record that cannot be read, and one the store refused.
+    MALFORMED_ROLLUP = "malformed_rollup"
+    STORE_REJECTED = "store_rejected"
