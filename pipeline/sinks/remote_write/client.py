@@ -10,6 +10,9 @@ What a response means:
   a fixed configuration stores.
 - any other 4xx (400 out-of-bounds or out-of-order samples, 413, 422 …): `Refused` with the
   server's message; the sink bisects the request to find the records it refuses.
+- a 5xx whose message contains one of `refuse_on_messages` (default: Prometheus' sample
+  errors): `Refused` too. Prometheus 2.42 answers 500 "too old sample" for data behind its
+  out-of-order window; retrying it would stop the sink for good on one old rollup.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ class RemoteWriteClient:
         self._retries = settings.request_retries
         self._retry_initial = settings.seconds("request_retry_initial")
         self._retry_max = settings.seconds("request_retry_max")
+        self._permanent = tuple(m.lower() for m in settings.refuse_on_messages)
         auth = None
         if settings.basic_auth_username is not None and settings.basic_auth_password is not None:
             auth = httpx.BasicAuth(
@@ -95,6 +99,8 @@ class RemoteWriteClient:
                 if status < 500 and status not in RETRYABLE_STATUS:
                     if status in CONFIGURATION_STATUS:
                         raise RetryableSinkError(f"{self.url}: HTTP {status}: {message}")
+                    return Refused(status, message)
+                if any(m in message.lower() for m in self._permanent):
                     return Refused(status, message)
                 problem = f"HTTP {status}: {message}"
                 wait = _retry_after(response)

@@ -35,6 +35,16 @@ class RemoteWriteSettings(SinkSettings):
     tls_key_file: Path | None = None
     tls_insecure_skip_verify: bool = False
     headers: dict[str, str] = Field(default_factory=dict, description="Extra HTTP headers.")
+    refuse_on_messages: list[str] = Field(
+        default_factory=lambda: [
+            "too old sample",
+            "out of bounds",
+            "out of order sample",
+            "duplicate sample for timestamp",
+        ],
+        description="A 5xx whose body contains one of these is a refusal, not an outage: "
+        "Prometheus 2.42 answers 500 'too old sample' for samples behind its out-of-order window.",
+    )
 
     @field_validator("timeout", "request_retry_initial", "request_retry_max")
     @classmethod
