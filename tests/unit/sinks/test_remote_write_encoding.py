@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+
 import cramjam
 import pytest
 
@@ -41,9 +43,7 @@ def test_wire_bytes_match_prometheus_field_numbers() -> None:
     # samples(2): Sample{value(1) double, timestamp(2) int64}}}, written out by hand.
     payload = write_request({(("__name__", "x"),): [(1000, 1.5)]})
     label = b"\x0a\x08__name__" + b"\x12\x01x"
-    sample = (
-        b"\x09" + (1.5).hex().encode() * 0 + bytes.fromhex("000000000000f83f") + b"\x10\xe8\x07"
-    )
+    sample = b"\x09" + struct.pack("<d", 1.5) + b"\x10\xe8\x07"  # 1000 as a varint
     series = b"\x0a" + bytes([len(label)]) + label + b"\x12" + bytes([len(sample)]) + sample
     assert payload == b"\x0a" + bytes([len(series)]) + series
 
