@@ -1,0 +1,21 @@
+"""The runner's pending batch across a rebalance: revoked partitions leave uncommitted."""
+
+from __future__ import annotations
+
+from pipeline.sinks.base import SinkRecord
+from pipeline.sinks.runner import PendingBatch, Unreadable
+
+
+def test_revoked_partitions_leave_the_batch_and_its_commit_offsets() -> None:
+    batch = PendingBatch()
+    for partition in (0, 1, 2):
+        for offset in range(3):
+            batch.records.append(SinkRecord("t", partition, offset, b"k", b"{}", {}))
+        batch.next_offsets[("t", partition)] = 3
+    batch.unreadable.append(Unreadable("t", 1, 3, b"x", "not JSON"))
+    batch.next_offsets[("t", 1)] = 4
+    dropped = batch.drop_partitions({("t", 1), ("t", 7)})
+    assert dropped == 4
+    assert {r.partition for r in batch.records} == {0, 2}
+    assert not batch.unreadable
+    assert batch.next_offsets == {("t", 0): 3, ("t", 2): 3}
