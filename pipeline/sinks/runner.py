@@ -124,8 +124,11 @@ class SinkRunner:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         consumer.assign(partitions)
+        # librdkafka keeps a partition's pause flag across an eager revoke/assign: set it anew.
         if self._retry_at is not None:
             consumer.pause(partitions)  # the store is down: take no new work yet
+        else:
+            consumer.resume(partitions)
         self._assigned |= {(tp.topic, tp.partition) for tp in partitions}
         self.metrics.assigned.set(len(self._assigned))
         self.health.set_ready(True)
@@ -157,7 +160,9 @@ class SinkRunner:
                 self.health.beat()
                 if self._retry_at is not None:
                     wait = self._retry_at - time.monotonic()
-                    if wait > 0:
+                    if not len(self._batch):  # a rebalance took every pending record away
+                        self._end_retries(consumer)
+                    elif wait > 0:
                         self._poll_paused(consumer, min(wait, 0.2))
                     else:
                         self.metrics.retries.inc()
@@ -256,13 +261,17 @@ class SinkRunner:
         self.metrics.last_stored_time.set(time.time())
         self._commit(consumer, batch)
         self._batch = PendingBatch()
+        if self._retry_at is not None:
+            log.info("store available again; consuming")
+        self._end_retries(consumer)
+        return True
+
+    def _end_retries(self, consumer: Consumer) -> None:
         self._backoff.reset()
         if self._retry_at is not None:
             self._retry_at = None
             consumer.resume(consumer.assignment())
             self.metrics.paused.set(0)
-            log.info("store available again; consuming")
-        return True
 
     def _deadletter(self, batch: PendingBatch, rejections: list[Rejection]) -> int:
         """Produce dead letters for unreadable and refused records and wait for Kafka to

@@ -161,3 +161,46 @@ def by_key_at(records: list[Record], deadletter: dict[str, Any]) -> Record:
         if (r.partition, r.offset) == (deadletter["partition"], deadletter["offset"]):
             return r
     raise AssertionError(f"no input record at {deadletter}")
+
+
+@pytest.mark.slow
+def test_a_rebalance_during_an_outage_commits_nothing_for_revoked_partitions(
+    kafka_bootstrap: str, unique_name: str, victoria_metrics: TsdbServer
+) -> None:
+    (source,) = real_rollups(kafka_bootstrap, unique_name, recent_spec(seed=13))
+    before, during = split_by_window(read_all(kafka_bootstrap, source))
+    topic = f"sink-in-{unique_name}"
+    ensure_topics(kafka_bootstrap, [TopicSpec(topic, PARTITIONS)])
+    copy_records(kafka_bootstrap, topic, before)
+    settings = sink_settings(kafka_bootstrap, unique_name, victoria_metrics.write_url, [topic])
+    with runner_thread(settings) as first:
+        first_ends = topic_ends(kafka_bootstrap, [topic])
+        wait_committed(first, first_ends)
+        victoria_metrics.stop()
+        copy_records(kafka_bootstrap, topic, during)
+        deadline = time.monotonic() + 60
+        while first.totals.failed_writes < 2:
+            assert time.monotonic() < deadline, "the runner never tried the stopped TSDB"
+            time.sleep(0.1)
+        with runner_thread(settings) as second:  # same group: takes some partitions over
+            deadline = time.monotonic() + 60
+            while not second._assigned:
+                assert time.monotonic() < deadline, "the second member never got partitions"
+                time.sleep(0.1)
+            moved = set(second._assigned)
+            victoria_metrics.start()
+            ends = topic_ends(kafka_bootstrap, [topic])
+            deadline = time.monotonic() + 90
+            while group_committed(kafka_bootstrap, settings.group_id, ends) != ends:
+                assert time.monotonic() < deadline, "the group did not commit the whole topic"
+                time.sleep(0.5)
+            # The first member never committed past the outage for partitions it gave away.
+            for tp in moved:
+                assert first.totals.committed.get(tp, 0) <= first_ends.get(tp, 0)
+            assert second.totals.stored > 0
+    problems = differences(
+        victoria_metrics.samples('{__name__=~".+"}'),
+        expected_points(bodies(before + during)),
+        1e-12,
+    )
+    assert not problems, f"{len(problems)} differences, e.g. {problems[:5]}"
