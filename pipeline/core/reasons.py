@@ -24,3 +24,7 @@ class Reason(StrEnum):
     # Sinks (pipeline/sinks/): a rollup record that cannot be read, and one the store refused.
     MALFORMED_ROLLUP = "malformed_rollup"
     STORE_REJECTED = "store_rejected"
+
+
+#: Reasons only the sinks use (the decoder never produces them).
+SINK_REASONS = frozenset({Reason.MALFORMED_ROLLUP, Reason.STORE_REJECTED})
