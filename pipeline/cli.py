@@ -248,7 +248,7 @@ def sink_remote_write(
         Optional[int],  # noqa: UP045
         typer.Option(help="Parallel requests (sharded by series)."),
     ] = None,
-    timeout: Annotated[Optional[str], typer.Option(help="Per request, e.g. 30s.")] = None,  # noqa: UP045
+    timeout: Annotated[Optional[str], typer.Option(help="Per request, e.g. 10s.")] = None,  # noqa: UP045
     bearer_token_file: Annotated[Optional[Path], typer.Option()] = None,  # noqa: UP045
     http_port: HttpPortOpt = None,
     http_host: HttpHostOpt = None,

@@ -16,7 +16,9 @@ class RemoteWriteSettings(SinkSettings):
 
     group_id: str = "metrics-pipeline-remote-write"
     url: str = Field(description="Remote-write endpoint, e.g. http://prometheus:9090/api/v1/write.")
-    timeout: str = Field("30s", description="Per HTTP request (connect, send, wait, read).")
+    # (request_retries + 1) × timeout + back-off bounds one write; keep it under the 60 s after
+    # which /healthz reports a stalled loop.
+    timeout: str = Field("10s", description="Per HTTP request (connect, send, wait, read).")
     concurrency: int = Field(4, ge=1, le=64, description="Parallel requests (shards by series).")
     max_samples_per_request: int = Field(2_000, ge=1)
     request_retries: int = Field(
