@@ -29,6 +29,7 @@ from pathlib import Path
 
 import orjson
 
+from load.procfs import cpu_seconds
 from load.tsdb import PrometheusServer, TsdbServer, VictoriaMetricsServer
 from pipeline.kafka.admin import TopicSpec, ensure_topics, high_watermarks
 from pipeline.kafka.broker import EmbeddedBroker
@@ -58,6 +59,8 @@ class SinkBenchResult:
     rollups_per_s: float
     stored_samples: int
     verified: bool
+    sink_cpu_seconds: float  # this process (runner + sink threads) while the sink ran
+    tsdb_cpu_seconds: float  # the server's process over the same interval
 
 
 def rollup_messages(rollups: int, series: int, now_ms: int) -> Iterator[Message]:
@@ -129,6 +132,8 @@ def run_once(
             runner = SinkRunner(settings, sink)
             stop = threading.Event()
             thread = threading.Thread(target=runner.run, args=(stop,), daemon=True)
+            assert server.process is not None
+            cpu_before = (time.process_time(), cpu_seconds(server.process.pid))
             thread.start()
             try:
                 deadline = time.monotonic() + 600
@@ -136,6 +141,8 @@ def run_once(
                     if time.monotonic() > deadline or not thread.is_alive():
                         raise RuntimeError(f"sink did not finish: {runner.totals.counts()}")
                     time.sleep(0.05)
+                sink_cpu = time.process_time() - cpu_before[0]
+                tsdb_cpu = cpu_seconds(server.process.pid) - cpu_before[1]
             finally:
                 stop.set()
                 thread.join(60)
@@ -157,6 +164,8 @@ def run_once(
         rollups_per_s=round(rollups / seconds),
         stored_samples=stored,
         verified=stored == expected == sink.samples_sent and runner.totals.rejected == 0,
+        sink_cpu_seconds=round(sink_cpu, 2),
+        tsdb_cpu_seconds=round(tsdb_cpu, 2),
     )
 
 
@@ -196,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     f"{kind:17} {r.rollups:,} rollups = {r.samples:,} samples in {r.seconds:.2f} s:"
                     f" {r.samples_per_s:,.0f} samples/s ({r.rollups_per_s:,.0f} rollups/s),"
-                    f" stored {r.stored_samples:,} {'OK' if r.verified else 'MISMATCH'}"
+                    f" stored {r.stored_samples:,} {'OK' if r.verified else 'MISMATCH'};"
+                    f" CPU s: sink {r.sink_cpu_seconds:.2f}, {kind} {r.tsdb_cpu_seconds:.2f}"
                 )
             print(f"{kind:17} median {median:,.0f} samples/s over {len(runs)} run(s)")
             results.extend(runs)
