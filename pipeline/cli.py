@@ -13,6 +13,7 @@ import typer
 from pipeline.errors import PipelineError
 
 if TYPE_CHECKING:
+    from pipeline.settings import TierSettings
     from pipeline.sinks.base import RollupSink
     from pipeline.sinks.settings import SinkSettings
 
@@ -97,6 +98,91 @@ def worker(
         rollup_worker.run(stop)
     except PipelineError as exc:
         raise _fail(exc) from exc
+
+
+@app.command()
+def tier(
+    config: ConfigOpt = None,
+    bootstrap_servers: BootstrapOpt = None,
+    from_resolution: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--from", help="Run one step: the input tier, e.g. 10s (with --to)."),
+    ] = None,
+    to_resolution: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--to", help="Run one step: the output tier, e.g. 1m (with --from)."),
+    ] = None,
+    chain: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(help="Comma-separated tiers to run as steps, default 10s,1m,5m,1h."),
+    ] = None,
+    idle_timeout: Annotated[Optional[str], typer.Option()] = None,  # noqa: UP045
+    http_port: Annotated[Optional[int], typer.Option(help="0 disables.")] = None,  # noqa: UP045
+    http_host: Annotated[Optional[str], typer.Option()] = None,  # noqa: UP045
+) -> None:
+    """Merge rollups into coarser tiers: each step consumes one rollup topic and emits the next."""
+    from pipeline.errors import ConfigError
+    from pipeline.settings import TierSettings, load_settings
+
+    try:
+        if (from_resolution is None) != (to_resolution is None):
+            raise ConfigError("--from and --to go together")
+        settings = load_settings(
+            TierSettings,
+            config,
+            bootstrap_servers=bootstrap_servers,
+            chain=None if chain is None else [c.strip() for c in chain.split(",")],
+            input_resolution=from_resolution,
+            resolution=to_resolution,
+            idle_timeout=idle_timeout,
+            http_port=http_port,
+            http_host=http_host,
+        )
+        steps = settings.steps() if from_resolution is None else [settings]
+        _run_tier_steps(settings, steps)
+    except PipelineError as exc:
+        raise _fail(exc) from exc
+
+
+def _run_tier_steps(settings: TierSettings, steps: list[TierSettings]) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from pipeline.kafka.tier_worker import TierWorker
+    from pipeline.observability import (
+        AllHealthy,
+        LabelledRegistries,
+        configure_logging,
+        serve_http,
+    )
+
+    configure_logging(settings.log_level, settings.log_format)
+    stop = _stop_on_signals()
+    workers = {step.resolution: TierWorker(step) for step in steps}
+    if settings.http_port:
+        registry = CollectorRegistry()
+        registry.register(
+            LabelledRegistries("tier", {r: w.metrics.registry for r, w in workers.items()})
+        )
+        health = AllHealthy([w.health for w in workers.values()])
+        serve_http(settings.http_host, settings.http_port, registry, health)
+    errors: list[BaseException] = []
+
+    def run(worker: TierWorker) -> None:
+        try:
+            worker.run(stop)
+        except BaseException as exc:  # one failed step stops the others
+            errors.append(exc)
+            stop.set()
+
+    threads = [
+        threading.Thread(target=run, args=(w,), name=f"tier-{r}") for r, w in workers.items()
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
 
 
 @app.command()

@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 
 def configure_logging(level: str = "info", fmt: str = "console") -> None:
@@ -113,6 +116,23 @@ class WorkerMetrics:
         )
 
 
+class TierMetrics(WorkerMetrics):
+    """A tier worker's metrics: the stage's own, plus what happened to each child rollup."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        super().__init__(registry)
+        r = self.registry
+        p = "metrics_pipeline_tier_"
+        self.children = Counter(
+            p + "children",
+            "Child rollups read, by outcome: merged, duplicate (already in its open window), "
+            "reemitted (its closed window had merged it), replayed (window emitted before a "
+            "restart), late, invalid.",
+            ["outcome"],
+            registry=r,
+        )
+
+
 class Health:
     """Liveness: the main loop turned recently. Readiness: it also owns work or waits for it."""
 
@@ -167,3 +187,40 @@ def serve_http(
     server = ThreadingHTTPServer((host, port), Handler)
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
     return server
+
+
+class LabelledRegistries(Collector):
+    """Several same-shaped registries (e.g. the steps of a tier chain in one process) as one,
+    each sample labelled with its registry's name, so one /metrics serves them all."""
+
+    def __init__(self, label: str, registries: Mapping[str, CollectorRegistry]) -> None:
+        self._label = label
+        self._registries = registries
+
+    def collect(self) -> Iterator[Metric]:
+        families: dict[str, Metric] = {}
+        for value, registry in self._registries.items():
+            for family in registry.collect():
+                merged = families.setdefault(
+                    family.name, Metric(family.name, family.documentation, family.type)
+                )
+                for sample in family.samples:
+                    labels = {**sample.labels, self._label: value}
+                    merged.samples.append(sample._replace(labels=labels))
+        yield from families.values()
+
+
+class AllHealthy(Health):
+    """Alive and ready when every part is."""
+
+    def __init__(self, parts: list[Health]) -> None:
+        super().__init__()
+        self._parts = parts
+
+    @property
+    def alive(self) -> bool:
+        return all(p.alive for p in self._parts)
+
+    @property
+    def ready(self) -> bool:
+        return all(p.ready for p in self._parts)

@@ -5,6 +5,7 @@ Validated once at start-up; a bad value stops the process with a message naming 
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -22,6 +23,7 @@ from pipeline.core.aggregator import WindowConfig
 from pipeline.core.decode import DecodeLimits
 from pipeline.core.digest import DigestConfig, percentile_name
 from pipeline.core.rollup import format_duration, parse_duration_ms
+from pipeline.core.tier import TierConfig
 from pipeline.errors import ConfigError
 
 
@@ -56,45 +58,27 @@ class CommonSettings(BaseSettings):
         return tuple(sources)
 
 
-class WorkerSettings(CommonSettings):
-    """The rollup worker: raw samples in, base-resolution rollups out."""
+class StageSettings(CommonSettings):
+    """What every windowed stage (rollup worker, tier) shares: topics, commits, idleness."""
 
     group_id: str = "metrics-pipeline-rollup"
-    input_topic: str = "metrics.raw"
     rollup_topic_prefix: str = "metrics.rollups."
     deadletter_topic: str = "metrics.deadletter"
     checkpoint_topic: str = "metrics.checkpoints"
     resolution: str = "10s"
-    allowed_lateness: str = "5s"
-    counter_staleness: str = "10m"
-    percentiles: list[float] = Field(default_factory=lambda: [0.5, 0.9, 0.95, 0.99, 0.999])
-    compression: int = Field(200, ge=20, le=5000)
-    raw_limit: int = Field(1024, ge=0, description="Raw values kept per window before folding.")
-    late_policy: Literal["deadletter", "count"] = "deadletter"
-    max_message_bytes: int = Field(1_048_576, ge=1024)
-    max_labels: int = Field(16, ge=0)
-    max_age: str = "6h"
-    max_future: str = "10m"
     idle_timeout: str = "30s"
     commit_interval: str = "1s"
     batch_size: int = Field(10_000, ge=1, description="Most records per consume().")
-    batch_samples: int = Field(
-        20_000, ge=100, description="Aim for about this many samples per processed batch."
-    )
     session_timeout_ms: int = Field(10_000, ge=1000)
     create_topics: bool = True
     topic_partitions: int = Field(8, ge=1, description="Partitions of topics this process creates.")
+    percentiles: list[float] = Field(default_factory=lambda: [0.5, 0.9, 0.95, 0.99, 0.999])
+    compression: int = Field(200, ge=20, le=5000)
 
-    @field_validator(
-        "resolution", "allowed_lateness", "max_age", "max_future", "idle_timeout", "commit_interval"
-    )
+    @field_validator("resolution", "idle_timeout", "commit_interval")
     @classmethod
-    def _duration(cls, value: str) -> str:
-        try:
-            parse_duration_ms(value)
-        except ConfigError as exc:
-            raise ValueError(str(exc)) from None
-        return value
+    def _stage_duration(cls, value: str) -> str:
+        return _valid_duration(value)
 
     @field_validator("percentiles")
     @classmethod
@@ -104,6 +88,53 @@ class WorkerSettings(CommonSettings):
         if len({percentile_name(q) for q in value}) != len(value):
             raise ValueError("percentiles must be distinct")
         return sorted(value)
+
+    @property
+    def rollup_topic(self) -> str:
+        return self.rollup_topic_prefix + format_duration(parse_duration_ms(self.resolution))
+
+    @property
+    def source_topic(self) -> str:
+        """The topic this stage consumes."""
+        raise NotImplementedError
+
+    @property
+    def consumer_group(self) -> str:
+        return self.group_id
+
+
+def _valid_duration(value: str) -> str:
+    try:
+        parse_duration_ms(value)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
+class WorkerSettings(StageSettings):
+    """The rollup worker: raw samples in, base-resolution rollups out."""
+
+    input_topic: str = "metrics.raw"
+    allowed_lateness: str = "5s"
+    counter_staleness: str = "10m"
+    raw_limit: int = Field(1024, ge=0, description="Raw values kept per window before folding.")
+    late_policy: Literal["deadletter", "count"] = "deadletter"
+    max_message_bytes: int = Field(1_048_576, ge=1024)
+    max_labels: int = Field(16, ge=0)
+    max_age: str = "6h"
+    max_future: str = "10m"
+    batch_samples: int = Field(
+        20_000, ge=100, description="Aim for about this many samples per processed batch."
+    )
+
+    @field_validator("allowed_lateness", "max_age", "max_future")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        return _valid_duration(value)
+
+    @property
+    def source_topic(self) -> str:
+        return self.input_topic
 
     def window(self) -> WindowConfig:
         resolution = parse_duration_ms(self.resolution)
@@ -129,9 +160,88 @@ class WorkerSettings(CommonSettings):
             parse_duration_ms(self.max_future),
         )
 
+
+class TierSettings(StageSettings):
+    """A tier worker: rollups of `input_resolution` in, rollups of `resolution` out.
+
+    `metrics-pipeline tier` runs every step of `chain` (10s → 1m → 5m → 1h by default), each
+    its own consumer group; `--from/--to` runs one step, to scale steps separately."""
+
+    group_id: str = "metrics-pipeline-tier"  # one group per step: "<group_id>-<resolution>"
+    input_resolution: str = "10s"
+    resolution: str = "1m"
+    allowed_lateness: str | None = Field(
+        None,
+        description="How far behind the latest child window a child may arrive; "
+        "default: one input window.",
+    )
+    chain: list[str] = Field(default_factory=lambda: ["10s", "1m", "5m", "1h"])
+    # Longer than the rollup worker's 30 s: the last base windows of a quiet stream arrive
+    # after that worker's own idle timeout.
+    idle_timeout: str = "1m"
+
+    @field_validator("input_resolution")
+    @classmethod
+    def _input_duration(cls, value: str) -> str:
+        return _valid_duration(value)
+
+    @field_validator("allowed_lateness")
+    @classmethod
+    def _lateness(cls, value: str | None) -> str | None:
+        return None if value is None else _valid_duration(value)
+
+    @field_validator("chain")
+    @classmethod
+    def _chain(cls, value: list[str]) -> list[str]:
+        sizes = [parse_duration_ms(_valid_duration(v)) for v in value]
+        if len(sizes) < 2:
+            raise ValueError("a chain needs at least two resolutions")
+        for finer, coarser in pairwise(sizes):
+            if coarser <= finer or coarser % finer:
+                raise ValueError(
+                    f"each resolution must be a larger multiple of the one before: {value}"
+                )
+        return value
+
     @property
-    def rollup_topic(self) -> str:
-        return self.rollup_topic_prefix + format_duration(parse_duration_ms(self.resolution))
+    def source_topic(self) -> str:
+        return self.rollup_topic_prefix + format_duration(parse_duration_ms(self.input_resolution))
+
+    @property
+    def consumer_group(self) -> str:
+        return f"{self.group_id}-{format_duration(parse_duration_ms(self.resolution))}"
+
+    def tier(self) -> TierConfig:
+        finer = parse_duration_ms(self.input_resolution)
+        coarser = parse_duration_ms(self.resolution)
+        if coarser <= finer or coarser % finer:
+            raise ConfigError(
+                f"tier resolution {self.resolution} must be a larger multiple of "
+                f"{self.input_resolution}"
+            )
+        lateness = (
+            finer if self.allowed_lateness is None else parse_duration_ms(self.allowed_lateness)
+        )
+        return TierConfig(finer, coarser, lateness)
+
+    def digest(self) -> DigestConfig:
+        return DigestConfig(tuple(self.percentiles), self.compression)
+
+    def steps(self) -> list[TierSettings]:
+        """One settings object per step of the chain. Each step's idle timeout is twice the one
+        before it: when a stream goes quiet, the step below must flush its last windows (after
+        its own idle timeout) before this step closes the windows they belong to."""
+        idle_ms = parse_duration_ms(self.idle_timeout)
+        return [
+            self.model_copy(
+                update={
+                    "input_resolution": finer,
+                    "resolution": coarser,
+                    "idle_timeout": format_duration(idle_ms * 2**step),
+                }
+            )
+            for step, (finer, coarser) in enumerate(pairwise(self.chain))
+        ]
 
 
 S = TypeVar("S", bound=CommonSettings)

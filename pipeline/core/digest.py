@@ -166,6 +166,11 @@ def load_digest(serialized: dict[str, Any]) -> Any:
 def _recompress(centroids: Sequence[dict[str, float]], compression: int) -> Any:
     means = np.array([c["m"] for c in centroids], dtype=np.float64)
     weights = np.array([c["c"] for c in centroids], dtype=np.float64)
+    return build_weighted_digest(means, weights, compression)
+
+
+def build_weighted_digest(means: np.ndarray, weights: np.ndarray, compression: int) -> Any:
+    """A fastdigest.TDigest of weighted points (the centroids of digests being merged)."""
     return fastdigest.TDigest.from_values(
         cast("Sequence[float]", means),
         w=cast("Sequence[float]", weights),

@@ -21,10 +21,7 @@ class Reason(StrEnum):
     LENGTH_MISMATCH = "length_mismatch"
     EMPTY_BATCH = "empty_batch"
     LATE = "late"
-    # Sinks (pipeline/sinks/): a rollup record that cannot be read, and one the store refused.
-    MALFORMED_ROLLUP = "malformed_rollup"
+    INVALID_ROLLUP = "invalid_rollup"
+    WRONG_RESOLUTION = "wrong_resolution"
+    # Sinks (pipeline/sinks/): the store refused the record for good.
     STORE_REJECTED = "store_rejected"
-
-
-#: Reasons only the sinks use (the decoder never produces them).
-SINK_REASONS = frozenset({Reason.MALFORMED_ROLLUP, Reason.STORE_REJECTED})

@@ -22,7 +22,7 @@ class SinkMetrics:
         ).labels(sink)
         self._deadletter = Counter(
             p + "deadletter",
-            "Records dead-lettered: unreadable (malformed_rollup) or refused by the store.",
+            "Records dead-lettered: unreadable (invalid_rollup) or refused by the store.",
             [*labels, "reason"],
             registry=r,
         )

@@ -283,13 +283,13 @@ class SinkRunner:
                 bad.topic,
                 bad.partition,
                 bad.offset,
-                Reason.MALFORMED_ROLLUP,
+                Reason.INVALID_ROLLUP,
                 bad.error,
                 bad.raw,
                 self._stage,
             )
             self.producer.produce(topic, value, key)
-            self.metrics.deadlettered(Reason.MALFORMED_ROLLUP.value)
+            self.metrics.deadlettered(Reason.INVALID_ROLLUP.value)
         refused: dict[int, Rejection] = {}
         for rejection in rejections:
             if 0 <= rejection.index < len(batch.records):

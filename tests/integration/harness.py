@@ -11,16 +11,18 @@ from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import orjson
+from pydantic_settings import BaseSettings
 
 from pipeline import summary
 from pipeline.core.series import MetricKind, SeriesIdentity
+from pipeline.kafka.stage import PartitionedStage
 from pipeline.kafka.worker import RollupWorker
 from pipeline.loadgen.workload import GroundTruth
-from pipeline.settings import WorkerSettings
+from pipeline.settings import StageSettings, WorkerSettings
 from pipeline.summary import OutputSummary
 
 RESOLUTION_MS = 10_000
@@ -43,10 +45,12 @@ def worker_settings(bootstrap: str, name: str, **overrides: Any) -> WorkerSettin
     return WorkerSettings(**values)
 
 
-def settings_env(settings: WorkerSettings) -> dict[str, str]:
+def settings_env(settings: BaseSettings) -> dict[str, str]:
     """The same settings as METRICS_PIPELINE_* environment variables (for a subprocess)."""
     env = dict(os.environ)
     for key, value in settings.model_dump().items():
+        if value is None:
+            continue
         if isinstance(value, list | dict):
             env[f"METRICS_PIPELINE_{key.upper()}"] = orjson.dumps(value).decode()
         else:
@@ -58,7 +62,16 @@ def settings_env(settings: WorkerSettings) -> dict[str, str]:
 
 @contextmanager
 def worker_thread(settings: WorkerSettings) -> Iterator[RollupWorker]:
-    worker = RollupWorker(settings)
+    with stage_thread(RollupWorker(settings)) as worker:
+        yield worker
+
+
+StageT = TypeVar("StageT", bound=PartitionedStage[Any])
+
+
+@contextmanager
+def stage_thread(worker: StageT) -> Iterator[StageT]:
+    """Run a stage (rollup or tier worker) on a thread; stop it on exit, re-raise its error."""
     stop = threading.Event()
     failure: list[BaseException] = []
 
@@ -79,17 +92,19 @@ def worker_thread(settings: WorkerSettings) -> Iterator[RollupWorker]:
         raise failure[0]
 
 
-def worker_process(settings: WorkerSettings, log_path: str) -> subprocess.Popen[bytes]:
+def worker_process(
+    settings: BaseSettings, log_path: str, command: tuple[str, ...] = ("worker",)
+) -> subprocess.Popen[bytes]:
     with open(log_path, "ab") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", "worker"],
+            [sys.executable, "-m", "pipeline.cli", *command],
             env=settings_env(settings),
             stdout=log,
             stderr=subprocess.STDOUT,
         )
 
 
-def read_outputs(settings: WorkerSettings, partitions: int = 0) -> OutputSummary:
+def read_outputs(settings: StageSettings, partitions: int = 0) -> OutputSummary:
     """Rollups and dead letters by key; a duplicate key must carry identical bytes."""
     del partitions  # read from the topics' own partition counts
     outputs = summary.read_outputs(
@@ -100,7 +115,7 @@ def read_outputs(settings: WorkerSettings, partitions: int = 0) -> OutputSummary
 
 
 def wait_for(
-    settings: WorkerSettings, partitions: int, total: int, timeout: float = 120.0
+    settings: StageSettings, partitions: int, total: int, timeout: float = 120.0
 ) -> OutputSummary:
     """Poll the outputs until they account for `total` samples (or fail with what is there)."""
     deadline = time.monotonic() + timeout

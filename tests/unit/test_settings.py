@@ -7,12 +7,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from pipeline.core.aggregator import WindowConfig
 from pipeline.core.decode import DecodeLimits
 from pipeline.core.digest import DigestConfig
 from pipeline.errors import ConfigError
-from pipeline.settings import WorkerSettings, load_settings
+from pipeline.settings import TierSettings, WorkerSettings, load_settings
 
 PREFIX = "METRICS_PIPELINE_"
 
@@ -254,3 +255,27 @@ def test_source_errors_are_config_errors(
     # These escaped as SettingsError / yaml.ParserError / ValueError (a CLI traceback).
     with pytest.raises(ConfigError):
         load_settings(WorkerSettings, path)
+
+
+def test_tier_chain_steps_double_their_idle_timeout_and_name_their_groups() -> None:
+    steps = TierSettings(idle_timeout="30s").steps()
+    assert [(s.input_resolution, s.resolution) for s in steps] == [
+        ("10s", "1m"),
+        ("1m", "5m"),
+        ("5m", "1h"),
+    ]
+    assert [s.idle_timeout for s in steps] == ["30s", "1m", "2m"]
+    assert [s.consumer_group for s in steps] == [
+        "metrics-pipeline-tier-1m",
+        "metrics-pipeline-tier-5m",
+        "metrics-pipeline-tier-1h",
+    ]
+    assert steps[0].source_topic == "metrics.rollups.10s"
+    assert steps[0].rollup_topic == "metrics.rollups.1m"
+    assert steps[2].tier().allowed_lateness_ms == 300_000  # one input window by default
+
+
+@pytest.mark.parametrize("chain", [["10s"], ["1m", "10s"], ["10s", "25s"]])
+def test_a_tier_chain_must_grow_by_whole_multiples(chain: list[str]) -> None:
+    with pytest.raises(ValidationError):
+        TierSettings(chain=chain)

@@ -53,7 +53,7 @@ class RemoteWriteSink:
                 shard = zlib.crc32(str(record.body["series_key"]).encode()) % self._shards
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 detail = f"not a rollup: {type(exc).__name__}: {exc}"
-                rejections.append(Rejection(index, Reason.MALFORMED_ROLLUP.value, detail))
+                rejections.append(Rejection(index, Reason.INVALID_ROLLUP.value, detail))
                 continue
             shards[shard].append(Converted(index, int(record.body["window_end"]), samples))
         headers = self.client.auth_headers()

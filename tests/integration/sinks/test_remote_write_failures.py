@@ -138,7 +138,7 @@ def test_refused_records_are_dead_lettered_with_the_servers_message(
         by_key = {r.key: r for r in in_topic}
 
         refused = [d for d in dead if d["reason"] == "store_rejected"]
-        unreadable = [d for d in dead if d["reason"] == "malformed_rollup"]
+        unreadable = [d for d in dead if d["reason"] == "invalid_rollup"]
         refused_keys = {by_key_at(in_topic, d).key for d in refused}
         assert refused_keys == {r.key for r in old}, "exactly the week-old records are refused"
         assert all(message in d["error"] and d["error"].startswith("HTTP ") for d in refused)
