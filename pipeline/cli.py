@@ -14,6 +14,8 @@ from pipeline.errors import PipelineError
 
 if TYPE_CHECKING:
     from pipeline.settings import TierSettings
+    from pipeline.sinks.base import RollupSink
+    from pipeline.sinks.settings import SinkSettings
 
 app = typer.Typer(
     help="Streaming metrics rollups: Kafka in, windowed t-digest rollups out.",
@@ -271,6 +273,96 @@ def demo(
     except PipelineError as exc:
         raise _fail(exc) from exc
     raise typer.Exit(0 if ok else 1)
+
+
+# -- sink: store rollup topics (one sub-command per store; each builds its settings and sink,
+# -- then hands both to _run_sink) ------------------------------------------------------------
+
+sink_app = typer.Typer(
+    help="Store rollup topics: a Prometheus-compatible TSDB over remote-write, or local files.",
+    no_args_is_help=True,
+)
+app.add_typer(sink_app, name="sink")
+
+TopicsOpt = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option(
+        help="Comma-separated rollup topics, e.g. metrics.rollups.10s,metrics.rollups.1m."
+    ),
+]
+SinkGroupOpt = Annotated[Optional[str], typer.Option(help="Consumer group.")]  # noqa: UP045
+HttpPortOpt = Annotated[Optional[int], typer.Option(help="0 disables.")]  # noqa: UP045
+HttpHostOpt = Annotated[Optional[str], typer.Option()]  # noqa: UP045
+
+
+def _topic_list(topics: str | None) -> list[str] | None:
+    return None if topics is None else [t.strip() for t in topics.split(",") if t.strip()]
+
+
+def _run_sink(settings: SinkSettings, sink: RollupSink) -> None:
+    """Run the sink runner until SIGTERM/SIGINT, serving /metrics /healthz /readyz."""
+    from pipeline.observability import configure_logging, serve_http
+    from pipeline.sinks.runner import SinkRunner
+
+    configure_logging(settings.log_level, settings.log_format)
+    stop = _stop_on_signals()
+    runner = SinkRunner(settings, sink)
+    server = None
+    if settings.http_port:
+        server = serve_http(
+            settings.http_host, settings.http_port, runner.metrics.registry, runner.health
+        )
+    try:
+        runner.run(stop)
+    finally:
+        sink.close()
+        if server is not None:
+            server.shutdown()
+
+
+@sink_app.command("remote-write")
+def sink_remote_write(
+    config: ConfigOpt = None,
+    bootstrap_servers: BootstrapOpt = None,
+    url: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(help="Remote-write endpoint [env METRICS_PIPELINE_URL]."),
+    ] = None,
+    topics: TopicsOpt = None,
+    group_id: SinkGroupOpt = None,
+    concurrency: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option(help="Parallel requests (sharded by series)."),
+    ] = None,
+    timeout: Annotated[Optional[str], typer.Option(help="Per request, e.g. 10s.")] = None,  # noqa: UP045
+    bearer_token_file: Annotated[Optional[Path], typer.Option()] = None,  # noqa: UP045
+    http_port: HttpPortOpt = None,
+    http_host: HttpHostOpt = None,
+) -> None:
+    """Write rollups to a Prometheus-compatible TSDB (remote-write 1.0) until SIGTERM.
+
+    Every other setting (basic auth, TLS files, headers, batching, retries) comes from the
+    environment (METRICS_PIPELINE_*) or the --config YAML file."""
+    from pipeline.settings import load_settings
+    from pipeline.sinks.remote_write import RemoteWriteSettings, RemoteWriteSink
+
+    try:
+        settings = load_settings(
+            RemoteWriteSettings,
+            config,
+            bootstrap_servers=bootstrap_servers,
+            url=url,
+            topics=_topic_list(topics),
+            group_id=group_id,
+            concurrency=concurrency,
+            timeout=timeout,
+            bearer_token_file=bearer_token_file,
+            http_port=http_port,
+            http_host=http_host,
+        )
+        _run_sink(settings, RemoteWriteSink(settings))
+    except PipelineError as exc:
+        raise _fail(exc) from exc
 
 
 if __name__ == "__main__":

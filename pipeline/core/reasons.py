@@ -23,3 +23,5 @@ class Reason(StrEnum):
     LATE = "late"
     INVALID_ROLLUP = "invalid_rollup"
     WRONG_RESOLUTION = "wrong_resolution"
+    # Sinks (pipeline/sinks/): the store refused the record for good.
+    STORE_REJECTED = "store_rejected"

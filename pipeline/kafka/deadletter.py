@@ -107,3 +107,19 @@ def late_records(
             )
         )
     return out
+
+
+def sink_record(
+    topic: str,
+    partition: int,
+    offset: int,
+    reason: Reason,
+    error: str,
+    raw: bytes,
+    stage: str,
+) -> tuple[bytes, bytes]:
+    """(key, value) for a whole input record a sink could not read or its store refused."""
+    return (
+        deadletter_key(topic, partition, offset, -1),
+        _record(topic, partition, offset, -1, reason, error, raw, 1, stage),
+    )

@@ -1,0 +1,219 @@
+"""Remote-write sink throughput: samples/s into a real Prometheus and a real VictoriaMetrics.
+
+    python -m load.sink_bench [--rollups 20000] [--series 2000] [--tsdb prometheus|
+                              victoria-metrics|both] [--concurrency 4] [--batch-records 5000]
+                              [--bootstrap-servers HOST:PORT] [--runs 1]
+
+Per TSDB and run: N timer rollups (5 percentiles, so 10 remote-write samples each; windows of
+10 s ending in the last hour) are pre-loaded into a fresh 8-partition topic (not timed); a fresh
+server is started in a temporary directory; the sink runner with RemoteWriteSink consumes the
+topic, and the time from its first consumed record to its last acknowledged write is measured.
+Then the samples stored are counted through the TSDB's query API and must equal N × 10.
+An embedded Tansu broker is started unless --bootstrap-servers is given. Exit status 1 if a
+verification failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import orjson
+
+from load.procfs import cpu_seconds
+from load.tsdb import PrometheusServer, TsdbServer, VictoriaMetricsServer
+from pipeline.kafka.admin import TopicSpec, ensure_topics, high_watermarks
+from pipeline.kafka.broker import EmbeddedBroker
+from pipeline.loadgen.produce import produce
+from pipeline.loadgen.spec import Message
+from pipeline.observability import configure_logging
+from pipeline.sinks.remote_write import RemoteWriteSettings, RemoteWriteSink
+from pipeline.sinks.runner import SinkRunner
+
+PARTITIONS = 8
+RESOLUTION_MS = 10_000
+PERCENTILES = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99, "p99.9": 0.999}
+SAMPLES_PER_ROLLUP = len(PERCENTILES) + 5
+SERVERS: dict[str, type[TsdbServer]] = {
+    "prometheus": PrometheusServer,
+    "victoria-metrics": VictoriaMetricsServer,
+}
+
+
+@dataclass
+class SinkBenchResult:
+    tsdb: str
+    rollups: int
+    samples: int
+    seconds: float
+    samples_per_s: float
+    rollups_per_s: float
+    stored_samples: int
+    verified: bool
+    sink_cpu_seconds: float  # this process (runner + sink threads) while the sink ran
+    tsdb_cpu_seconds: float  # the server's process over the same interval
+
+
+def rollup_messages(rollups: int, series: int, now_ms: int) -> Iterator[Message]:
+    """Timer rollups shaped like the worker's, windows in time order per series."""
+    windows = -(-rollups // series)
+    first_end = (now_ms - 120_000) // RESOLUTION_MS * RESOLUTION_MS - windows * RESOLUTION_MS
+    emitted = 0
+    for w in range(windows):
+        end = first_end + (w + 1) * RESOLUTION_MS
+        for s in range(series):
+            if emitted == rollups:
+                return
+            service, region = f"svc-{s % 50:02d}", f"region-{s // 50 % 4}"
+            name = f"bench.duration.{s // 200}"
+            key = f"{service}|{region}|{name}|timer|ms|"
+            base = 1.0 + (s * 7 + w * 13) % 97
+            body = {
+                "series": {
+                    "service": service,
+                    "region": region,
+                    "name": name,
+                    "type": "timer",
+                    "unit": "ms",
+                    "labels": {},
+                },
+                "series_key": key,
+                "resolution": "10s",
+                "resolution_ms": RESOLUTION_MS,
+                "window_start": end - RESOLUTION_MS,
+                "window_end": end,
+                "count": 100,
+                "sum": base * 100,
+                "min": base / 2,
+                "max": base * 3,
+                "mean": base,
+                "rate": 10.0,
+                "percentiles": {k: base * (1 + q) for k, q in PERCENTILES.items()},
+                "digest": None,
+            }
+            emitted += 1
+            routing = f"{service}|{region}".encode()
+            yield Message(routing, orjson.dumps(body), end)
+
+
+def run_once(
+    bootstrap: str, kind: str, rollups: int, series: int, concurrency: int, batch_records: int
+) -> SinkBenchResult:
+    name = f"sink-bench-{uuid.uuid4().hex[:8]}"
+    topic = f"rollups-{name}"
+    ensure_topics(bootstrap, [TopicSpec(topic, PARTITIONS)])
+    produce(bootstrap, topic, rollup_messages(rollups, series, int(time.time() * 1000)))
+    ends = {(topic, p): e for p, e in high_watermarks(bootstrap, topic).items() if e > 0}
+    with tempfile.TemporaryDirectory(prefix="sink-bench-") as tmp:
+        server = SERVERS[kind](Path(tmp))
+        server.start()
+        try:
+            settings = RemoteWriteSettings(
+                bootstrap_servers=bootstrap,
+                url=server.write_url,
+                topics=[topic],
+                group_id=name,
+                deadletter_topic=f"deadletter-{name}",
+                batch_records=batch_records,
+                concurrency=concurrency,
+                session_timeout_ms=6000,
+                http_port=0,
+            )
+            sink = RemoteWriteSink(settings)
+            runner = SinkRunner(settings, sink)
+            stop = threading.Event()
+            thread = threading.Thread(target=runner.run, args=(stop,), daemon=True)
+            assert server.process is not None
+            cpu_before = (time.process_time(), cpu_seconds(server.process.pid))
+            thread.start()
+            try:
+                deadline = time.monotonic() + 600
+                while any(runner.totals.committed.get(tp, 0) < end for tp, end in ends.items()):
+                    if time.monotonic() > deadline or not thread.is_alive():
+                        raise RuntimeError(f"sink did not finish: {runner.totals.counts()}")
+                    time.sleep(0.05)
+                sink_cpu = time.process_time() - cpu_before[0]
+                tsdb_cpu = cpu_seconds(server.process.pid) - cpu_before[1]
+            finally:
+                stop.set()
+                thread.join(60)
+                sink.close()
+            seconds = (
+                runner.metrics.last_stored_time._value.get()
+                - runner.metrics.first_input_time._value.get()
+            )
+            stored = server.sample_count('{__name__=~"bench_.+"}', lookback="3h")
+        finally:
+            server.stop()
+    expected = rollups * SAMPLES_PER_ROLLUP
+    return SinkBenchResult(
+        tsdb=kind,
+        rollups=rollups,
+        samples=sink.samples_sent,
+        seconds=round(seconds, 3),
+        samples_per_s=round(sink.samples_sent / seconds),
+        rollups_per_s=round(rollups / seconds),
+        stored_samples=stored,
+        verified=stored == expected == sink.samples_sent and runner.totals.rejected == 0,
+        sink_cpu_seconds=round(sink_cpu, 2),
+        tsdb_cpu_seconds=round(tsdb_cpu, 2),
+    )
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m load.sink_bench", description=__doc__.split("\n")[0]
+    )
+    p.add_argument("--rollups", type=int, default=20_000)
+    p.add_argument("--series", type=int, default=2_000)
+    p.add_argument("--tsdb", choices=[*SERVERS, "both"], default="both")
+    p.add_argument("--concurrency", type=int, default=4)
+    p.add_argument("--batch-records", type=int, default=5_000)
+    p.add_argument("--runs", type=int, default=1, help="runs per TSDB (the median is reported)")
+    p.add_argument("--bootstrap-servers", help="use this broker instead of an embedded one")
+    p.add_argument("--json", type=Path, help="also write the results to this file")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    configure_logging("warning")
+    kinds = list(SERVERS) if args.tsdb == "both" else [args.tsdb]
+    results: list[SinkBenchResult] = []
+    with ExitStack() as stack:
+        bootstrap = (
+            args.bootstrap_servers or stack.enter_context(EmbeddedBroker()).bootstrap_servers
+        )
+        for kind in kinds:
+            runs = [
+                run_once(
+                    bootstrap, kind, args.rollups, args.series, args.concurrency, args.batch_records
+                )
+                for _ in range(args.runs)
+            ]
+            median = statistics.median(r.samples_per_s for r in runs)
+            for r in runs:
+                print(
+                    f"{kind:17} {r.rollups:,} rollups = {r.samples:,} samples in {r.seconds:.2f} s:"
+                    f" {r.samples_per_s:,.0f} samples/s ({r.rollups_per_s:,.0f} rollups/s),"
+                    f" stored {r.stored_samples:,} {'OK' if r.verified else 'MISMATCH'};"
+                    f" CPU s: sink {r.sink_cpu_seconds:.2f}, {kind} {r.tsdb_cpu_seconds:.2f}"
+                )
+            print(f"{kind:17} median {median:,.0f} samples/s over {len(runs)} run(s)")
+            results.extend(runs)
+    if args.json is not None:
+        args.json.write_text(orjson.dumps([asdict(r) for r in results]).decode() + "\n")
+    return 0 if all(r.verified for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

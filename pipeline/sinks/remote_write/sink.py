@@ -1,0 +1,102 @@
+"""RemoteWriteSink: a `RollupSink` that stores rollups in any Prometheus-compatible TSDB.
+
+A batch is split into `concurrency` shards by series (crc32 of the rollup's series_key), so every
+sample of a series travels in one shard, and shards are sent in parallel. Inside a shard, records
+are sent in window order in requests of at most `max_samples_per_request` samples (a rollup's
+samples are never split), one request after another, so each series reaches the store in time
+order. A refused request is bisected until the refused records are isolated: the others land,
+and each refused record becomes a `Rejection` carrying the server's message.
+"""
+
+from __future__ import annotations
+
+import threading
+import zlib
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from pipeline.core.reasons import Reason
+from pipeline.sinks.base import Rejection, RetryableSinkError, SinkRecord
+from pipeline.sinks.remote_write.client import RemoteWriteClient
+from pipeline.sinks.remote_write.encode import encode
+from pipeline.sinks.remote_write.naming import Labels, SeriesNamer
+from pipeline.sinks.remote_write.settings import RemoteWriteSettings
+
+
+@dataclass(frozen=True, slots=True)
+class Converted:
+    index: int  # into the batch
+    window_end: int
+    samples: list[tuple[Labels, int, float]]
+
+
+class RemoteWriteSink:
+    name = "remote_write"
+
+    def __init__(self, settings: RemoteWriteSettings) -> None:
+        self.settings = settings
+        self.client = RemoteWriteClient(settings)
+        self.namer = SeriesNamer()
+        self._shards = settings.concurrency
+        self._max_samples = settings.max_samples_per_request
+        self._pool = ThreadPoolExecutor(self._shards, thread_name_prefix="remote-write")
+        self._sent_lock = threading.Lock()
+        self.samples_sent = 0  # acknowledged samples (after de-duplication inside a request)
+
+    def write(self, batch: Sequence[SinkRecord]) -> list[Rejection]:
+        rejections: list[Rejection] = []
+        shards: list[list[Converted]] = [[] for _ in range(self._shards)]
+        for index, record in enumerate(batch):
+            try:
+                samples = self.namer.samples(record.body)
+                shard = zlib.crc32(str(record.body["series_key"]).encode()) % self._shards
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                detail = f"not a rollup: {type(exc).__name__}: {exc}"
+                rejections.append(Rejection(index, Reason.INVALID_ROLLUP.value, detail))
+                continue
+            shards[shard].append(Converted(index, int(record.body["window_end"]), samples))
+        headers = self.client.auth_headers()
+        busy = [shard for shard in shards if shard]
+        futures = [self._pool.submit(self._send_shard, shard, headers) for shard in busy]
+        # Wait for every shard before raising: a retry must not overlap requests still running.
+        failure: RetryableSinkError | None = None
+        for future in futures:
+            try:
+                rejections.extend(future.result())
+            except RetryableSinkError as exc:
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+        return sorted(rejections, key=lambda r: r.index)
+
+    def _send_shard(self, shard: list[Converted], headers: dict[str, str]) -> list[Rejection]:
+        shard.sort(key=lambda c: c.window_end)  # stable: keeps arrival order within a window
+        rejections: list[Rejection] = []
+        request: list[Converted] = []
+        size = 0
+        for converted in shard:
+            if request and size + len(converted.samples) > self._max_samples:
+                rejections.extend(self._send(request, headers))
+                request, size = [], 0
+            request.append(converted)
+            size += len(converted.samples)
+        if request:
+            rejections.extend(self._send(request, headers))
+        return rejections
+
+    def _send(self, records: list[Converted], headers: dict[str, str]) -> list[Rejection]:
+        body, samples = encode(s for c in records for s in c.samples)
+        refused = self.client.send(body, headers)
+        if refused is None:
+            with self._sent_lock:
+                self.samples_sent += samples
+            return []
+        if len(records) == 1:
+            return [Rejection(records[0].index, Reason.STORE_REJECTED.value, str(refused))]
+        middle = len(records) // 2
+        return self._send(records[:middle], headers) + self._send(records[middle:], headers)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        self.client.close()

@@ -1,0 +1,48 @@
+"""Settings every sink process shares: which rollup topics, batching, retries (pipeline/settings.py
+precedence: flags > METRICS_PIPELINE_* env > YAML > defaults). Each sink subclasses this."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+
+from pipeline.core.rollup import parse_duration_ms
+from pipeline.errors import ConfigError
+from pipeline.settings import CommonSettings
+
+
+class SinkSettings(CommonSettings):
+    """The sink runner: a consumer-group member that stores rollup topics through one sink."""
+
+    group_id: str = "metrics-pipeline-sink"
+    topics: list[str] = Field(
+        default_factory=lambda: ["metrics.rollups.10s"], description="Rollup topics to store."
+    )
+    deadletter_topic: str = "metrics.deadletter"
+    batch_records: int = Field(5_000, ge=1, description="Most rollups per sink write.")
+    batch_interval: str = Field("1s", description="Write a partial batch after this long.")
+    retry_initial: str = Field("200ms", description="First back-off after a retryable failure.")
+    retry_max: str = Field("30s", description="Back-off cap while the store stays unavailable.")
+    session_timeout_ms: int = Field(10_000, ge=1000)
+    create_topics: bool = True
+    topic_partitions: int = Field(8, ge=1, description="Partitions of topics this process creates.")
+
+    @field_validator("batch_interval", "retry_initial", "retry_max")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        try:
+            parse_duration_ms(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("topics")
+    @classmethod
+    def _topics(cls, value: list[str]) -> list[str]:
+        topics = [t.strip() for t in value if t.strip()]
+        if not topics:
+            raise ValueError("name at least one rollup topic")
+        return topics
+
+    def seconds(self, name: str) -> float:
+        """A duration setting (batch_interval, retry_initial, retry_max) in seconds."""
+        return parse_duration_ms(str(getattr(self, name))) / 1000.0

@@ -1,0 +1,26 @@
+"""The sink benchmark runs end to end and verifies what it stored (no timing assertions)."""
+
+from __future__ import annotations
+
+import pytest
+
+from load import sink_bench
+from load.tsdb import PrometheusServer, VictoriaMetricsServer
+
+
+@pytest.mark.slow
+def test_sink_bench_runs_and_verifies(kafka_bootstrap: str) -> None:
+    for server in (PrometheusServer, VictoriaMetricsServer):
+        if not server.available():
+            pytest.skip(f"{server.binary} is not installed: apt-get install {server.binary}")
+    result = sink_bench.run_once(
+        kafka_bootstrap,
+        "victoria-metrics",
+        rollups=600,
+        series=60,
+        concurrency=2,
+        batch_records=200,
+    )
+    assert result.verified and result.stored_samples == 600 * sink_bench.SAMPLES_PER_ROLLUP
+    argv = ["--rollups", "500", "--series", "50", "--bootstrap-servers", kafka_bootstrap]
+    assert sink_bench.main([*argv, "--tsdb", "prometheus", "--batch-records", "100"]) == 0
