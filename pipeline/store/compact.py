@@ -96,7 +96,7 @@ def _compact(directory: Path, files: list[Path], wait: bool) -> Compaction | Non
         con = duckdb.connect()
         try:
             rows_in = _row_count(con, files)
-            reader = con.sql(_dedup_sql(files)).fetch_record_batch(ROW_GROUP_ROWS)
+            reader = con.sql(_dedup_sql(files)).to_arrow_reader(ROW_GROUP_ROWS)
             rows_out = write_batches(SCHEMA, _conformed(reader), target)
         finally:
             con.close()
