@@ -172,9 +172,11 @@ def render_png(data: SeriesData, out: Path) -> None:
     bottom.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz="UTC"))  # type: ignore[no-untyped-call]
     bottom.set_xlabel("time (UTC)")
     bottom.set_xlim(data.edges[0], data.edges[-1])
-    fig.suptitle(_title(data), fontsize=13, fontweight="bold", x=0.01, ha="left")
-    fig.text(0.01, 0.925, _subtitle(data), fontsize=9.5, color="0.35", ha="left")
-    fig.tight_layout(rect=(0, 0, 1, 0.92))
+    # Header positions in inches from the top, whatever the figure's height.
+    height = fig.get_figheight()
+    fig.text(0.01, 1 - 0.1 / height, _title(data), fontsize=13, fontweight="bold", va="top")
+    fig.text(0.01, 1 - 0.38 / height, _subtitle(data), fontsize=9.5, color="0.35", va="top")
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / height))
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, format="png")
     plt.close(fig)
@@ -190,7 +192,8 @@ def _percentile_panel(ax: Any, data: SeriesData) -> None:
     ax.set_ylabel(f"{data.query.name}{_in_unit(data.unit)}")
     ax.set_ylim(bottom=min(0.0, float(np.nanmin(data.p50))))
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="upper left", ncols=4, fontsize=9, frameon=False)
+    # Above the axes, right-aligned: never on top of the lines it explains.
+    ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncols=4, fontsize=9, frameon=False)
 
 
 def _rate_panel(ax: Any, data: SeriesData) -> None:
@@ -204,8 +207,9 @@ def _rate_panel(ax: Any, data: SeriesData) -> None:
 
 def _rate_label(data: SeriesData) -> str:
     if data.type == "counter":  # increase per second, in the counter's own unit
-        unit = "" if data.unit in DIMENSIONLESS else f"{data.unit}"
-        return f"increase ({unit}/s)"
+        if data.unit in DIMENSIONLESS:
+            return "increase per second"
+        return f"increase ({data.unit}/s)"
     return "rate (samples/s)"
 
 

@@ -24,10 +24,11 @@ def samples(minutes: int = 60, per_minute: int = 40, seed: int = 3) -> list[dict
     out: list[dict[str, Any]] = []
     for minute in range(minutes):
         base = START_MS + minute * MINUTE
-        ts = np.sort(base + rng.integers(0, MINUTE, per_minute))
-        scale = 20.0 * (1.5 + np.sin(minute / minutes * 2 * np.pi))
+        phase = np.sin(minute / minutes * 2 * np.pi)
+        n = int(per_minute * (1.0 + 0.5 * phase))  # traffic and latency rise and fall together
+        ts = np.sort(base + rng.integers(0, MINUTE, n))
         for service, route in (("checkout", "/pay"), ("checkout", "/cart"), ("search", "/q")):
-            values = rng.lognormal(np.log(scale), 0.6, per_minute)
+            values = rng.lognormal(np.log(20.0 * (1.5 + phase)), 0.6, n)
             for t, v in zip(ts.tolist(), values.tolist(), strict=True):
                 out.append(
                     {
