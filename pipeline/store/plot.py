@@ -169,7 +169,11 @@ def render_png(data: SeriesData, out: Path) -> None:
     _rate_panel(bottom, data)
     locator = mdates.AutoDateLocator(tz="UTC")  # type: ignore[no-untyped-call]
     bottom.xaxis.set_major_locator(locator)
-    bottom.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz="UTC"))  # type: ignore[no-untyped-call]
+    formatter = mdates.ConciseDateFormatter(locator, tz="UTC")  # type: ignore[no-untyped-call]
+    # Ticks between minutes read "00:01:15", not a bare "15" (10 s rollups).
+    formatter.formats = ["%Y", "%b", "%d", "%H:%M", "%H:%M", "%H:%M:%S"]
+    formatter.zero_formats = ["", "%Y", "%b", "%b-%d", "%H:%M", "%H:%M:%S"]
+    bottom.xaxis.set_major_formatter(formatter)
     bottom.set_xlabel("time (UTC)")
     bottom.set_xlim(data.edges[0], data.edges[-1])
     # Header positions in inches from the top, whatever the figure's height.
