@@ -1,7 +1,7 @@
 """Merge a partition's small files into one, de-duplicated by rollup key, atomically.
 
 Each written batch is a file `b-….parquet`; many small files make every query slower. Merging
-writes `c-<hash of the inputs>.parquet` (rows sorted by series and window, one row per key) with
+writes `c-<hash of the inputs>.parquet` (rows in file order, one row per key) with
 the same atomic rename as any file, and only then deletes the inputs. A crash in between leaves
 rows twice, which the `rollups` view hides and the next compaction removes. A lock file per
 partition keeps two compactions (say, the sink's and an operator's) from racing; writers never
@@ -22,6 +22,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from pipeline.store.dedup import ROW_ID, redundant_rows_sql, with_row_ids
 from pipeline.store.files import (
     ROW_GROUP_ROWS,
     TEMP_SUFFIX,
@@ -96,7 +97,7 @@ def _compact(directory: Path, files: list[Path], wait: bool) -> Compaction | Non
         con = duckdb.connect()
         try:
             rows_in = _row_count(con, files)
-            reader = con.sql(_dedup_sql(files)).to_arrow_reader(ROW_GROUP_ROWS)
+            reader = con.sql(_dedup_sql(con, files)).to_arrow_reader(ROW_GROUP_ROWS)
             rows_out = write_batches(SCHEMA, _conformed(reader), target)
         finally:
             con.close()
@@ -126,19 +127,20 @@ def _row_count(con: duckdb.DuckDBPyConnection, files: list[Path]) -> int:
     return int(row[0][0]) if row else 0
 
 
-def _dedup_sql(files: list[Path]) -> str:
+def _dedup_sql(con: duckdb.DuckDBPyConnection, files: list[Path]) -> str:
+    """Every row of `files` but the redundant copies, in file order (which is window order)."""
+    con.execute(f"CREATE TEMP VIEW stored AS {with_row_ids(_scan(files, row_ids=True))}")
     columns = ", ".join(f'"{f.name}"' for f in SCHEMA)
     return (
-        f"SELECT {columns} FROM {_scan(files)} "
-        "QUALIFY row_number() OVER "
-        "(PARTITION BY key ORDER BY source_topic, source_partition, source_offset) = 1 "
-        "ORDER BY series_key, window_start"
+        f"SELECT {columns} FROM stored "
+        f"ANTI JOIN ({redundant_rows_sql('stored')}) AS copies USING ({', '.join(ROW_ID)})"
     )
 
 
-def _scan(files: list[Path]) -> str:
+def _scan(files: list[Path], row_ids: bool = False) -> str:
     paths = ", ".join(sql_string(str(f)) for f in files)
-    return f"read_parquet([{paths}], hive_partitioning = false)"
+    extra = ", filename = true, file_row_number = true" if row_ids else ""
+    return f"read_parquet([{paths}], hive_partitioning = false{extra})"
 
 
 def sql_string(text: str) -> str:

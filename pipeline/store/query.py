@@ -1,5 +1,7 @@
 """DuckDB over the store: the `rollups` view (one row per rollup key) and `rollups_all` (every
-stored row, re-deliveries included, with their source topic/partition/offset)."""
+stored row, re-deliveries included, with where it came from — source topic/partition/offset —
+and where it is stored — source_file, source_row). `redundant_copies` lists the rows that
+`rollups` leaves out."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import pyarrow as pa
 
 from pipeline.errors import PipelineError
 from pipeline.store.compact import sql_string
+from pipeline.store.dedup import ROW_ID, redundant_rows_sql, with_row_ids
 from pipeline.store.files import DATA_GLOB, data_files
 from pipeline.store.table import SCHEMA
 
@@ -51,20 +54,23 @@ def connect(path: Path) -> duckdb.DuckDBPyConnection:
     con.execute("SET TimeZone = 'UTC'")
     if data_files(path):
         glob = sql_string(str(path.resolve() / DATA_GLOB))
-        scan = f"read_parquet({glob}, hive_partitioning = true, hive_types = {{'date': DATE}})"
+        scan = with_row_ids(
+            f"read_parquet({glob}, hive_partitioning = true, hive_types = {{'date': DATE}}, "
+            "filename = true, file_row_number = true)"
+        )
     else:
-        empty = SCHEMA.empty_table().append_column("date", pa.array([], type=pa.date32()))
+        empty = SCHEMA.empty_table()
+        for name, kind in (("date", pa.date32()), ("source_file", pa.string()),
+                           ("source_row", pa.int64())):  # fmt: skip
+            empty = empty.append_column(name, pa.array([], type=kind))
         con.register("empty_store", empty)
-        scan = "empty_store"
-    con.execute(f"CREATE VIEW rollups_all AS SELECT * FROM {scan}")
-    # Same key ⇒ same content (rollup contract), so keeping any one row per key is exact; the
-    # lowest source position is kept so that results are reproducible. resolution and date are
-    # functions of the key: partitioning by them too lets filters on them skip whole partitions.
+        scan = "SELECT * FROM empty_store"
+    con.execute(f"CREATE VIEW rollups_all AS {scan}")
+    con.execute(f"CREATE VIEW redundant_copies AS {redundant_rows_sql('rollups_all')}")
+    hidden = ", ".join((*SOURCE_COLUMNS, *ROW_ID))
     con.execute(
-        "CREATE VIEW rollups AS "
-        f"SELECT * EXCLUDE ({', '.join(SOURCE_COLUMNS)}) FROM rollups_all "
-        "QUALIFY row_number() OVER (PARTITION BY resolution, date, key "
-        f"ORDER BY {', '.join(SOURCE_COLUMNS)}) = 1"
+        f"CREATE VIEW rollups AS SELECT * EXCLUDE ({hidden}) FROM rollups_all "
+        f"ANTI JOIN redundant_copies USING ({', '.join(ROW_ID)})"
     )
     return con
 
