@@ -240,11 +240,13 @@ def plot(
     resolution: Annotated[str, typer.Option(help="Rollup resolution to draw.")] = "1m",
     since: Annotated[
         Optional[datetime],  # noqa: UP045
-        typer.Option(help="First window start, UTC unless an offset is given."),
+        typer.Option(
+            help="Windows starting at or after this time (UTC), e.g. 2026-11-26T14:00:00."
+        ),
     ] = None,
     until: Annotated[
         Optional[datetime],  # noqa: UP045
-        typer.Option(help="Windows starting before this time, UTC unless an offset is given."),
+        typer.Option(help="Windows starting before this time (UTC)."),
     ] = None,
     label: Annotated[
         Optional[list[str]],  # noqa: UP045

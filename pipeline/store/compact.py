@@ -33,6 +33,9 @@ from pipeline.store.files import (
 from pipeline.store.table import SCHEMA
 
 LOCK_NAME = ".compact.lock"
+#: Compaction runs inside the sink process: keep DuckDB's memory small (it streams, and spills to
+#: its temp directory beyond this) and its progress bar off the sink's terminal.
+COMPACTION_DUCKDB = {"memory_limit": "256MB", "threads": 1}
 #: Temp files older than this are left-overs of a crashed writer (no write takes this long).
 STALE_TEMP_SECONDS = 3600.0
 
@@ -94,8 +97,9 @@ def _compact(directory: Path, files: list[Path], wait: bool) -> Compaction | Non
         if len(files) < 2 and not _has_duplicates(files):
             return None
         target = directory / _merged_name(files)
-        con = duckdb.connect()
+        con = duckdb.connect(config=COMPACTION_DUCKDB)
         try:
+            con.execute("SET enable_progress_bar = false")
             rows_in = _row_count(con, files)
             reader = con.sql(_dedup_sql(con, files)).to_arrow_reader(ROW_GROUP_ROWS)
             rows_out = write_batches(SCHEMA, _conformed(reader), target)

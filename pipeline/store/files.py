@@ -21,8 +21,9 @@ import pyarrow.parquet as pq
 DATA_GLOB = "resolution=*/date=*/*.parquet"
 TEMP_SUFFIX = ".tmp"
 COMPRESSION = "zstd"
-#: Rows per Parquet row group: large enough for good compression, small enough to skip by stats.
-ROW_GROUP_ROWS = 64 * 1024
+#: Rows per Parquet row group: ~25 MB of rollups with their digests — large enough to compress
+#: well, small enough to skip by statistics and to keep a compaction's memory low.
+ROW_GROUP_ROWS = 16 * 1024
 
 
 def partition_dir(root: Path, resolution: str, window_start_ms: int) -> Path:

@@ -51,6 +51,7 @@ def connect(path: Path) -> duckdb.DuckDBPyConnection:
     if not path.is_dir():
         raise StoreError(f"{path} is not a directory (--path takes the store's root directory)")
     con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")  # the output may be a program's input
     con.execute("SET TimeZone = 'UTC'")
     if data_files(path):
         glob = sql_string(str(path.resolve() / DATA_GLOB))

@@ -236,3 +236,18 @@ def test_a_writer_killed_mid_write_leaves_only_whole_files(tmp_path: Path) -> No
     # The store stays queryable; the temp file is not part of it.
     rows = run_query(store, "SELECT count(*) FROM rollups_all").rows[0][0]
     assert rows == rows_per_write * len(complete)
+
+
+def test_store_compact_removes_only_stale_temp_files(tmp_path: Path) -> None:
+    LocalStoreSink(tmp_path).write(rollup_records()[:10])
+    partition = data_files(tmp_path)[0].parent
+    stale = partition / ".b-1-2-dead.parquet.4242.abcd1234.tmp"
+    young = partition / ".b-3-4-beef.parquet.4243.abcd1234.tmp"
+    stale.write_bytes(b"PAR1 half a file")
+    young.write_bytes(b"PAR1 still being written")
+    two_hours_ago = time.time() - 7200
+    os.utime(stale, (two_hours_ago, two_hours_ago))
+
+    compact_store(tmp_path)
+
+    assert temp_files(tmp_path) == [young]
