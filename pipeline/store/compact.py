@@ -35,7 +35,10 @@ from pipeline.store.table import SCHEMA
 LOCK_NAME = ".compact.lock"
 #: Compaction runs inside the sink process: keep DuckDB's memory small (it streams, and spills to
 #: its temp directory beyond this) and its progress bar off the sink's terminal.
-COMPACTION_DUCKDB = {"memory_limit": "256MB", "threads": 1}
+COMPACTION_DUCKDB: dict[str, str | bool | int | float | list[str]] = {
+    "memory_limit": "256MB",
+    "threads": 1,
+}
 #: Temp files older than this are left-overs of a crashed writer (no write takes this long).
 STALE_TEMP_SECONDS = 3600.0
 
