@@ -110,12 +110,16 @@ class StoreWriter:
 
 
 def file_name(keys: Sequence[str], sources: Sequence[Source]) -> str:
-    """`b-<first offset>-<last offset>-<hash>.parquet`; the hash covers every row's source and key.
-
-    The offsets are only there for people; the 128-bit hash makes names collision-free.
+    """`b-p<partition>-<first offset>-<last offset>-<hash>.parquet` when the rows come from one
+    source partition, `b-mixed-<hash>.parquet` otherwise; the hash covers every row's source
+    and key. The prefix is only there for people; the 128-bit hash makes names collision-free.
     """
     digest = hashlib.blake2b(digest_size=16)
     for (topic, partition, offset), key in zip(sources, keys, strict=True):
         digest.update(f"{topic}\x00{partition}\x00{offset}\x00{key}\x01".encode())
+    origins = {(s[0], s[1]) for s in sources}
+    if len(origins) != 1:
+        return f"b-mixed-{digest.hexdigest()}.parquet"
     offsets = [s[2] for s in sources]
-    return f"b-{min(offsets)}-{max(offsets)}-{digest.hexdigest()}.parquet"
+    partition = sources[0][1]
+    return f"b-p{partition}-{min(offsets)}-{max(offsets)}-{digest.hexdigest()}.parquet"

@@ -251,3 +251,17 @@ def test_store_compact_removes_only_stale_temp_files(tmp_path: Path) -> None:
     compact_store(tmp_path)
 
     assert temp_files(tmp_path) == [young]
+
+
+def test_file_names_tell_the_source_partition_and_offsets(tmp_path: Path) -> None:
+    records = [r for r in rollup_records() if r.body["window_start"] % 86_400_000 < 3_600_000]
+    one_partition = records[:5]
+    mixed = [*records[5:8], *(SinkRecord(r.topic, 3, r.offset, r.key, r.raw, r.body)
+                              for r in records[8:10])]  # fmt: skip
+    sink = LocalStoreSink(tmp_path, compact_after=0)
+    sink.write(one_partition)
+    sink.write(mixed)
+    names = sorted(f.name for f in data_files(tmp_path))
+    assert names[0].startswith("b-mixed-")
+    first, last = one_partition[0].offset, one_partition[-1].offset
+    assert names[1].startswith(f"b-p0-{first}-{last}-")
