@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from pipeline.errors import PipelineError
+from pipeline.store import DEFAULT_STORE_PATH
 
 app = typer.Typer(
     help="Streaming metrics rollups: Kafka in, windowed t-digest rollups out.",
@@ -196,13 +197,12 @@ StorePathOpt = Annotated[
         help="Root directory of the local store [env METRICS_PIPELINE_STORE_PATH].",
     ),
 ]
-DEFAULT_STORE = Path("metrics-store")
 
 
 @app.command()
 def query(
     sql: Annotated[str, typer.Argument(help="One SQL statement (views: rollups, rollups_all).")],
-    path: StorePathOpt = DEFAULT_STORE,
+    path: StorePathOpt = DEFAULT_STORE_PATH,
     output_format: Annotated[
         str, typer.Option("--format", "-f", help="table | csv | json")
     ] = "table",
@@ -256,7 +256,7 @@ def plot(
         Optional[str],  # noqa: UP045
         typer.Option("--type", help="timer | gauge | counter"),
     ] = None,
-    path: StorePathOpt = DEFAULT_STORE,
+    path: StorePathOpt = DEFAULT_STORE_PATH,
 ) -> None:
     """Draw one series from the local store: p50/p90/p99 and the rate over time (PNG)."""
     from pipeline.store.plot import SeriesQuery, plot_series
@@ -287,7 +287,7 @@ app.add_typer(store_app, name="store")
 
 
 @store_app.command("compact")
-def store_compact(path: StorePathOpt = DEFAULT_STORE) -> None:
+def store_compact(path: StorePathOpt = DEFAULT_STORE_PATH) -> None:
     """Merge each partition's files into one, de-duplicated (safe while sinks write)."""
     from pipeline.store.compact import compact_store
     from pipeline.store.query import connect

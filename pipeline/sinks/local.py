@@ -9,16 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
-from pipeline.sinks.base import Rejection, SinkRecord
+from pipeline.sinks.base import Rejection, RollupSink, SinkRecord
+from pipeline.store import DEFAULT_STORE_PATH
 from pipeline.store.files import partition_dir
 from pipeline.store.table import to_table
 from pipeline.store.writer import CONVERSION_ERRORS, InvalidRollup, StoreWriter
-
-#: Where the store lives when nothing else is configured (relative to the working directory).
-DEFAULT_STORE_PATH = Path("metrics-store")
 
 
 class LocalStoreSettings(BaseModel):
@@ -89,3 +88,7 @@ def _check(record: SinkRecord) -> None:
         to_table([key], [body], [(record.topic, record.partition, record.offset)])
     except (*CONVERSION_ERRORS, UnicodeDecodeError) as exc:
         raise InvalidRollup(f"{type(exc).__name__}: {exc}") from exc
+
+
+if TYPE_CHECKING:  # mypy proves the class satisfies the runner's protocol
+    _: RollupSink = LocalStoreSink()

@@ -5,3 +5,8 @@ Layout: `<root>/resolution=<res>/date=<YYYY-MM-DD>/<file>.parquet`, the date bei
 a rollup may be stored more than once (re-delivery), and the `rollups` view of `query` shows each
 rollup key once.
 """
+
+from pathlib import Path
+
+#: Where the store lives when nothing else is configured (relative to the working directory).
+DEFAULT_STORE_PATH = Path("metrics-store")
