@@ -25,9 +25,9 @@ import pyarrow as pa
 from pipeline.store.dedup import ROW_ID, redundant_rows_sql, with_row_ids
 from pipeline.store.files import (
     ROW_GROUP_ROWS,
-    TEMP_SUFFIX,
     data_files,
     remove_files,
+    temp_files,
     write_batches,
 )
 from pipeline.store.table import SCHEMA
@@ -83,11 +83,7 @@ def compact_store(root: Path) -> list[Compaction]:
 
 def remove_stale_temp_files(root: Path, older_than: float = STALE_TEMP_SECONDS) -> list[Path]:
     now = time.time()
-    stale = [
-        p
-        for p in root.glob(f"resolution=*/date=*/.*{TEMP_SUFFIX}")
-        if now - p.stat().st_mtime > older_than
-    ]
+    stale = [p for p in temp_files(root) if now - p.stat().st_mtime > older_than]
     remove_files(stale)
     return stale
 
@@ -121,7 +117,7 @@ def _conformed(reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
 def _has_duplicates(files: list[Path]) -> bool:
     if not files:
         return False
-    con = duckdb.connect()
+    con = duckdb.connect(config=COMPACTION_DUCKDB)
     try:
         row = con.execute(f"SELECT count(*) - count(DISTINCT key) FROM {_scan(files)}").fetchall()
     finally:
