@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Optional
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from pipeline.errors import PipelineError
+from pipeline.store import DEFAULT_STORE_PATH
 
 if TYPE_CHECKING:
     from pipeline.settings import TierSettings
@@ -363,6 +365,172 @@ def sink_remote_write(
         _run_sink(settings, RemoteWriteSink(settings))
     except PipelineError as exc:
         raise _fail(exc) from exc
+
+
+@sink_app.command("local")
+def sink_local(
+    config: ConfigOpt = None,
+    bootstrap_servers: BootstrapOpt = None,
+    path: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(help="Store directory (default ./metrics-store) [env METRICS_PIPELINE_PATH]."),
+    ] = None,
+    topics: TopicsOpt = None,
+    group_id: SinkGroupOpt = None,
+    http_port: HttpPortOpt = None,
+    http_host: HttpHostOpt = None,
+) -> None:
+    """Write rollups (every tier by default) to the embedded Parquet store until SIGTERM;
+    read them with `metrics-pipeline query` and `metrics-pipeline plot`."""
+    from pipeline.settings import load_settings
+    from pipeline.sinks.local import LocalStoreSink
+    from pipeline.sinks.settings import LocalSinkSettings
+
+    try:
+        settings = load_settings(
+            LocalSinkSettings,
+            config,
+            bootstrap_servers=bootstrap_servers,
+            path=path,
+            topics=_topic_list(topics),
+            group_id=group_id,
+            http_port=http_port,
+            http_host=http_host,
+        )
+        _run_sink(settings, LocalStoreSink(settings.path, compact_after=settings.compact_after))
+    except PipelineError as exc:
+        raise _fail(exc) from exc
+
+
+# --- local store: query, plot, store compact -----------------------------------------------------
+
+StorePathOpt = Annotated[
+    Path,
+    typer.Option(
+        "--path",
+        envvar="METRICS_PIPELINE_STORE_PATH",
+        help="Root directory of the local store [env METRICS_PIPELINE_STORE_PATH].",
+    ),
+]
+
+
+@app.command()
+def query(
+    sql: Annotated[str, typer.Argument(help="One SQL statement (views: rollups, rollups_all).")],
+    path: StorePathOpt = DEFAULT_STORE_PATH,
+    output_format: Annotated[
+        str, typer.Option("--format", "-f", help="table | csv | json")
+    ] = "table",
+    max_rows: Annotated[int, typer.Option(help="Rows shown by --format table.")] = 200,
+) -> None:
+    """Run DuckDB SQL over the local store. `rollups` holds each rollup once (re-deliveries
+    de-duplicated by key), `rollups_all` every stored row with its source offset."""
+    import sys
+
+    from rich.console import Console
+
+    from pipeline.store.query import run_query
+    from pipeline.store.render import print_table, write_csv, write_json
+
+    if output_format not in ("table", "csv", "json"):
+        raise _fail(PipelineError(f"--format must be table, csv or json, not {output_format!r}"))
+    try:
+        result = run_query(path, sql)
+    except PipelineError as exc:
+        raise _fail(exc) from exc
+    if output_format == "csv":
+        write_csv(sys.stdout, result)
+    elif output_format == "json":
+        write_json(sys.stdout, result)
+    else:
+        print_table(Console(), result, max_rows)
+
+
+@app.command()
+def plot(
+    service: Annotated[str, typer.Option(help="Series service.")],
+    region: Annotated[str, typer.Option(help="Series region.")],
+    name: Annotated[str, typer.Option(help="Metric name.")],
+    out: Annotated[Path, typer.Option(help="PNG file to write.")] = Path("plot.png"),
+    resolution: Annotated[str, typer.Option(help="Rollup resolution to draw.")] = "1m",
+    since: Annotated[
+        Optional[datetime],  # noqa: UP045
+        typer.Option(
+            help="Windows starting at or after this time (UTC), e.g. 2026-11-26T14:00:00."
+        ),
+    ] = None,
+    until: Annotated[
+        Optional[datetime],  # noqa: UP045
+        typer.Option(help="Windows starting before this time (UTC)."),
+    ] = None,
+    label: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option(help="name=value; repeat to pick one series among label variants."),
+    ] = None,
+    metric_type: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--type", help="timer | gauge | counter"),
+    ] = None,
+    path: StorePathOpt = DEFAULT_STORE_PATH,
+) -> None:
+    """Draw one series from the local store: p50/p90/p99 and the rate over time (PNG)."""
+    from pipeline.store.plot import SeriesQuery, plot_series
+
+    try:
+        labels = dict(_label_pair(text) for text in label or [])
+        data = plot_series(
+            path,
+            SeriesQuery(
+                service=service,
+                region=region,
+                name=name,
+                resolution=resolution,
+                since=_as_utc(since),
+                until=_as_utc(until),
+                labels=labels,
+                type=metric_type,
+            ),
+            out,
+        )
+    except PipelineError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"wrote {out} ({data.windows:,} windows of {data.series_key})")
+
+
+store_app = typer.Typer(help="Maintenance of the local store.", no_args_is_help=True)
+app.add_typer(store_app, name="store")
+
+
+@store_app.command("compact")
+def store_compact(path: StorePathOpt = DEFAULT_STORE_PATH) -> None:
+    """Merge each partition's files into one, de-duplicated (safe while sinks write)."""
+    from pipeline.store.compact import compact_store
+    from pipeline.store.query import connect
+
+    try:
+        connect(path).close()  # the same checks and messages as query
+        done = compact_store(path)
+    except PipelineError as exc:
+        raise _fail(exc) from exc
+    for c in done:
+        typer.echo(
+            f"{c.directory.relative_to(path)}: {c.files_in} files, {c.rows_in:,} rows "
+            f"→ 1 file, {c.rows_out:,} rows"
+        )
+    typer.echo(f"compacted {len(done)} partition{'s' * (len(done) != 1)}")
+
+
+def _label_pair(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise PipelineError(f"--label takes name=value, not {text!r}")
+    return name, value
+
+
+def _as_utc(moment: datetime | None) -> datetime | None:
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
 
 
 if __name__ == "__main__":

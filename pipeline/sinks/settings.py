@@ -3,11 +3,14 @@ precedence: flags > METRICS_PIPELINE_* env > YAML > defaults). Each sink subclas
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field, field_validator
 
 from pipeline.core.rollup import parse_duration_ms
 from pipeline.errors import ConfigError
 from pipeline.settings import CommonSettings
+from pipeline.store import DEFAULT_STORE_PATH
 
 
 class SinkSettings(CommonSettings):
@@ -46,3 +49,22 @@ class SinkSettings(CommonSettings):
     def seconds(self, name: str) -> float:
         """A duration setting (batch_interval, retry_initial, retry_max) in seconds."""
         return parse_duration_ms(str(getattr(self, name))) / 1000.0
+
+
+class LocalSinkSettings(SinkSettings):
+    """`sink local`: every tier into the embedded Parquet store (pipeline/store)."""
+
+    group_id: str = "metrics-pipeline-local-store"
+    topics: list[str] = Field(
+        default_factory=lambda: [
+            "metrics.rollups.10s",
+            "metrics.rollups.1m",
+            "metrics.rollups.5m",
+            "metrics.rollups.1h",
+        ],
+        description="Rollup topics to store.",
+    )
+    path: Path = Field(DEFAULT_STORE_PATH, description="Root directory of the store.")
+    compact_after: int = Field(
+        64, ge=0, description="Merge a partition's batch files once it holds this many; 0: never."
+    )
