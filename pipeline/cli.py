@@ -264,14 +264,33 @@ def demo(
         typer.Option(help="Use this cluster instead of starting the embedded broker."),
     ] = None,
     samples: Annotated[int, typer.Option(help="Valid samples to send.")] = 300_000,
+    store_path: Annotated[
+        Path, typer.Option("--path", help="Local store the demo fills (query it afterwards).")
+    ] = Path("metrics-store"),
+    plot: Annotated[Path, typer.Option(help="PNG of the busiest timer.")] = Path(
+        "metrics-demo.png"
+    ),
+    remote_write_url: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            help="Also remote-write every tier here, e.g. http://127.0.0.1:9090/api/v1/write."
+        ),
+    ] = None,
 ) -> None:
-    """Embedded broker + load + worker + summary, all in one process; stops what it started."""
+    """Embedded broker + load + worker + tiers + sinks + summary + plot, all in one process;
+    stops what it started."""
     from pipeline.demo import run_demo
     from pipeline.observability import configure_logging
 
     configure_logging("warning")
     try:
-        ok = run_demo(bootstrap_servers, samples=samples)
+        ok = run_demo(
+            bootstrap_servers,
+            samples=samples,
+            store_path=store_path,
+            plot_path=plot,
+            remote_write_url=remote_write_url,
+        )
     except PipelineError as exc:
         raise _fail(exc) from exc
     raise typer.Exit(0 if ok else 1)

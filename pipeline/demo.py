@@ -7,11 +7,19 @@ import threading
 import time
 from contextlib import ExitStack
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from pipeline.demo_sinks import (
+    plot_busiest_timer,
+    print_store,
+    start_sinks,
+    stop_sinks,
+    wait_stored,
+)
 from pipeline.kafka.admin import TopicSpec, ensure_topics
 from pipeline.kafka.broker import EmbeddedBroker
 from pipeline.kafka.stage import PartitionedStage
@@ -21,6 +29,7 @@ from pipeline.loadgen.build import generate
 from pipeline.loadgen.produce import produce
 from pipeline.loadgen.spec import MalformedCounts, WorkloadSpec
 from pipeline.settings import TierSettings, WorkerSettings
+from pipeline.store import DEFAULT_STORE_PATH
 from pipeline.summary import print_summary, print_tiers, read_outputs
 
 DEMO_SPEC = WorkloadSpec(
@@ -41,6 +50,9 @@ def run_demo(
     partitions: int = 8,
     timeout_s: float = 300.0,
     console: Console | None = None,
+    store_path: Path = DEFAULT_STORE_PATH,
+    plot_path: Path = Path("metrics-demo.png"),
+    remote_write_url: str | None = None,
 ) -> bool:
     """Run the whole job; returns True when every sample sent is accounted for."""
     # A pipe or a CI log gets 80 columns by default: too narrow for the tables.
@@ -87,7 +99,15 @@ def run_demo(
         worker = RollupWorker(settings)
         stop = threading.Event()
         thread = threading.Thread(target=worker.run, args=(stop,), name="worker", daemon=True)
-        tiers = [TierWorker(step) for step in _tier_settings(settings).steps()]
+        steps = _tier_settings(settings).steps()
+        tiers = [TierWorker(step) for step in steps]
+        sinks = start_sinks(
+            settings,
+            [settings.rollup_topic, *(step.rollup_topic for step in steps)],
+            store_path,
+            remote_write_url,
+            stop,
+        )
         stages: list[PartitionedStage[Any]] = [worker, *tiers]
         threads = [thread] + [
             threading.Thread(target=t.run, args=(stop,), name=f"tier-{t.settings.resolution}")
@@ -115,14 +135,21 @@ def run_demo(
                 while time.monotonic() < deadline and all(t.is_alive() for t in threads[1:]):
                     drained = sum(t.owned != {} and not t.open_windows for t in tiers)
                     progress.update(task, completed=drained)
-                    if drained == len(tiers) and _tiers_caught_up(worker, tiers):
+                    if _tiers_caught_up(worker, tiers):
                         break
                     time.sleep(0.25)
+                emitted = sum(s.emitted for s in stages)
+                task = progress.add_task(
+                    "sinks: local store" + (" + remote-write" if remote_write_url else ""), total=1
+                )
+                stored = wait_stored(sinks, emitted, deadline)
+                progress.update(task, completed=1 if stored else 0)
         finally:
             stop.set()
             for t in threads:
                 if t.is_alive():
                     t.join(60)
+            stop_sinks(sinks)
         failed = [s.stage_name for s in stages if s.failed]
         # Release the workers' Kafka clients now, not after the broker below has stopped (they
         # would log a failed reconnect).
@@ -151,7 +178,11 @@ def run_demo(
         tiers_complete = print_tiers(
             console, tier_outputs, summary.samples_in_rollups, late_children
         )
-    return accounted == manifest.samples_total and tiers_complete
+        if not stored:
+            console.print("[red]the sinks did not store every rollup in time[/red]")
+        print_store(console, store_path)
+        plot_busiest_timer(console, store_path, plot_path, settings.resolution)
+    return accounted == manifest.samples_total and tiers_complete and stored
 
 
 def _tier_settings(worker: WorkerSettings) -> TierSettings:
@@ -171,9 +202,16 @@ def _tier_settings(worker: WorkerSettings) -> TierSettings:
 
 
 def _tiers_caught_up(worker: RollupWorker, tiers: list[TierWorker]) -> bool:
-    """Every stage has had what it emitted acknowledged and holds no open window."""
-    stages: list[PartitionedStage[Any]] = [worker, *tiers]
-    return all(s.delivered == s.emitted and not s.open_windows for s in stages)
+    """Each tier holds every sample of the stage below (or dead-lettered it as late), has had
+    its rollups acknowledged and keeps no open window."""
+    below: PartitionedStage[Any] = worker
+    for tier in tiers:
+        if tier.samples_emitted + tier.late_samples != below.samples_emitted:
+            return False
+        if tier.delivered != tier.emitted or tier.open_windows:
+            return False
+        below = tier
+    return worker.delivered == worker.emitted
 
 
 def _progress(console: Console) -> Progress:

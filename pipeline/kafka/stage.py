@@ -83,6 +83,7 @@ class PartitionedStage(ABC, Generic[StateT]):
         self.owned: dict[int, OwnedPartition[StateT]] = {}
         self._first_input_seen = False
         self.emitted = 0  # rollups produced by this process
+        self.samples_emitted = 0  # ... and the samples they hold
         self.delivered = 0  # ... and acknowledged by Kafka
         self._failed = False  # set when run() dies: from then on nothing is committed
         self._batch_messages = settings.batch_size
@@ -342,6 +343,7 @@ class PartitionedStage(ABC, Generic[StateT]):
                 on_delivered=delivered,
             )
         self.emitted += len(rollups)
+        self.samples_emitted += sum(r.body["count"] for r in rollups)
         if rollups:
             self.metrics.rollups.labels(self.settings.resolution).inc(len(rollups))
 

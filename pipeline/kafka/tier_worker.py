@@ -35,6 +35,7 @@ class TierWorker(PartitionedStage[TierAggregator]):
         super().__init__(settings, metrics or TierMetrics(), health)
         self.tier = settings.tier()
         self.digest = settings.digest()
+        self.late_samples = 0  # in child rollups dead-lettered as late
 
     def _new_state(self, partition: int) -> TierAggregator:
         return TierAggregator(self.settings.source_topic, partition, self.tier, self.digest)
@@ -60,6 +61,7 @@ class TierWorker(PartitionedStage[TierAggregator]):
         end_offset = cast(int, batch[-1].offset()) + 1
         step = owned.state.process(children, end_offset)
         for offset, child in step.late:
+            self.late_samples += child.count
             rejects.append(
                 Reject(
                     offset,

@@ -114,13 +114,16 @@ class SinkRunner:
     # -- set-up and rebalance ------------------------------------------------------------------
 
     def _prepare_topics(self) -> None:
+        # The rollup topics too: a sink often starts before the tier that writes its topic, and
+        # librdkafka would only notice a topic created later at its next metadata refresh (5 min).
         s = self.settings
-        try:
-            partition_count(s.bootstrap_servers, s.deadletter_topic)
-        except UnknownTopicError:
-            if not s.create_topics:
-                raise
-            ensure_topics(s.bootstrap_servers, [TopicSpec(s.deadletter_topic, s.topic_partitions)])
+        for topic in [s.deadletter_topic, *s.topics]:
+            try:
+                partition_count(s.bootstrap_servers, topic)
+            except UnknownTopicError:
+                if not s.create_topics:
+                    raise
+                ensure_topics(s.bootstrap_servers, [TopicSpec(topic, s.topic_partitions)])
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         consumer.assign(partitions)

@@ -1,0 +1,122 @@
+"""The demo's storage half: sinks for every tier, a look into the local store, and a plot."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from pipeline.settings import WorkerSettings
+from pipeline.sinks.base import RollupSink
+from pipeline.sinks.local import LocalStoreSink
+from pipeline.sinks.runner import SinkRunner
+from pipeline.sinks.settings import LocalSinkSettings, SinkSettings
+from pipeline.store.plot import SeriesQuery, plot_series
+from pipeline.store.query import run_query
+
+
+@dataclass
+class RunningSink:
+    runner: SinkRunner
+    sink: RollupSink
+    thread: threading.Thread
+
+
+def start_sinks(
+    worker: WorkerSettings,
+    topics: list[str],
+    store_path: Path,
+    remote_write_url: str | None,
+    stop: threading.Event,
+) -> list[RunningSink]:
+    """The local store sink, and the remote-write sink when a URL is given, on threads."""
+    common: dict[str, Any] = {
+        "bootstrap_servers": worker.bootstrap_servers,
+        "topics": topics,
+        "deadletter_topic": worker.deadletter_topic,
+        "session_timeout_ms": worker.session_timeout_ms,
+        "http_port": 0,
+        "topic_partitions": worker.topic_partitions,
+        "batch_interval": "500ms",
+    }
+    local_settings = LocalSinkSettings(
+        group_id=worker.group_id + "-local-store", path=store_path, **common
+    )
+    pairs: list[tuple[SinkSettings, RollupSink]] = [
+        (local_settings, LocalStoreSink(store_path, compact_after=local_settings.compact_after))
+    ]
+    if remote_write_url:
+        from pipeline.sinks.remote_write import RemoteWriteSettings, RemoteWriteSink
+
+        remote = RemoteWriteSettings(
+            group_id=worker.group_id + "-remote-write", url=remote_write_url, **common
+        )
+        pairs.append((remote, RemoteWriteSink(remote)))
+    running = []
+    for settings, sink in pairs:
+        runner = SinkRunner(settings, sink)
+        thread = threading.Thread(target=runner.run, args=(stop,), name=f"sink-{sink.name}")
+        thread.start()
+        running.append(RunningSink(runner, sink, thread))
+    return running
+
+
+def wait_stored(sinks: list[RunningSink], rollups: int, deadline: float) -> bool:
+    """Until every sink has stored `rollups` records (or the deadline, or a sink died)."""
+    while time.monotonic() < deadline:
+        if any(not s.thread.is_alive() for s in sinks):
+            return False
+        if all(s.runner.totals.stored >= rollups for s in sinks):
+            return True
+        time.sleep(0.25)
+    return False
+
+
+def stop_sinks(sinks: list[RunningSink]) -> None:
+    for s in sinks:
+        if s.thread.is_alive():
+            s.thread.join(60)
+        s.sink.close()
+
+
+def print_store(console: Console, path: Path) -> None:
+    """What an analyst sees with `metrics-pipeline query` (re-deliveries removed by the view)."""
+    result = run_query(
+        path,
+        "SELECT resolution, count(*) AS rollups, sum(count) AS samples, "
+        "count(DISTINCT series_key) AS series FROM rollups "
+        "GROUP BY resolution, resolution_ms ORDER BY resolution_ms",
+    )
+    table = Table(title=f"Local store {path}/ (Parquet, queried with DuckDB)")
+    for column in result.columns:
+        table.add_column(column, justify="right")
+    for row in result.rows:
+        table.add_row(*(f"{v:,}" if isinstance(v, int) else str(v) for v in row))
+    console.print(table)
+
+
+def plot_busiest_timer(console: Console, path: Path, out: Path, resolution: str) -> None:
+    """The timer series with the most samples, drawn from the store."""
+    result = run_query(
+        path,
+        # One series per (service, region, name), so the plot needs no --label to pick it.
+        "SELECT service, region, name FROM rollups WHERE type = 'timer' AND resolution = ? "
+        "GROUP BY service, region, name HAVING count(DISTINCT series_key) = 1 "
+        "ORDER BY sum(count) DESC, service, region, name LIMIT 1",
+        [resolution],
+    )
+    if not result.rows:
+        console.print("[yellow]no timer in the store to plot[/yellow]")
+        return
+    service, region, name = result.rows[0]
+    plot_series(path, SeriesQuery(service, region, name, resolution=resolution), out)
+    console.print(
+        f"[bold]plot[/bold] {out} ({service}/{region}/{name} at {resolution}; redraw any series "
+        f"with: metrics-pipeline plot --service {service} --region {region} --name {name} "
+        f"--resolution {resolution})"
+    )
