@@ -21,14 +21,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipeline.core.checkpoint import Checkpoint
+from pipeline.core.checkpoint import Checkpoint, resume_point
 from pipeline.core.columns import SampleColumns
 from pipeline.core.counters import CumulativeCounters
 from pipeline.core.digest import DigestConfig, summarize_groups
 from pipeline.core.rollup import Rollup, format_duration, rollup_key
 from pipeline.core.series import MetricKind, SeriesTable
 from pipeline.core.windows import OpenWindows
-from pipeline.errors import CheckpointError
 
 NO_TIME = -(2**62)
 
@@ -295,33 +294,23 @@ class PartitionAggregator:
 
     def restore(self, checkpoint: Checkpoint) -> None:
         """Start from a checkpoint: the caller then replays the partition from its offset."""
-        stored = (
-            checkpoint.resolution_ms,
-            checkpoint.allowed_lateness_ms,
-            checkpoint.counter_staleness_ms,
+        start = resume_point(
+            checkpoint,
+            (
+                checkpoint.resolution_ms,
+                checkpoint.allowed_lateness_ms,
+                checkpoint.counter_staleness_ms,
+            ),
+            (
+                self.window.resolution_ms,
+                self.window.allowed_lateness_ms,
+                self.window.counter_staleness_ms,
+            ),
+            "resolution/lateness/counter staleness",
         )
-        running = (
-            self.window.resolution_ms,
-            self.window.allowed_lateness_ms,
-            self.window.counter_staleness_ms,
-        )
-        if stored != running:
-            # Another window size or lateness would classify the replayed samples differently
-            # from the run that emitted them: re-emitted rollups would change.
-            raise CheckpointError(
-                f"checkpoint of {checkpoint.topic}[{checkpoint.partition}] was written with "
-                f"resolution/lateness/counter staleness {stored} ms, this worker uses "
-                f"{running} ms: keep the settings or use another consumer group"
-            )
-        self.max_ts = checkpoint.max_ts
-        self.emitted_wm = checkpoint.emitted_wm
-        self.next_offset = checkpoint.offset
+        self.max_ts, self.emitted_wm = start.max_ts, start.emitted_wm
+        self.next_offset, self.advances = start.next_offset, start.advances
         self.counters.restore(checkpoint.counters)
-        self.advances = [list(a) for a in checkpoint.advances]
-        # An advance at exactly the resume offset happened before that message: apply it now.
-        for adv_offset, adv_max_ts in self.advances:
-            if adv_offset <= checkpoint.offset:
-                self.max_ts = max(self.max_ts, adv_max_ts)
 
     @property
     def open_windows(self) -> int:

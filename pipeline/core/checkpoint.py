@@ -77,3 +77,34 @@ class Checkpoint:
             )
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"unreadable checkpoint: {exc}") from exc
+
+
+@dataclass(slots=True)
+class ResumePoint:
+    """Where a partition's watermark state stands when a replay starts from a checkpoint."""
+
+    max_ts: int
+    emitted_wm: int
+    next_offset: int
+    advances: list[list[int]]
+
+
+def resume_point(
+    checkpoint: Checkpoint, stored: tuple[Any, ...], running: tuple[Any, ...], settings: str
+) -> ResumePoint:
+    """The state to replay from, once the checkpoint's `stored` settings (named by `settings`)
+    are those `running`: other window sizes or lateness would classify the replayed input
+    differently from the run that emitted, and re-emitted rollups would change."""
+    if stored != running:
+        raise CheckpointError(
+            f"checkpoint of {checkpoint.topic}[{checkpoint.partition}] was written with "
+            f"{settings} {stored} ms, this process uses {running} ms: keep the settings or "
+            "use another consumer group"
+        )
+    advances = [list(a) for a in checkpoint.advances]
+    max_ts = checkpoint.max_ts
+    # An advance at exactly the resume offset happened before that message: apply it now.
+    for adv_offset, adv_max_ts in advances:
+        if adv_offset <= checkpoint.offset:
+            max_ts = max(max_ts, adv_max_ts)
+    return ResumePoint(max_ts, checkpoint.emitted_wm, checkpoint.offset, advances)

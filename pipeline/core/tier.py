@@ -25,12 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.core.checkpoint import Checkpoint
+from pipeline.core.checkpoint import Checkpoint, resume_point
 from pipeline.core.digest import DigestConfig
 from pipeline.core.merge import merge_digests
 from pipeline.core.rollup import Rollup, format_duration, rollup_key
 from pipeline.core.rollup_wire import WireRollup, series_dict
-from pipeline.errors import CheckpointError
 
 NO_TIME = -(2**62)
 _MEAN = attrgetter("m")
@@ -268,26 +267,20 @@ class TierAggregator:
         )
 
     def restore(self, checkpoint: Checkpoint) -> None:
-        stored = (
-            checkpoint.extra.get("input_resolution_ms"),
-            checkpoint.resolution_ms,
-            checkpoint.allowed_lateness_ms,
+        """Start from a checkpoint: the caller then replays the partition from its offset."""
+        start = resume_point(
+            checkpoint,
+            (
+                checkpoint.extra.get("input_resolution_ms"),
+                checkpoint.resolution_ms,
+                checkpoint.allowed_lateness_ms,
+            ),
+            (
+                self.config.input_resolution_ms,
+                self.config.resolution_ms,
+                self.config.allowed_lateness_ms,
+            ),
+            "input/tier resolution and lateness",
         )
-        running = (
-            self.config.input_resolution_ms,
-            self.config.resolution_ms,
-            self.config.allowed_lateness_ms,
-        )
-        if stored != running:
-            raise CheckpointError(
-                f"checkpoint of {checkpoint.topic}[{checkpoint.partition}] was written with "
-                f"input/tier resolution and lateness {stored} ms, this tier uses {running} ms: "
-                "keep the settings or use another consumer group"
-            )
-        self.max_ts = checkpoint.max_ts
-        self.emitted_wm = checkpoint.emitted_wm
-        self.next_offset = checkpoint.offset
-        self.advances = [list(a) for a in checkpoint.advances]
-        for adv_offset, adv_max_ts in self.advances:
-            if adv_offset <= checkpoint.offset:
-                self.max_ts = max(self.max_ts, adv_max_ts)
+        self.max_ts, self.emitted_wm = start.max_ts, start.emitted_wm
+        self.next_offset, self.advances = start.next_offset, start.advances

@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import orjson
@@ -19,7 +19,6 @@ from pydantic_settings import BaseSettings
 
 from pipeline import summary
 from pipeline.core.series import MetricKind, SeriesIdentity
-from pipeline.kafka.stage import PartitionedStage
 from pipeline.kafka.worker import RollupWorker
 from pipeline.loadgen.workload import GroundTruth
 from pipeline.settings import StageSettings, WorkerSettings
@@ -66,12 +65,17 @@ def worker_thread(settings: WorkerSettings) -> Iterator[RollupWorker]:
         yield worker
 
 
-StageT = TypeVar("StageT", bound=PartitionedStage[Any])
+class Runs(Protocol):
+    def run(self, stop: threading.Event) -> None: ...
+
+
+StageT = TypeVar("StageT", bound=Runs)
 
 
 @contextmanager
 def stage_thread(worker: StageT) -> Iterator[StageT]:
-    """Run a stage (rollup or tier worker) on a thread; stop it on exit, re-raise its error."""
+    """Run a process's main loop (rollup or tier worker, sink runner) on a thread; stop it on
+    exit, re-raise its error."""
     stop = threading.Event()
     failure: list[BaseException] = []
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -20,7 +19,7 @@ from pipeline.loadgen.spec import WorkloadSpec
 from pipeline.sinks.remote_write import RemoteWriteSettings, RemoteWriteSink
 from pipeline.sinks.runner import SinkRunner
 
-from ..harness import wait_for, worker_settings, worker_thread
+from ..harness import stage_thread, wait_for, worker_settings, worker_thread
 
 PARTITIONS = 4
 #: Written out here rather than derived, so the naming code is checked against the README.
@@ -110,26 +109,11 @@ def sink_settings(
 @contextmanager
 def runner_thread(settings: RemoteWriteSettings) -> Iterator[SinkRunner]:
     sink = RemoteWriteSink(settings)
-    runner = SinkRunner(settings, sink)
-    stop = threading.Event()
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            runner.run(stop)
-        except BaseException as exc:  # surfaced in the test thread below
-            failure.append(exc)
-
-    thread = threading.Thread(target=run, name="sink", daemon=True)
-    thread.start()
     try:
-        yield runner
+        with stage_thread(SinkRunner(settings, sink)) as runner:
+            yield runner
     finally:
-        stop.set()
-        thread.join(60)
         sink.close()
-    if failure:
-        raise failure[0]
 
 
 def topic_ends(bootstrap: str, topics: Iterable[str]) -> dict[tuple[str, int], int]:
