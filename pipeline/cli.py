@@ -188,6 +188,57 @@ def _run_tier_steps(settings: TierSettings, steps: list[TierSettings]) -> None:
 
 
 @app.command()
+def detect(
+    config: ConfigOpt = None,
+    bootstrap_servers: BootstrapOpt = None,
+    resolution: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(help="Rollup tier to watch (default 1m)."),
+    ] = None,
+    statistics: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(help="Comma-separated statistics, default p99,rate."),
+    ] = None,
+    model: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(help="auto | robust | seasonal (default auto)."),
+    ] = None,
+    anomaly_topic: Annotated[Optional[str], typer.Option()] = None,  # noqa: UP045
+    group_id: Annotated[Optional[str], typer.Option(help="Consumer group.")] = None,  # noqa: UP045
+    http_port: Annotated[Optional[int], typer.Option(help="0 disables.")] = None,  # noqa: UP045
+    http_host: Annotated[Optional[str], typer.Option()] = None,  # noqa: UP045
+) -> None:
+    """Score every window of a rollup tier against learnt baselines; anomaly episodes out."""
+    from pipeline.kafka.detect_worker import DetectWorker
+    from pipeline.observability import configure_logging, serve_http
+    from pipeline.settings import DetectSettings, load_settings
+
+    try:
+        settings = load_settings(
+            DetectSettings,
+            config,
+            bootstrap_servers=bootstrap_servers,
+            resolution=resolution,
+            statistics=None if statistics is None else [s.strip() for s in statistics.split(",")],
+            model=model,
+            anomaly_topic=anomaly_topic,
+            group_id=group_id,
+            http_port=http_port,
+            http_host=http_host,
+        )
+        configure_logging(settings.log_level, settings.log_format)
+        stop = _stop_on_signals()
+        detector = DetectWorker(settings)
+        if settings.http_port:
+            serve_http(
+                settings.http_host, settings.http_port, detector.metrics.registry, detector.health
+            )
+        detector.run(stop)
+    except PipelineError as exc:
+        raise _fail(exc) from exc
+
+
+@app.command()
 def broker(
     port: Annotated[int, typer.Option(help="Loopback port to listen on.")] = 9092,
     host: Annotated[str, typer.Option(help="Loopback address.")] = "127.0.0.1",

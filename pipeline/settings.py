@@ -21,6 +21,8 @@ from pydantic_settings import (
 
 from pipeline.core.aggregator import WindowConfig
 from pipeline.core.decode import DecodeLimits
+from pipeline.core.detect.detector import DetectConfig
+from pipeline.core.detect.models import ModelConfig
 from pipeline.core.digest import DigestConfig, percentile_name
 from pipeline.core.rollup import format_duration, parse_duration_ms
 from pipeline.core.tier import TierConfig
@@ -242,6 +244,90 @@ class TierSettings(StageSettings):
             )
             for step, (finer, coarser) in enumerate(pairwise(self.chain))
         ]
+
+
+class DetectSettings(StageSettings):
+    """The anomaly detector: one rollup tier in, anomaly episodes out (metrics.anomalies)."""
+
+    group_id: str = "metrics-pipeline-detect"
+    resolution: str = "1m"  # the tier it reads
+    anomaly_topic: str = "metrics.anomalies"
+    allowed_lateness: str | None = Field(None, description="Default: one window.")
+    statistics: list[str] = Field(default_factory=lambda: ["p99", "rate"])
+    statistics_by_name: dict[str, list[str]] = Field(
+        default_factory=dict, description="Metric name → statistics, instead of `statistics`."
+    )
+    directions: dict[str, str] = Field(
+        default_factory=dict, description="Statistic → up | down | both (default: rate both)."
+    )
+    model: Literal["auto", "robust", "seasonal"] = "auto"
+    history: int = Field(60, ge=5, description="Windows of the robust baseline.")
+    threshold: float = Field(4.5, gt=0, description="Robust sigmas at score 1.0.")
+    min_scale: float = Field(0.03, gt=0, description="Scale floor (log scale: ~relative).")
+    seasonal_days: int = Field(7, ge=1)
+    min_seasonal_days: int = Field(2, ge=1)
+    warmup: int = Field(30, ge=1)
+    fire_k: int = Field(2, ge=1)
+    fire_n: int = Field(3, ge=1)
+    resolve_m: int = Field(3, ge=1)
+    absence_windows: int = Field(5, ge=1)
+    forget_windows: int = Field(1_440, ge=1)
+    idle_timeout: str = "5m"
+    commit_interval: str = "5s"
+
+    @field_validator("allowed_lateness")
+    @classmethod
+    def _lateness(cls, value: str | None) -> str | None:
+        return None if value is None else _valid_duration(value)
+
+    @field_validator("directions")
+    @classmethod
+    def _directions(cls, value: dict[str, str]) -> dict[str, str]:
+        wrong = {k: v for k, v in value.items() if v not in ("up", "down", "both")}
+        if wrong:
+            raise ValueError(f"directions are up, down or both: {wrong}")
+        return value
+
+    @property
+    def source_topic(self) -> str:
+        return self.rollup_topic_prefix + format_duration(parse_duration_ms(self.resolution))
+
+    @property
+    def rollup_topic(self) -> str:
+        """Where this stage's output goes: the anomaly topic."""
+        return self.anomaly_topic
+
+    def detect(self) -> DetectConfig:
+        resolution = parse_duration_ms(self.resolution)
+        lateness = (
+            resolution
+            if self.allowed_lateness is None
+            else parse_duration_ms(self.allowed_lateness)
+        )
+        try:
+            return DetectConfig(
+                resolution_ms=resolution,
+                allowed_lateness_ms=lateness,
+                statistics=tuple(self.statistics),
+                statistics_by_name={k: tuple(v) for k, v in self.statistics_by_name.items()},
+                directions=dict(self.directions),
+                model=ModelConfig(
+                    model=self.model,
+                    history=self.history,
+                    threshold=self.threshold,
+                    min_scale=self.min_scale,
+                    seasonal_days=self.seasonal_days,
+                    min_seasonal_days=self.min_seasonal_days,
+                ),
+                warmup=self.warmup,
+                fire_k=self.fire_k,
+                fire_n=self.fire_n,
+                resolve_m=self.resolve_m,
+                absence_windows=self.absence_windows,
+                forget_windows=self.forget_windows,
+            )
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
 
 S = TypeVar("S", bound=CommonSettings)

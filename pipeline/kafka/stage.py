@@ -25,11 +25,13 @@ import structlog
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from pipeline.core.checkpoint import Checkpoint
+from pipeline.core.decode import Reject
 from pipeline.core.rollup import Rollup, parse_duration_ms
 from pipeline.errors import CheckpointError
 from pipeline.kafka.admin import TopicSpec, UnknownTopicError, ensure_topics, partition_count
 from pipeline.kafka.checkpoints import CheckpointStore
 from pipeline.kafka.clients import OutputProducer, consumer_config, producer_config
+from pipeline.kafka.deadletter import reject_records
 from pipeline.kafka.partitioner import OwnerPartitions
 from pipeline.observability import Health, WorkerMetrics
 from pipeline.settings import StageSettings
@@ -343,9 +345,17 @@ class PartitionedStage(ABC, Generic[StateT]):
                 on_delivered=delivered,
             )
         self.emitted += len(rollups)
-        self.samples_emitted += sum(r.body["count"] for r in rollups)
+        self.samples_emitted += sum(r.body.get("count", 0) for r in rollups)
         if rollups:
             self.metrics.rollups.labels(self.settings.resolution).inc(len(rollups))
+
+    def _dead_letter(self, partition: int, rejects: list[Reject]) -> None:
+        """Produce dead letters for refused input of `partition`, counted by reason."""
+        topic = self.settings.source_topic
+        for key, value in reject_records(topic, partition, rejects, self.stage_name):
+            self.producer.produce(self.settings.deadletter_topic, value, key)
+        for r in rejects:
+            self.metrics.deadletter.labels(r.reason.value).inc(r.samples)
 
     # -- idle partitions and commits --------------------------------------------------------
 

@@ -7,15 +7,10 @@ to the dead-letter topic; duplicates and re-emissions of the stage below are mer
 
 from __future__ import annotations
 
-from typing import cast
-
 from confluent_kafka import Message
 
-from pipeline.core.decode import Reject
-from pipeline.core.reasons import Reason
-from pipeline.core.rollup_wire import RollupReject, WireRollup, decode_rollup
 from pipeline.core.tier import TierAggregator
-from pipeline.kafka.deadletter import EXCERPT_CHARS, reject_records
+from pipeline.kafka.rollup_input import RollupBatch
 from pipeline.kafka.stage import OwnedPartition, PartitionedStage
 from pipeline.observability import Health, TierMetrics
 from pipeline.settings import TierSettings
@@ -47,36 +42,14 @@ class TierWorker(PartitionedStage[TierAggregator]):
         batch: list[Message],
         received_at: float,
     ) -> None:
-        children: list[tuple[int, WireRollup]] = []
-        rejects: list[Reject] = []
-        raw_of: dict[int, bytes] = {}
-        for msg in batch:
-            offset = cast(int, msg.offset())
-            raw = msg.value()
-            try:
-                children.append((offset, decode_rollup(raw, self.tier.input_resolution_ms)))
-                raw_of[offset] = raw or b""
-            except RollupReject as exc:
-                rejects.append(Reject(offset, -1, exc.reason, exc.detail, (raw or b"")[:2048]))
-        end_offset = cast(int, batch[-1].offset()) + 1
-        step = owned.state.process(children, end_offset)
-        for offset, child in step.late:
-            self.late_samples += child.count
-            rejects.append(
-                Reject(
-                    offset,
-                    -1,
-                    Reason.LATE,
-                    f"its {self.settings.resolution} window had closed before it arrived",
-                    raw_of[offset][:EXCERPT_CHARS],
-                    child.count,
-                )
-            )
-        topic = self.settings.source_topic
-        for key, value in reject_records(topic, partition, rejects, self.stage_name):
-            self.producer.produce(self.settings.deadletter_topic, value, key)
-        for r in rejects:
-            self.metrics.deadletter.labels(r.reason.value).inc(r.samples)
+        records = RollupBatch(batch, self.tier.input_resolution_ms)
+        step = owned.state.process(records.rollups, records.end_offset)
+        self.late_samples += sum(child.count for _, child in step.late)
+        records.reject_late(
+            step.late, f"its {self.settings.resolution} window had closed before it arrived"
+        )
+        rejects = records.rejects
+        self._dead_letter(partition, rejects)
         outcomes = self.metrics.children
         outcomes.labels("merged").inc(step.merged)
         outcomes.labels("duplicate").inc(step.duplicates)

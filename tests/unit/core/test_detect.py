@@ -11,57 +11,15 @@ import jsonschema
 import numpy as np
 import orjson
 import pytest
+from synthetic_rollups import DAY, MINUTE, START, stream
 
 from pipeline.core.checkpoint import Checkpoint
 from pipeline.core.detect.detector import DetectConfig, PartitionDetector
 from pipeline.core.detect.models import ModelConfig
 from pipeline.core.rollup import Rollup
-from pipeline.core.rollup_wire import WireRollup, decode_rollup
+from pipeline.core.rollup_wire import WireRollup
 
-MINUTE = 60_000
-DAY = 1_440
-START = 1_767_225_600_000  # 2026-01-01T00:00Z
 SCHEMA = json.loads((Path(__file__).parents[3] / "schemas" / "anomaly.schema.json").read_text())
-
-
-def rollup(service: str, index: int, p99: float, rate: float) -> WireRollup:
-    start = START + index * MINUTE
-    count = max(1, round(rate * 60))
-    body = {
-        "series": {"service": service, "region": "eu", "name": "http.server.duration",
-                   "type": "timer", "unit": "ms", "labels": {}},
-        "series_key": f"{service}|eu|http.server.duration|timer|ms|{{}}",
-        "resolution": "1m", "resolution_ms": MINUTE, "window_start": start,
-        "window_end": start + MINUTE, "count": count, "sum": p99 * count / 3,
-        "min": 1.0, "max": p99 * 1.2, "mean": p99 / 3, "rate": count / 60,
-        "percentiles": {"p50": p99 / 4, "p99": p99},
-        "digest": {"compression": 200, "n": count, "centroids": [{"m": p99 / 3, "c": count}]},
-    }  # fmt: skip
-    return decode_rollup(orjson.dumps(body), MINUTE)
-
-
-def stream(
-    minutes: int,
-    seed: int = 1,
-    services: tuple[str, ...] = ("a", "b", "c"),
-    p99: Any = None,
-    rate: Any = None,
-    silent: Any = None,
-) -> list[tuple[int, WireRollup]]:
-    """Rollups in time order; p99/rate(service, minute) override the lognormal noise, and
-    silent(service, minute) drops a window."""
-    rng = np.random.default_rng(seed)
-    out: list[WireRollup] = []
-    for m in range(minutes):
-        for s in services:
-            base_p99 = 200.0 * float(np.exp(rng.normal(0, 0.08)))
-            base_rate = 50.0 * float(np.exp(rng.normal(0, 0.05)))
-            if silent is not None and silent(s, m):
-                continue
-            value = p99(s, m, base_p99) if p99 else base_p99
-            r = rate(s, m, base_rate) if rate else base_rate
-            out.append(rollup(s, m, value, r))
-    return list(enumerate(out))
 
 
 def run(
