@@ -92,7 +92,7 @@ class AlertmanagerClient:
         while True:
             try:
                 response = self._http.post(self.url, content=body, headers=self._auth_headers())
-            except httpx.TransportError as exc:  # connect/read/write/pool timeouts, refused
+            except httpx.HTTPError as exc:  # refused, timeouts, broken responses
                 problem = f"{type(exc).__name__}: {exc}"
                 wait = None
             else:
