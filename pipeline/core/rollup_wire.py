@@ -50,6 +50,9 @@ class WireRollup(msgspec.Struct, gc=False):
     min: float
     max: float
     digest: WireDigest | None = None
+    mean: float = math.nan
+    rate: float = math.nan
+    percentiles: dict[str, float] = {}
 
 
 _DECODER = msgspec.json.Decoder(WireRollup)

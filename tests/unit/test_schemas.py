@@ -27,7 +27,7 @@ from pipeline.core.series import SeriesTable
 from pipeline.kafka.deadletter import late_records, reject_records
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
-NAMES = ("sample", "batch-array", "batch-columnar", "rollup", "deadletter")
+NAMES = ("sample", "batch-array", "batch-columnar", "rollup", "deadletter", "anomaly")
 BASE_MS = 1_767_225_600_000
 
 

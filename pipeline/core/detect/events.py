@@ -1,0 +1,88 @@
+"""Anomaly episodes and the events that announce them (schemas/anomaly.schema.json)."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from pipeline.core.rollup import Rollup
+
+DETECTOR_VERSION = "1"
+
+
+@dataclass(slots=True)
+class Episode:
+    """One incident of one (series, statistic): fired once, resolved once."""
+
+    episode_id: str
+    kind: str  # deviation | absence
+    statistic: str
+    started_at: int  # window start (epoch ms) of the first anomalous window
+    direction: str
+    severity: str
+    detector: str  # robust | seasonal | absence
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @staticmethod
+    def from_json(doc: dict[str, Any]) -> Episode:
+        return Episode(**doc)
+
+
+def episode_id(series_key: str, statistic: str, kind: str, started_at: int) -> str:
+    """Stable across replays: a function of what the episode is about and where it began."""
+    text = f"{series_key}|{statistic}|{kind}|{started_at}"
+    return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:20]
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The numbers of one window for one track, in the statistic's own unit."""
+
+    observed: float | None
+    expected: float
+    lower: float
+    upper: float
+    score: float
+
+
+def event(
+    episode: Episode,
+    state: str,
+    series: dict[str, Any],
+    series_key: str,
+    routing_key: str,
+    resolution: str,
+    window_start: int,
+    window_end: int,
+    verdict: Verdict,
+) -> Rollup:
+    """The keyed record of one episode transition (a `Rollup` is the stages' keyed output)."""
+
+    def finite(x: float) -> float:
+        return x if math.isfinite(x) else 0.0
+
+    body = {
+        "episode_id": episode.episode_id,
+        "state": state,
+        "kind": episode.kind,
+        "series": series,
+        "series_key": series_key,
+        "statistic": episode.statistic,
+        "resolution": resolution,
+        "window_start": window_start,
+        "window_end": window_end,
+        "observed": verdict.observed,
+        "expected": finite(verdict.expected),
+        "lower": finite(verdict.lower),
+        "upper": finite(verdict.upper),
+        "score": finite(verdict.score),
+        "direction": episode.direction,
+        "severity": episode.severity,
+        "started_at": episode.started_at,
+        "detector": {"name": episode.detector, "version": DETECTOR_VERSION},
+    }
+    return Rollup(f"{episode.episode_id}@{state}", routing_key, body)
