@@ -603,5 +603,80 @@ def _as_utc(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC)
 
 
+# -- alert-bridge: anomaly episodes → Alertmanager ------------------------------------------------
+
+
+@app.command("alert-bridge")
+def alert_bridge(
+    config: ConfigOpt = None,
+    bootstrap_servers: BootstrapOpt = None,
+    alertmanager_url: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            help="Alertmanager base URL, e.g. http://127.0.0.1:9093 "
+            "[env METRICS_PIPELINE_ALERTMANAGER_URL]."
+        ),
+    ] = None,
+    topic: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(help="Anomaly topic (default metrics.anomalies)."),
+    ] = None,
+    group_id: Annotated[Optional[str], typer.Option(help="Consumer group.")] = None,  # noqa: UP045
+    alertname: Annotated[Optional[str], typer.Option(help="alertname label.")] = None,  # noqa: UP045
+    dashboard_url_template: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            help="Dashboard link, e.g. 'https://grafana/d/x?var-service={service}&from={started_at}'."
+        ),
+    ] = None,
+    resend_interval: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(help="Re-send firing alerts this often (default 1m)."),
+    ] = None,
+    bearer_token_file: Annotated[Optional[Path], typer.Option()] = None,  # noqa: UP045
+    http_port: Annotated[Optional[int], typer.Option(help="0 disables.")] = None,  # noqa: UP045
+    http_host: Annotated[Optional[str], typer.Option()] = None,  # noqa: UP045
+) -> None:
+    """Forward anomaly episodes to Alertmanager's v2 API until SIGTERM: firing alerts re-sent
+    before they expire, resolved ones with endsAt.
+
+    Every other setting (basic auth, TLS files, headers, retries, extra labels) comes from the
+    environment (METRICS_PIPELINE_*) or the --config YAML file."""
+    from pipeline.alerting import AlertBridge, AlertBridgeSettings
+    from pipeline.observability import configure_logging, serve_http
+    from pipeline.settings import load_settings
+
+    try:
+        settings = load_settings(
+            AlertBridgeSettings,
+            config,
+            bootstrap_servers=bootstrap_servers,
+            alertmanager_url=alertmanager_url,
+            anomaly_topic=topic,
+            group_id=group_id,
+            alertname=alertname,
+            dashboard_url_template=dashboard_url_template,
+            resend_interval=resend_interval,
+            bearer_token_file=bearer_token_file,
+            http_port=http_port,
+            http_host=http_host,
+        )
+        configure_logging(settings.log_level, settings.log_format)
+        stop = _stop_on_signals()
+        bridge = AlertBridge(settings)
+        server = None
+        if settings.http_port:
+            server = serve_http(
+                settings.http_host, settings.http_port, bridge.metrics.registry, bridge.health
+            )
+        try:
+            bridge.run(stop)
+        finally:
+            if server is not None:
+                server.shutdown()
+    except PipelineError as exc:
+        raise _fail(exc) from exc
+
+
 if __name__ == "__main__":
     app()

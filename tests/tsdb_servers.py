@@ -1,8 +1,10 @@
-"""Fixtures: a real Prometheus and a real VictoriaMetrics per test (load/tsdb.py runs them).
+"""Fixtures: a real Prometheus, VictoriaMetrics and Alertmanager per test (load/tsdb.py and
+load/alertmanager.py run them).
 
 Each starts on a free loopback port with its data in the test's tmp dir and is stopped by its
 pid at the end. They skip the test only when the server's binary is not installed (Debian:
-`apt-get install prometheus victoria-metrics`); any other start-up failure fails the test.
+`apt-get install prometheus victoria-metrics prometheus-alertmanager`); any other start-up
+failure fails the test.
 Import them in a conftest.py: ``from tsdb_servers import prometheus, tsdb, victoria_metrics``.
 """
 
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from load.alertmanager import AlertmanagerServer
 from load.tsdb import PrometheusServer, TsdbServer, VictoriaMetricsServer
 
 
@@ -58,6 +61,26 @@ def victoria_metrics(tmp_path: Path) -> Iterator[VictoriaMetricsServer]:
 def tsdb(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TsdbServer]:
     """Each of the two servers in turn."""
     server = start_server(request.param, tmp_path / request.param.kind)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def require_alertmanager() -> None:
+    if not AlertmanagerServer.available():
+        pytest.skip(
+            f"{AlertmanagerServer.binary} is not installed: apt-get install "
+            "prometheus-alertmanager (the alert bridge tests need the real server)"
+        )
+
+
+@pytest.fixture
+def alertmanager(tmp_path: Path) -> Iterator[AlertmanagerServer]:
+    """Alertmanager with a null receiver and clustering off."""
+    require_alertmanager()
+    server = AlertmanagerServer(tmp_path / "alertmanager")
+    server.start()
     try:
         yield server
     finally:

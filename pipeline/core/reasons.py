@@ -25,3 +25,7 @@ class Reason(StrEnum):
     WRONG_RESOLUTION = "wrong_resolution"
     # Sinks (pipeline/sinks/): the store refused the record for good.
     STORE_REJECTED = "store_rejected"
+    # Alert bridge (pipeline/alerting/): an anomaly event it cannot read, an alert Alertmanager
+    # refused for good (HTTP 400).
+    INVALID_ANOMALY = "invalid_anomaly"
+    ALERT_REJECTED = "alert_rejected"

@@ -520,12 +520,14 @@ def test_all_decoder_reasons_are_covered() -> None:
     covered |= {p.values[1] for p in COLUMNAR_WHOLE}
     covered |= {Reason.MALFORMED_JSON, Reason.OVERSIZE_MESSAGE, Reason.EMPTY_BATCH}
     # Late is the aggregator's verdict; the rollup reasons are the tier's (test_tier.py) and the
-    # sinks' (tests/unit/sinks).
+    # sinks' (tests/unit/sinks), the anomaly ones the alert bridge's (tests/unit/alerting).
     not_decoder = {
         Reason.LATE,
         Reason.INVALID_ROLLUP,
         Reason.WRONG_RESOLUTION,
         Reason.STORE_REJECTED,
+        Reason.INVALID_ANOMALY,
+        Reason.ALERT_REJECTED,
     }
     assert covered == set(Reason) - not_decoder
 

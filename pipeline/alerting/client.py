@@ -1,0 +1,149 @@
+"""Alertmanager's v2 API over HTTP (httpx): POST /api/v2/alerts with auth, TLS and retries.
+
+What a response means:
+- 200: every alert of the request is stored.
+- 5xx, 429 (Retry-After honoured up to the back-off cap), 408, connection errors and timeouts:
+  retried `request_retries` times with capped, jittered back-off, then `AlertmanagerUnavailable`
+  (the bridge keeps the alerts, stops consuming and tries again later).
+- 401, 403, 404, 405, 407: the URL or the credentials are wrong, not the alerts; also
+  `AlertmanagerUnavailable`, so a fixed configuration delivers everything that waited.
+- 400 (and any other 4xx): Alertmanager refused some alert for good (invalid label, endsAt
+  before startsAt ...). It stores the valid alerts of the request and names the bad ones only by
+  message, so `send` halves the request until each refused alert stands alone; re-sending the
+  valid ones is harmless (same labels, same alert).
+"""
+
+from __future__ import annotations
+
+import ssl
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from pipeline.alerting.settings import AlertBridgeSettings
+from pipeline.errors import PipelineError
+from pipeline.sinks.backoff import Backoff
+
+RETRYABLE_STATUS = frozenset({408, 429})
+CONFIGURATION_STATUS = frozenset({401, 403, 404, 405, 407})
+MESSAGE_CHARS = 1_000
+ALERTS_PATH = "/api/v2/alerts"
+
+
+class AlertmanagerUnavailable(PipelineError):
+    """Alertmanager cannot take alerts now (down, 5xx, 429, timeout, wrong credentials)."""
+
+
+class AlertmanagerClient:
+    def __init__(self, settings: AlertBridgeSettings) -> None:
+        self.url = settings.alertmanager_url + ALERTS_PATH
+        self._settings = settings
+        self._chunk = settings.max_alerts_per_request
+        self._retries = settings.request_retries
+        self._retry_initial = settings.seconds("request_retry_initial")
+        self._retry_max = settings.seconds("request_retry_max")
+        auth = None
+        if settings.basic_auth_username is not None and settings.basic_auth_password is not None:
+            auth = httpx.BasicAuth(
+                settings.basic_auth_username, settings.basic_auth_password.get_secret_value()
+            )
+        self._http = httpx.Client(
+            auth=auth,
+            verify=tls_context(
+                settings.tls_ca_file,
+                settings.tls_cert_file,
+                settings.tls_key_file,
+                settings.tls_insecure_skip_verify,
+            ),
+            timeout=settings.seconds("timeout"),
+            headers={**settings.headers, "Content-Type": "application/json"},
+        )
+
+    def send(self, alerts: Sequence[dict[str, Any]]) -> dict[int, str]:
+        """POST the alerts (in requests of at most max_alerts_per_request); returns the ones
+        refused for good as {index: Alertmanager's message}. Raises AlertmanagerUnavailable."""
+        refused: dict[int, str] = {}
+        for start in range(0, len(alerts), self._chunk):
+            self._send_range(alerts, start, min(len(alerts), start + self._chunk), refused)
+        return refused
+
+    def _send_range(
+        self, alerts: Sequence[dict[str, Any]], start: int, stop: int, refused: dict[int, str]
+    ) -> None:
+        message = self._post(alerts[start:stop])
+        if message is None:
+            return
+        if stop - start == 1:
+            refused[start] = message
+            return
+        middle = (start + stop) // 2
+        self._send_range(alerts, start, middle, refused)
+        self._send_range(alerts, middle, stop, refused)
+
+    def _post(self, alerts: Sequence[dict[str, Any]]) -> str | None:
+        """One request with retries: None when stored, the message when refused."""
+        body = orjson.dumps(list(alerts))
+        backoff = Backoff(self._retry_initial, self._retry_max)
+        attempt = 0
+        while True:
+            try:
+                response = self._http.post(self.url, content=body, headers=self._auth_headers())
+            except httpx.HTTPError as exc:  # refused, timeouts, broken responses
+                problem = f"{type(exc).__name__}: {exc}"
+                wait = None
+            else:
+                status = response.status_code
+                if status < 300:
+                    return None
+                message = response.text.strip()[:MESSAGE_CHARS]
+                if status in CONFIGURATION_STATUS:
+                    raise AlertmanagerUnavailable(f"{self.url}: HTTP {status}: {message}")
+                if status < 500 and status not in RETRYABLE_STATUS:
+                    return f"HTTP {status}: {message}"
+                problem = f"HTTP {status}: {message}"
+                wait = _retry_after(response)
+            if attempt >= self._retries:
+                raise AlertmanagerUnavailable(f"{self.url}: {problem} (after {attempt + 1} tries)")
+            attempt += 1
+            delay = backoff.next_delay()
+            time.sleep(min(self._retry_max, wait) if wait is not None else delay)
+
+    def _auth_headers(self) -> dict[str, str]:
+        """The Authorization header (the token file is read for every request)."""
+        s = self._settings
+        if s.bearer_token is not None:
+            return {"Authorization": f"Bearer {s.bearer_token.get_secret_value()}"}
+        if s.bearer_token_file is not None:
+            try:
+                token = s.bearer_token_file.read_text().strip()
+            except OSError as exc:
+                raise AlertmanagerUnavailable(f"cannot read bearer_token_file: {exc}") from exc
+            return {"Authorization": f"Bearer {token}"}
+        return {}
+
+    def close(self) -> None:
+        self._http.close()
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After", "")
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # absent, or an HTTP date: use our own back-off
+
+
+def tls_context(
+    ca_file: Path | None, cert_file: Path | None, key_file: Path | None, insecure: bool
+) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=None if ca_file is None else str(ca_file))
+    if cert_file is not None and key_file is not None:
+        context.load_cert_chain(str(cert_file), str(key_file))
+    if insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context

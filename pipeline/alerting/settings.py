@@ -1,0 +1,166 @@
+"""Settings of `metrics-pipeline alert-bridge` (pipeline/settings.py precedence: flags >
+METRICS_PIPELINE_* env > YAML > defaults), e.g. METRICS_PIPELINE_ALERTMANAGER_URL,
+METRICS_PIPELINE_DASHBOARD_URL_TEMPLATE, METRICS_PIPELINE_BEARER_TOKEN_FILE."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from pipeline.alerting.labels import LABEL_NAME
+from pipeline.alerting.template import check_template
+from pipeline.core.rollup import parse_duration_ms
+from pipeline.errors import ConfigError
+from pipeline.settings import CommonSettings
+
+
+class AlertBridgeSettings(CommonSettings):
+    """A consumer-group member on the anomaly topic that keeps Alertmanager in step with it."""
+
+    group_id: str = "metrics-pipeline-alert-bridge"
+    anomaly_topic: str = "metrics.anomalies"
+    deadletter_topic: str = "metrics.deadletter"
+    alertmanager_url: str = Field(
+        description="Alertmanager's base URL (alerts go to <url>/api/v2/alerts), "
+        "e.g. http://alertmanager:9093."
+    )
+    alertname: str = Field("MetricAnomaly", description="The alertname label of every alert.")
+    extra_labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Static labels added to every alert (like Prometheus' external labels); "
+        "the event's own labels win over them.",
+    )
+    dashboard_url_template: str | None = Field(
+        None,
+        description="Link put in the `dashboard` annotation and generatorURL, a str.format "
+        "template over the event's fields, e.g. "
+        "https://grafana/d/x?var-service={service}&var-region={region}&from={started_at}.",
+    )
+    resend_interval: str = Field(
+        "1m", description="Firing alerts are sent again this often so they do not expire."
+    )
+    alert_ttl: str | None = Field(
+        None,
+        description="endsAt of a firing alert = now + this; default 4 × resend_interval "
+        "(Prometheus' rule). A stopped bridge's alerts resolve by themselves after it.",
+    )
+    timeout: str = Field("10s", description="Per HTTP request (connect, send, wait, read).")
+    request_retries: int = Field(
+        2, ge=0, description="Retries of one POST on 5xx/429/timeouts before the batch waits."
+    )
+    request_retry_initial: str = "200ms"
+    request_retry_max: str = "5s"
+    retry_initial: str = Field("500ms", description="First wait after Alertmanager failed.")
+    retry_max: str = Field("30s", description="Wait cap while Alertmanager stays down.")
+    max_alerts_per_request: int = Field(500, ge=1, le=10_000)
+    batch_records: int = Field(1_000, ge=1, description="Most anomaly events per batch.")
+    resolved_memory: int = Field(
+        100_000,
+        ge=0,
+        description="Recently resolved episode ids remembered, so a re-emitted firing event of a "
+        "resolved episode does not fire it again.",
+    )
+    basic_auth_username: str | None = None
+    basic_auth_password: SecretStr | None = None
+    bearer_token: SecretStr | None = None
+    bearer_token_file: Path | None = Field(
+        None, description="Read before every request, so a rotated token is picked up."
+    )
+    tls_ca_file: Path | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_insecure_skip_verify: bool = False
+    headers: dict[str, str] = Field(default_factory=dict, description="Extra HTTP headers.")
+    session_timeout_ms: int = Field(10_000, ge=1000)
+    create_topics: bool = True
+    topic_partitions: int = Field(8, ge=1, description="Partitions of topics this process creates.")
+
+    @field_validator(
+        "resend_interval",
+        "alert_ttl",
+        "timeout",
+        "request_retry_initial",
+        "request_retry_max",
+        "retry_initial",
+        "retry_max",
+    )
+    @classmethod
+    def _durations(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                parse_duration_ms(value)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("alertmanager_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("alertmanager_url must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("alertname")
+    @classmethod
+    def _alertname(cls, value: str) -> str:
+        if not value:
+            raise ValueError("alertname must not be empty")
+        return value
+
+    @field_validator("extra_labels")
+    @classmethod
+    def _extra_labels(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = sorted(name for name in value if not LABEL_NAME.fullmatch(name))
+        if bad:
+            raise ValueError(f"invalid label names {bad} (use [a-zA-Z_][a-zA-Z0-9_]*)")
+        return value
+
+    @field_validator("dashboard_url_template")
+    @classmethod
+    def _template(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_template(value)
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: dict[str, str]) -> dict[str, str]:
+        fixed = {"authorization", "content-type"}
+        clash = sorted(h for h in value if h.lower() in fixed)
+        if clash:
+            raise ValueError(f"headers may not set {clash} (the client or auth settings do)")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AlertBridgeSettings:
+        if self.ttl_ms() <= self.seconds("resend_interval") * 1000:
+            raise ValueError("alert_ttl must be longer than resend_interval")
+        if self.bearer_token is not None and self.bearer_token_file is not None:
+            raise ValueError("set bearer_token or bearer_token_file, not both")
+        bearer = self.bearer_token is not None or self.bearer_token_file is not None
+        if bearer and self.basic_auth_username is not None:
+            raise ValueError("set basic auth or a bearer token, not both")
+        if (self.basic_auth_username is None) != (self.basic_auth_password is None):
+            raise ValueError("basic auth needs basic_auth_username and basic_auth_password")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("a client certificate needs tls_cert_file and tls_key_file")
+        for path in (
+            self.bearer_token_file,
+            self.tls_ca_file,
+            self.tls_cert_file,
+            self.tls_key_file,
+        ):
+            if path is not None and not path.is_file():
+                raise ValueError(f"file not found: {path}")
+        return self
+
+    def seconds(self, name: str) -> float:
+        """A duration setting (resend_interval, timeout, retry_*) in seconds."""
+        return parse_duration_ms(str(getattr(self, name))) / 1000.0
+
+    def ttl_ms(self) -> int:
+        """How far past now a firing alert's endsAt lies."""
+        if self.alert_ttl is not None:
+            return parse_duration_ms(self.alert_ttl)
+        return 4 * parse_duration_ms(self.resend_interval)
