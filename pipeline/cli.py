@@ -327,9 +327,13 @@ def demo(
             help="Also remote-write every tier here, e.g. http://127.0.0.1:9090/api/v1/write."
         ),
     ] = None,
+    alertmanager_url: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(help="Send the demo's anomaly episodes to this Alertmanager."),
+    ] = None,
 ) -> None:
-    """Embedded broker + load + worker + tiers + sinks + summary + plot, all in one process;
-    stops what it started."""
+    """Embedded broker + load + worker + tiers + sinks + detector (one injected incident) +
+    summary + plot, all in one process; stops what it started."""
     from pipeline.demo import run_demo
     from pipeline.observability import configure_logging
 
@@ -341,6 +345,7 @@ def demo(
             store_path=store_path,
             plot_path=plot,
             remote_write_url=remote_write_url,
+            alertmanager_url=alertmanager_url,
         )
     except PipelineError as exc:
         raise _fail(exc) from exc

@@ -7,12 +7,23 @@ import threading
 import time
 from contextlib import ExitStack
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from pipeline.demo_alerts import (
+    bridge_caught_up,
+    detect_settings,
+    detector_done,
+    inject_incident,
+    print_anomalies,
+    start_bridge,
+    start_detector,
+    wait_until,
+)
 from pipeline.demo_sinks import (
     plot_busiest_timer,
     print_store,
@@ -53,6 +64,7 @@ def run_demo(
     store_path: Path = DEFAULT_STORE_PATH,
     plot_path: Path = Path("metrics-demo.png"),
     remote_write_url: str | None = None,
+    alertmanager_url: str | None = None,
 ) -> bool:
     """Run the whole job; returns True when every sample sent is accounted for."""
     # A pipe or a CI log gets 80 columns by default: too narrow for the tables.
@@ -77,6 +89,7 @@ def run_demo(
         ensure_topics(bootstrap_servers, [TopicSpec(settings.input_topic, partitions)])
 
         workload = generate(spec)
+        incident = inject_incident(workload)
         manifest = workload.manifest
         console.print(
             f"[bold]load[/bold] {manifest.samples_total:,} samples in {manifest.messages:,} "
@@ -101,6 +114,11 @@ def run_demo(
         thread = threading.Thread(target=worker.run, args=(stop,), name="worker", daemon=True)
         steps = _tier_settings(settings).steps()
         tiers = [TierWorker(step) for step in steps]
+        detection = detect_settings(settings)
+        detector, detect_thread = start_detector(detection, stop)
+        bridge_thread = None
+        if alertmanager_url:
+            bridge, bridge_thread = start_bridge(detection, alertmanager_url, stop)
         sinks = start_sinks(
             settings,
             [settings.rollup_topic, *(step.rollup_topic for step in steps)],
@@ -144,16 +162,25 @@ def run_demo(
                 )
                 stored = wait_stored(sinks, emitted, deadline)
                 progress.update(task, completed=1 if stored else 0)
+                load_end = spec.start_ms + spec.duration_ms
+                scored = partial(detector_done, detector, load_end)
+                detected = wait_until(scored, deadline)
+                if bridge_thread is not None:
+                    wait_until(partial(bridge_caught_up, bridge, detector), deadline)
         finally:
             stop.set()
             for t in threads:
                 if t.is_alive():
                     t.join(60)
             stop_sinks(sinks)
-        failed = [s.stage_name for s in stages if s.failed]
+            extra: list[threading.Thread | None] = [detect_thread, bridge_thread]
+            for thread_or_none in extra:
+                if thread_or_none is not None and thread_or_none.is_alive():
+                    thread_or_none.join(60)
+        failed = [s.stage_name for s in [*stages, detector] if s.failed]
         # Release the workers' Kafka clients now, not after the broker below has stopped (they
         # would log a failed reconnect).
-        del worker, tiers, stages
+        del worker, tiers, stages, detector
         console.print(
             f"[bold]worker[/bold] finished in {elapsed:.1f} s (incl. group join), "
             f"tiers {time.perf_counter() - started - elapsed:.1f} s later"
@@ -182,7 +209,12 @@ def run_demo(
             console.print("[red]the sinks did not store every rollup in time[/red]")
         print_store(console, store_path)
         plot_busiest_timer(console, store_path, plot_path, settings.resolution)
-    return accounted == manifest.samples_total and tiers_complete and stored
+        found = print_anomalies(console, detection, incident)
+        if alertmanager_url:
+            console.print(f"[bold]alerts[/bold] sent to {alertmanager_url} (GET /api/v2/alerts)")
+        if not (detected and found):
+            console.print("[red]the injected incident was not detected[/red]")
+    return accounted == manifest.samples_total and tiers_complete and stored and found > 0
 
 
 def _tier_settings(worker: WorkerSettings) -> TierSettings:
