@@ -15,10 +15,8 @@ What a response means:
 
 from __future__ import annotations
 
-import ssl
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,6 +24,7 @@ import orjson
 
 from pipeline.alerting.settings import AlertBridgeSettings
 from pipeline.errors import PipelineError
+from pipeline.http_auth import basic_auth, bearer_header, tls_context
 from pipeline.sinks.backoff import Backoff
 
 RETRYABLE_STATUS = frozenset({408, 429})
@@ -46,19 +45,9 @@ class AlertmanagerClient:
         self._retries = settings.request_retries
         self._retry_initial = settings.seconds("request_retry_initial")
         self._retry_max = settings.seconds("request_retry_max")
-        auth = None
-        if settings.basic_auth_username is not None and settings.basic_auth_password is not None:
-            auth = httpx.BasicAuth(
-                settings.basic_auth_username, settings.basic_auth_password.get_secret_value()
-            )
         self._http = httpx.Client(
-            auth=auth,
-            verify=tls_context(
-                settings.tls_ca_file,
-                settings.tls_cert_file,
-                settings.tls_key_file,
-                settings.tls_insecure_skip_verify,
-            ),
+            auth=basic_auth(settings),
+            verify=tls_context(settings),
             timeout=settings.seconds("timeout"),
             headers={**settings.headers, "Content-Type": "application/json"},
         )
@@ -114,16 +103,10 @@ class AlertmanagerClient:
 
     def _auth_headers(self) -> dict[str, str]:
         """The Authorization header (the token file is read for every request)."""
-        s = self._settings
-        if s.bearer_token is not None:
-            return {"Authorization": f"Bearer {s.bearer_token.get_secret_value()}"}
-        if s.bearer_token_file is not None:
-            try:
-                token = s.bearer_token_file.read_text().strip()
-            except OSError as exc:
-                raise AlertmanagerUnavailable(f"cannot read bearer_token_file: {exc}") from exc
-            return {"Authorization": f"Bearer {token}"}
-        return {}
+        try:
+            return bearer_header(self._settings)
+        except OSError as exc:
+            raise AlertmanagerUnavailable(f"cannot read bearer_token_file: {exc}") from exc
 
     def close(self) -> None:
         self._http.close()
@@ -135,15 +118,3 @@ def _retry_after(response: httpx.Response) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         return None  # absent, or an HTTP date: use our own back-off
-
-
-def tls_context(
-    ca_file: Path | None, cert_file: Path | None, key_file: Path | None, insecure: bool
-) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=None if ca_file is None else str(ca_file))
-    if cert_file is not None and key_file is not None:
-        context.load_cert_chain(str(cert_file), str(key_file))
-    if insecure:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context

@@ -4,18 +4,17 @@ METRICS_PIPELINE_DASHBOARD_URL_TEMPLATE, METRICS_PIPELINE_BEARER_TOKEN_FILE."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from pipeline.alerting.labels import LABEL_NAME
 from pipeline.alerting.template import check_template
 from pipeline.core.rollup import parse_duration_ms
 from pipeline.errors import ConfigError
+from pipeline.http_auth import HttpAuthSettings
 from pipeline.settings import CommonSettings
 
 
-class AlertBridgeSettings(CommonSettings):
+class AlertBridgeSettings(CommonSettings, HttpAuthSettings):
     """A consumer-group member on the anomaly topic that keeps Alertmanager in step with it."""
 
     group_id: str = "metrics-pipeline-alert-bridge"
@@ -61,16 +60,6 @@ class AlertBridgeSettings(CommonSettings):
         description="Recently resolved episode ids remembered, so a re-emitted firing event of a "
         "resolved episode does not fire it again.",
     )
-    basic_auth_username: str | None = None
-    basic_auth_password: SecretStr | None = None
-    bearer_token: SecretStr | None = None
-    bearer_token_file: Path | None = Field(
-        None, description="Read before every request, so a rotated token is picked up."
-    )
-    tls_ca_file: Path | None = None
-    tls_cert_file: Path | None = None
-    tls_key_file: Path | None = None
-    tls_insecure_skip_verify: bool = False
     headers: dict[str, str] = Field(default_factory=dict, description="Extra HTTP headers.")
     session_timeout_ms: int = Field(10_000, ge=1000)
     create_topics: bool = True
@@ -136,23 +125,6 @@ class AlertBridgeSettings(CommonSettings):
     def _consistent(self) -> AlertBridgeSettings:
         if self.ttl_ms() <= self.seconds("resend_interval") * 1000:
             raise ValueError("alert_ttl must be longer than resend_interval")
-        if self.bearer_token is not None and self.bearer_token_file is not None:
-            raise ValueError("set bearer_token or bearer_token_file, not both")
-        bearer = self.bearer_token is not None or self.bearer_token_file is not None
-        if bearer and self.basic_auth_username is not None:
-            raise ValueError("set basic auth or a bearer token, not both")
-        if (self.basic_auth_username is None) != (self.basic_auth_password is None):
-            raise ValueError("basic auth needs basic_auth_username and basic_auth_password")
-        if (self.tls_cert_file is None) != (self.tls_key_file is None):
-            raise ValueError("a client certificate needs tls_cert_file and tls_key_file")
-        for path in (
-            self.bearer_token_file,
-            self.tls_ca_file,
-            self.tls_cert_file,
-            self.tls_key_file,
-        ):
-            if path is not None and not path.is_file():
-                raise ValueError(f"file not found: {path}")
         return self
 
     def seconds(self, name: str) -> float:

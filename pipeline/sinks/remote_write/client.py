@@ -17,12 +17,12 @@ What a response means:
 
 from __future__ import annotations
 
-import ssl
 import time
 from dataclasses import dataclass
 
 import httpx
 
+from pipeline.http_auth import basic_auth, bearer_header, tls_context
 from pipeline.sinks.backoff import Backoff
 from pipeline.sinks.base import RetryableSinkError
 from pipeline.sinks.remote_write.encode import PROTOCOL_HEADERS
@@ -52,14 +52,9 @@ class RemoteWriteClient:
         self._retry_initial = settings.seconds("request_retry_initial")
         self._retry_max = settings.seconds("request_retry_max")
         self._permanent = tuple(m.lower() for m in settings.refuse_on_messages)
-        auth = None
-        if settings.basic_auth_username is not None and settings.basic_auth_password is not None:
-            auth = httpx.BasicAuth(
-                settings.basic_auth_username, settings.basic_auth_password.get_secret_value()
-            )
         self._http = httpx.Client(
-            auth=auth,
-            verify=_tls_context(settings),
+            auth=basic_auth(settings),
+            verify=tls_context(settings),
             timeout=settings.seconds("timeout"),
             headers={**settings.headers, **PROTOCOL_HEADERS},
             limits=httpx.Limits(
@@ -69,16 +64,10 @@ class RemoteWriteClient:
 
     def auth_headers(self) -> dict[str, str]:
         """The Authorization header for the next requests (the token file is read each time)."""
-        s = self._settings
-        if s.bearer_token is not None:
-            return {"Authorization": f"Bearer {s.bearer_token.get_secret_value()}"}
-        if s.bearer_token_file is not None:
-            try:
-                token = s.bearer_token_file.read_text().strip()
-            except OSError as exc:
-                raise RetryableSinkError(f"cannot read bearer_token_file: {exc}") from exc
-            return {"Authorization": f"Bearer {token}"}
-        return {}
+        try:
+            return bearer_header(self._settings)
+        except OSError as exc:
+            raise RetryableSinkError(f"cannot read bearer_token_file: {exc}") from exc
 
     def send(self, body: bytes, headers: dict[str, str]) -> Refused | None:
         """POST one compressed WriteRequest: None when stored, Refused when the server will
@@ -120,16 +109,3 @@ def _retry_after(response: httpx.Response) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         return None  # absent, or an HTTP date: use our own back-off
-
-
-def _tls_context(settings: RemoteWriteSettings) -> ssl.SSLContext:
-    if settings.tls_ca_file is not None:
-        context = ssl.create_default_context(cafile=str(settings.tls_ca_file))
-    else:
-        context = ssl.create_default_context()
-    if settings.tls_cert_file is not None and settings.tls_key_file is not None:
-        context.load_cert_chain(str(settings.tls_cert_file), str(settings.tls_key_file))
-    if settings.tls_insecure_skip_verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context

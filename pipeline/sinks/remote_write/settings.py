@@ -3,15 +3,14 @@ METRICS_PIPELINE_URL, METRICS_PIPELINE_BEARER_TOKEN_FILE, METRICS_PIPELINE_CONCU
 
 from __future__ import annotations
 
-from pathlib import Path
+from pydantic import Field, field_validator
 
-from pydantic import Field, SecretStr, field_validator, model_validator
-
+from pipeline.http_auth import HttpAuthSettings
 from pipeline.sinks.remote_write.encode import PROTOCOL_HEADERS
 from pipeline.sinks.settings import SinkSettings
 
 
-class RemoteWriteSettings(SinkSettings):
+class RemoteWriteSettings(SinkSettings, HttpAuthSettings):
     """Where and how to POST remote-write requests, on top of the runner's settings."""
 
     group_id: str = "metrics-pipeline-remote-write"
@@ -26,16 +25,6 @@ class RemoteWriteSettings(SinkSettings):
     )
     request_retry_initial: str = "100ms"
     request_retry_max: str = "5s"
-    basic_auth_username: str | None = None
-    basic_auth_password: SecretStr | None = None
-    bearer_token: SecretStr | None = None
-    bearer_token_file: Path | None = Field(
-        None, description="Read before every batch, so a rotated token is picked up."
-    )
-    tls_ca_file: Path | None = None
-    tls_cert_file: Path | None = None
-    tls_key_file: Path | None = None
-    tls_insecure_skip_verify: bool = False
     headers: dict[str, str] = Field(default_factory=dict, description="Extra HTTP headers.")
     refuse_on_messages: list[str] = Field(
         default_factory=lambda: [
@@ -68,24 +57,3 @@ class RemoteWriteSettings(SinkSettings):
         if clash:
             raise ValueError(f"headers may not set {clash} (protocol or auth settings do)")
         return value
-
-    @model_validator(mode="after")
-    def _auth_and_tls(self) -> RemoteWriteSettings:
-        bearer = self.bearer_token is not None or self.bearer_token_file is not None
-        if self.bearer_token is not None and self.bearer_token_file is not None:
-            raise ValueError("set bearer_token or bearer_token_file, not both")
-        if bearer and self.basic_auth_username is not None:
-            raise ValueError("set basic auth or a bearer token, not both")
-        if (self.basic_auth_username is None) != (self.basic_auth_password is None):
-            raise ValueError("basic auth needs basic_auth_username and basic_auth_password")
-        if (self.tls_cert_file is None) != (self.tls_key_file is None):
-            raise ValueError("a client certificate needs tls_cert_file and tls_key_file")
-        for path in (
-            self.bearer_token_file,
-            self.tls_ca_file,
-            self.tls_cert_file,
-            self.tls_key_file,
-        ):
-            if path is not None and not path.is_file():
-                raise ValueError(f"file not found: {path}")
-        return self

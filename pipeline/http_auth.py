@@ -1,0 +1,76 @@
+"""Authentication and TLS of the processes that call HTTP APIs (remote-write, Alertmanager)."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+import httpx
+from pydantic import BaseModel, Field, SecretStr, model_validator
+
+
+class HttpAuthSettings(BaseModel):
+    """Basic auth or a bearer token (inline or from a file, re-read for every request so a
+    rotated token is picked up), and TLS: a CA file, a client certificate, or no verification."""
+
+    basic_auth_username: str | None = None
+    basic_auth_password: SecretStr | None = None
+    bearer_token: SecretStr | None = None
+    bearer_token_file: Path | None = Field(
+        None, description="Read before every request, so a rotated token is picked up."
+    )
+    tls_ca_file: Path | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_insecure_skip_verify: bool = False
+
+    @model_validator(mode="after")
+    def _auth_and_tls(self) -> HttpAuthSettings:
+        bearer = self.bearer_token is not None or self.bearer_token_file is not None
+        if self.bearer_token is not None and self.bearer_token_file is not None:
+            raise ValueError("set bearer_token or bearer_token_file, not both")
+        if bearer and self.basic_auth_username is not None:
+            raise ValueError("set basic auth or a bearer token, not both")
+        if (self.basic_auth_username is None) != (self.basic_auth_password is None):
+            raise ValueError("basic auth needs basic_auth_username and basic_auth_password")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("a client certificate needs tls_cert_file and tls_key_file")
+        for path in (
+            self.bearer_token_file,
+            self.tls_ca_file,
+            self.tls_cert_file,
+            self.tls_key_file,
+        ):
+            if path is not None and not path.is_file():
+                raise ValueError(f"file not found: {path}")
+        return self
+
+
+def basic_auth(settings: HttpAuthSettings) -> httpx.BasicAuth | None:
+    if settings.basic_auth_username is None or settings.basic_auth_password is None:
+        return None
+    return httpx.BasicAuth(
+        settings.basic_auth_username, settings.basic_auth_password.get_secret_value()
+    )
+
+
+def bearer_header(settings: HttpAuthSettings) -> dict[str, str]:
+    """The Authorization header for the next request; raises OSError if the token file cannot
+    be read (callers treat that as the server being unavailable: it may be rotated soon)."""
+    if settings.bearer_token is not None:
+        return {"Authorization": f"Bearer {settings.bearer_token.get_secret_value()}"}
+    if settings.bearer_token_file is not None:
+        token = settings.bearer_token_file.read_text().strip()
+        return {"Authorization": f"Bearer {token}"}
+    return {}
+
+
+def tls_context(settings: HttpAuthSettings) -> ssl.SSLContext:
+    cafile = None if settings.tls_ca_file is None else str(settings.tls_ca_file)
+    context = ssl.create_default_context(cafile=cafile)
+    if settings.tls_cert_file is not None and settings.tls_key_file is not None:
+        context.load_cert_chain(str(settings.tls_cert_file), str(settings.tls_key_file))
+    if settings.tls_insecure_skip_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
