@@ -207,13 +207,8 @@ class PartitionAggregator:
     def _rollups(self, closing: np.ndarray) -> list[Rollup]:
         w = self.windows
         order = closing[np.lexsort((w.series[closing], w.start[closing]))]
-        values, value_slots, value_starts = w.take_closing(order)
         # Held values of slot order[g] are values[starts[g]:ends[g]] (none if all were folded).
-        start_of = np.zeros(len(w.count), np.int64)
-        end_of = np.zeros(len(w.count), np.int64)
-        start_of[value_slots] = value_starts
-        end_of[value_slots] = np.append(value_starts[1:], len(values))
-        starts, ends = start_of[order], end_of[order]
+        values, starts, ends = w.take_closing(order)
         digestable = self.series.kinds.view()[w.series[order]] <= MetricKind.GAUGE
         slots = order.tolist()
         folded = {g: w.digests[slot] for g, slot in enumerate(slots) if slot in w.digests}
