@@ -126,8 +126,8 @@ def summarize_groups(
         rendered = exact_digests(
             values[run_starts],
             run_counts,
-            first_run[picked].tolist(),
-            last_run[picked].tolist(),
+            first_run[picked],
+            last_run[picked],
             sizes[picked].tolist(),
             compression,
         )

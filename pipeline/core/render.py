@@ -21,6 +21,9 @@ _NUMPY = orjson.OPT_SERIALIZE_NUMPY
 
 # Between two centroids: the end of one and the start of the next.
 _CENTROID_PIECES = (b',"c":', b'},{"m":')
+# The same where every count is 1 (all values distinct, the common case of a 10 s window): the
+# means' JSON array with each comma replaced is the whole centroid list.
+_SINGLE_SEPARATOR = b',"c":1},{"m":'
 _ROLLUP = (
     b'%b%b,"window_end":%b,"count":%b,"sum":%b,"min":%b,"max":%b,"mean":%b,"rate":%b,'
     b'"percentiles":%b,"digest":%b}'
@@ -38,8 +41,8 @@ def json_tokens(array: np.ndarray) -> list[bytes]:
 def exact_digests(
     run_values: np.ndarray,
     run_counts: np.ndarray,
-    first_run: Sequence[int],
-    last_run: Sequence[int],
+    first_run: np.ndarray,
+    last_run: np.ndarray,
     sizes: Sequence[int],
     compression: int,
 ) -> list[bytes]:
@@ -48,22 +51,43 @@ def exact_digests(
 
     Each is the JSON of `{"compression", "n", "exact": true, "centroids": [{"m", "c"}, ...]}`.
     """
-    n_runs = len(run_values)
-    # Piece list: m0 ,"c": c0 },{"m": m1 ,"c": c1 },{"m": ... — a group's centroids are one
-    # join of its slice, without the separator after its last run.
-    pieces: list[bytes] = [b""] * (4 * n_runs)
-    pieces[0::4] = json_tokens(run_values)
-    pieces[1::4] = [_CENTROID_PIECES[0]] * n_runs
-    pieces[2::4] = json_tokens(run_counts)
-    pieces[3::4] = [_CENTROID_PIECES[1]] * n_runs
+    counted = np.concatenate(([0], np.cumsum(run_counts != 1)))
+    all_single = (counted[last_run] == counted[first_run]).tolist()
     head = b'{"compression":%d,"n":%%d,"exact":true,"centroids":[' % compression
     out: list[bytes] = []
-    for a, b, n in zip(first_run, last_run, sizes, strict=True):
-        if b > a:
-            out.append(b"".join((head % n, b'{"m":', *pieces[4 * a : 4 * b - 1], b"}]}")))
-        else:
+    for a, b, n, single in zip(
+        first_run.tolist(), last_run.tolist(), sizes, all_single, strict=True
+    ):
+        if b == a:
             out.append(head % n + b"]}")
+        elif single:
+            means = orjson.dumps(run_values[a:b], option=_NUMPY)[1:-1]
+            out.append(
+                b"".join((head % n, b'{"m":', means.replace(b",", _SINGLE_SEPARATOR), b',"c":1}]}'))
+            )
+        else:
+            out.append(
+                b"".join(
+                    (
+                        head % n,
+                        b'{"m":',
+                        *_centroid_pieces(run_values[a:b], run_counts[a:b]),
+                        b"}]}",
+                    )
+                )
+            )
     return out
+
+
+def _centroid_pieces(means: np.ndarray, counts: np.ndarray) -> list[bytes]:
+    """m0 ,"c": c0 },{"m": m1 ,"c": c1 (the text between `{"m":` and the closing `}`)."""
+    n = len(means)
+    pieces: list[bytes] = [b""] * (4 * n)
+    pieces[0::4] = json_tokens(means)
+    pieces[1::4] = [_CENTROID_PIECES[0]] * n
+    pieces[2::4] = json_tokens(counts)
+    pieces[3::4] = [_CENTROID_PIECES[1]] * n
+    return pieces[:-1]
 
 
 def series_prefix(

@@ -46,7 +46,7 @@ def test_int_tokens_are_orjson_of_each_python_int(values: list[int]) -> None:
 
 @given(
     st.lists(
-        st.lists(st.tuples(edgy, st.integers(1, 10**6)), max_size=30),
+        st.lists(st.tuples(edgy, st.one_of(st.just(1), st.integers(1, 10**6))), max_size=30),
         min_size=1,
         max_size=8,
     )
@@ -55,8 +55,8 @@ def test_exact_digests_are_the_dict_form(groups: list[list[tuple[float, int]]]) 
     means = np.array([m for g in groups for m, _ in g], np.float64)
     counts = np.array([c for g in groups for _, c in g], np.int64)
     sizes = [sum(c for _, c in g) for g in groups]
-    ends = np.cumsum([len(g) for g in groups]).tolist()
-    firsts = [e - len(g) for e, g in zip(ends, groups, strict=True)]
+    ends = np.cumsum([len(g) for g in groups])
+    firsts = ends - np.array([len(g) for g in groups])
     rendered = exact_digests(means, counts, firsts, ends, sizes, 200)
     for text, group, n in zip(rendered, groups, sizes, strict=True):
         expected = {
