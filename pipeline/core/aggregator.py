@@ -159,14 +159,15 @@ class PartitionAggregator:
             kinds[first] <= MetricKind.GAUGE,
         )
         w = self.windows
-        w.count[slots] += np.bincount(inverse, minlength=len(distinct))
+        group_count = np.bincount(inverse, minlength=len(distinct))
+        w.count[slots] += group_count
         group_min = np.full(len(distinct), np.inf)
         group_max = np.full(len(distinct), -np.inf)
         np.minimum.at(group_min, inverse, values)
         np.maximum.at(group_max, inverse, values)
         w.min[slots] = np.minimum(w.min[slots], group_min)
         w.max[slots] = np.maximum(w.max[slots], group_max)
-        w.add_values(slots[inverse], contribution)
+        w.add_values(slots[inverse], contribution, (slots, group_count))
         result.accepted += int(keep.sum())
 
     # -- output -----------------------------------------------------------------------------

@@ -109,22 +109,28 @@ class OpenWindows:
         self._used += 1
         return self._used - 1
 
-    def add_values(self, slots: np.ndarray, values: np.ndarray) -> None:
+    def add_values(
+        self,
+        slots: np.ndarray,
+        values: np.ndarray,
+        counted: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:
         """Keep each sample's value (counters: its increase) until its window closes.
 
         A window past raw_limit values has its oldest values folded, in whole chunks of
         raw_limit taken in arrival order, into a partial sum and (timers, gauges) its digest.
         Chunk boundaries depend only on the partition's order, never on consumer batching, so a
         replay reproduces the same sum to the last bit and the same digest.
+        counted: (distinct slots, number of values of each) when the caller has them already.
         """
         if len(values) == 0:
             return
         self._file(slots.astype(np.int32, copy=False), values)
-        np.add.at(self.raw, slots, 1)
+        touched, added = np.unique(slots, return_counts=True) if counted is None else counted
+        self.raw[touched] += added
         limit = self.digest_config.raw_limit
         if limit <= 0:
             return
-        touched = np.unique(slots)
         heavy = touched[self.raw[touched] >= limit]
         if len(heavy):
             self._fold(heavy, limit)
