@@ -25,6 +25,7 @@ from pipeline.core.checkpoint import Checkpoint, resume_point
 from pipeline.core.columns import SampleColumns
 from pipeline.core.counters import CumulativeCounters
 from pipeline.core.digest import DigestConfig, summarize_groups
+from pipeline.core.render import ClosingColumns, render_bodies, series_prefix
 from pipeline.core.rollup import Rollup, format_duration, rollup_key
 from pipeline.core.series import MetricKind, SeriesTable
 from pipeline.core.windows import OpenWindows
@@ -78,6 +79,7 @@ class PartitionAggregator:
         self.advances: list[list[int]] = []  # [offset, max_ts], ascending, not yet folded
         self._resolution_name = format_duration(self.window.resolution_ms)
         self._percentile_names = self.digest.percentile_names()
+        self._prefixes: dict[int, bytes] = {}  # series id → its rollups' JSON up to window_start
 
     @property
     def watermark(self) -> int:
@@ -157,14 +159,15 @@ class PartitionAggregator:
             kinds[first] <= MetricKind.GAUGE,
         )
         w = self.windows
-        w.count[slots] += np.bincount(inverse, minlength=len(distinct))
+        group_count = np.bincount(inverse, minlength=len(distinct))
+        w.count[slots] += group_count
         group_min = np.full(len(distinct), np.inf)
         group_max = np.full(len(distinct), -np.inf)
         np.minimum.at(group_min, inverse, values)
         np.maximum.at(group_max, inverse, values)
         w.min[slots] = np.minimum(w.min[slots], group_min)
         w.max[slots] = np.maximum(w.max[slots], group_max)
-        w.add_values(slots[inverse], contribution)
+        w.add_values(slots[inverse], contribution, (slots, group_count))
         result.accepted += int(keep.sum())
 
     # -- output -----------------------------------------------------------------------------
@@ -205,13 +208,8 @@ class PartitionAggregator:
     def _rollups(self, closing: np.ndarray) -> list[Rollup]:
         w = self.windows
         order = closing[np.lexsort((w.series[closing], w.start[closing]))]
-        values, value_slots, value_starts = w.take_closing(order)
         # Held values of slot order[g] are values[starts[g]:ends[g]] (none if all were folded).
-        start_of = np.zeros(len(w.count), np.int64)
-        end_of = np.zeros(len(w.count), np.int64)
-        start_of[value_slots] = value_starts
-        end_of[value_slots] = np.append(value_starts[1:], len(values))
-        starts, ends = start_of[order], end_of[order]
+        values, starts, ends = w.take_closing(order)
         digestable = self.series.kinds.view()[w.series[order]] <= MetricKind.GAUGE
         slots = order.tolist()
         folded = {g: w.digests[slot] for g, slot in enumerate(slots) if slot in w.digests}
@@ -220,47 +218,54 @@ class PartitionAggregator:
         )
 
         res = self.window.resolution_ms
-        seconds = res / 1000.0
-        names = self._percentile_names
         held = values.tolist()
-        out: list[Rollup] = []
-        columns = zip(
-            slots,
-            w.series[order].tolist(),
-            w.count[order].tolist(),
-            w.start[order].tolist(),
-            w.min[order].tolist(),
-            w.max[order].tolist(),
-            w.folded_sum[order].tolist(),
-            starts.tolist(),
-            ends.tolist(),
-            digestable.tolist(),
-            percentiles.tolist(),
-            digests,
-            strict=True,
+        # math.fsum per window: correctly rounded, so the same whatever the arrival batching.
+        sums = w.folded_sum[order] + np.array(
+            [math.fsum(held[a:b]) for a, b in zip(starts.tolist(), ends.tolist(), strict=True)],
+            np.float64,
         )
-        for _, sid, count, start, low, high, folded_sum, a, b, has_digest, pcts, digest in columns:
-            total = folded_sum + math.fsum(held[a:b])
-            series_key = self.series.key_of(sid)
-            body = {
-                "series": self.series.json_of(sid),
-                "series_key": series_key,
-                "resolution": self._resolution_name,
-                "resolution_ms": res,
-                "window_start": start,
-                "window_end": start + res,
-                "count": count,
-                "sum": total,
-                "min": low,
-                "max": high,
-                "mean": total / count,
-                "rate": (count if has_digest else total) / seconds,
-                "percentiles": dict(zip(names, pcts, strict=True)) if has_digest else {},
-                "digest": digest if has_digest else None,
-            }
-            routing = self.series.identities[sid].routing_key
-            out.append(Rollup(rollup_key(series_key, res, start), routing, body))
-        return out
+        sids = w.series[order].tolist()
+        window_starts = w.start[order]
+        counts = w.count[order]
+        bodies = render_bodies(
+            ClosingColumns(
+                prefix=[self._prefix(sid) for sid in sids],
+                window_start=window_starts,
+                count=counts,
+                sum=sums,
+                min=w.min[order],
+                max=w.max[order],
+                percentiles=percentiles,
+                has_digest=digestable,
+                digests=digests,
+            ),
+            res,
+            self._percentile_names,
+        )
+        keys, identities = self.series.key_of, self.series.identities
+        return [
+            Rollup(
+                rollup_key(keys(sid), res, start),
+                identities[sid].routing_key,
+                encoded=body,
+                count=count,
+            )
+            for sid, start, count, body in zip(
+                sids, window_starts.tolist(), counts.tolist(), bodies, strict=True
+            )
+        ]
+
+    def _prefix(self, sid: int) -> bytes:
+        prefix = self._prefixes.get(sid)
+        if prefix is None:
+            prefix = series_prefix(
+                self.series.json_of(sid),
+                self.series.key_of(sid),
+                self._resolution_name,
+                self.window.resolution_ms,
+            )
+            self._prefixes[sid] = prefix
+        return prefix
 
     # -- checkpoints ------------------------------------------------------------------------
 

@@ -17,6 +17,9 @@ from typing import Any, cast
 
 import fastdigest
 import numpy as np
+import orjson
+
+from pipeline.core.render import exact_digests
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,11 +75,12 @@ def summarize_groups(
     wanted: np.ndarray,
     folded: dict[int, Any],
     config: DigestConfig,
-) -> tuple[np.ndarray, list[dict[str, Any] | None]]:
+) -> tuple[np.ndarray, list[bytes | None]]:
     """`summarize` for many windows at once: values[starts[g]:ends[g]] is group g, ascending.
 
-    Returns percentiles as a (groups × quantiles) array and one serialized digest per group
-    (None where `wanted` is False: counters have no digest).
+    Returns percentiles as a (groups × quantiles) array and one serialized digest per group as
+    JSON text, `orjson.dumps` of what `summarize` gives (None where `wanted` is False: counters
+    have no digest).
     folded: group index → fastdigest holding values folded away from that group. The exact path
     (no folded digest) is vectorized over all groups; numpy's "linear" quantile definition.
     """
@@ -100,34 +104,35 @@ def summarize_groups(
         new_run[1:] = values[1:] != values[:-1]
         new_run[starts[sizes > 0]] = True
     run_starts = np.flatnonzero(new_run)
-    run_values = values[run_starts].tolist()
-    run_counts = np.diff(np.append(run_starts, len(values))).tolist()
-    first_run = np.searchsorted(run_starts, starts).tolist()
-    last_run = np.searchsorted(run_starts, ends).tolist()
+    first_run = np.searchsorted(run_starts, starts)
+    last_run = np.searchsorted(run_starts, ends)
 
-    digests: list[dict[str, Any] | None] = []
     compression = config.compression
-    for g, want in enumerate(wanted.tolist()):
-        if not want:
-            digests.append(None)
-            continue
+    exact = wanted & (last_run - first_run <= compression)
+    exact[list(folded)] = False
+    digests: list[bytes | None] = [None] * n_groups
+    for g in np.flatnonzero(wanted & ~exact).tolist():
         held = values[starts[g] : ends[g]]
         digest = folded.get(g)
         if digest is not None:
             estimated, serialized = summarize(held, digest, config)
             percentiles[g] = estimated
-            digests.append(serialized)
-            continue
-        a, b = first_run[g], last_run[g]
-        if b - a > compression:
-            digests.append(serialize_digest(build_digest(held, compression), compression))
-            continue
-        centroids = [
-            {"m": m, "c": c} for m, c in zip(run_values[a:b], run_counts[a:b], strict=True)
-        ]
-        digests.append(
-            {"compression": compression, "n": int(sizes[g]), "exact": True, "centroids": centroids}
+        else:
+            serialized = serialize_digest(build_digest(held, compression), compression)
+        digests[g] = orjson.dumps(serialized)
+    picked = np.flatnonzero(exact)
+    if len(picked):
+        run_counts = np.diff(np.append(run_starts, len(values)))
+        rendered = exact_digests(
+            values[run_starts],
+            run_counts,
+            first_run[picked],
+            last_run[picked],
+            sizes[picked].tolist(),
+            compression,
         )
+        for g, text in zip(picked.tolist(), rendered, strict=True):
+            digests[g] = text
     return percentiles, digests
 
 

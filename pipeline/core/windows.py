@@ -2,7 +2,9 @@
 
 Each open (series, window) owns a slot. Count, min, max and the offset bookkeeping live in numpy
 columns indexed by slot, updated for a whole batch at once. Raw values are kept as appended
-(slot, value) chunks and only sorted when their window closes. The sum is taken then too, with
+(slot, value) chunks, filed by window start so that closing (or folding) a window touches only
+its own window's chunks, however many windows a long allowed lateness keeps open; they are
+only sorted when their window closes. The sum is taken then too, with
 math.fsum per fold chunk and over the rest (each correctly rounded, so independent of how the
 consumer batched the input): a running float sum would not be, and a replay must re-emit
 identical rollups.
@@ -10,6 +12,7 @@ identical rollups.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import defaultdict
 from typing import Any, ClassVar
@@ -40,8 +43,8 @@ class OpenWindows:
         self.start: np.ndarray
         self.code: np.ndarray
         self._alloc(capacity)
-        self._chunks_slot: list[np.ndarray] = []
-        self._chunks_value: list[np.ndarray] = []
+        # window start → ([slot chunk, ...], [value chunk, ...]), in arrival order
+        self._chunks: dict[int, tuple[list[np.ndarray], list[np.ndarray]]] = {}
         self.digests: dict[int, Any] = {}
 
     # name → (dtype, value of a free slot)
@@ -106,23 +109,28 @@ class OpenWindows:
         self._used += 1
         return self._used - 1
 
-    def add_values(self, slots: np.ndarray, values: np.ndarray) -> None:
+    def add_values(
+        self,
+        slots: np.ndarray,
+        values: np.ndarray,
+        counted: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:
         """Keep each sample's value (counters: its increase) until its window closes.
 
         A window past raw_limit values has its oldest values folded, in whole chunks of
         raw_limit taken in arrival order, into a partial sum and (timers, gauges) its digest.
         Chunk boundaries depend only on the partition's order, never on consumer batching, so a
         replay reproduces the same sum to the last bit and the same digest.
+        counted: (distinct slots, number of values of each) when the caller has them already.
         """
         if len(values) == 0:
             return
-        self._chunks_slot.append(slots.astype(np.int32, copy=False))
-        self._chunks_value.append(values)
-        np.add.at(self.raw, slots, 1)
+        self._file(slots.astype(np.int32, copy=False), values)
+        touched, added = np.unique(slots, return_counts=True) if counted is None else counted
+        self.raw[touched] += added
         limit = self.digest_config.raw_limit
         if limit <= 0:
             return
-        touched = np.unique(slots)
         heavy = touched[self.raw[touched] >= limit]
         if len(heavy):
             self._fold(heavy, limit)
@@ -150,33 +158,74 @@ class OpenWindows:
             keep_slots.append(slot_ids[whole:])
             keep_values.append(values[whole:])
             self.raw[slot] = len(values) - whole
-        self._chunks_slot.extend(keep_slots)
-        self._chunks_value.extend(keep_values)
+        for slot_ids, values in zip(keep_slots, keep_values, strict=True):
+            if len(values):
+                self._file(slot_ids, values)
+
+    def _file(self, slots: np.ndarray, values: np.ndarray) -> None:
+        """Append (slot, value) pairs to the chunks of their windows, arrival order kept."""
+        starts = self.start[slots]
+        first, last = int(starts.min()), int(starts.max())
+        if first == last:
+            bins = [(first, slots, values)]
+        else:
+            order = np.argsort(starts, kind="stable")  # stable: keeps arrival order per window
+            starts, slots, values = starts[order], slots[order], values[order]
+            edges = [0, *(np.flatnonzero(np.diff(starts)) + 1).tolist(), len(starts)]
+            bins = [(int(starts[a]), slots[a:b], values[a:b]) for a, b in itertools.pairwise(edges)]
+        for start, slot_ids, vals in bins:
+            filed = self._chunks.get(start)
+            if filed is None:
+                self._chunks[start] = ([slot_ids], [vals])
+            else:
+                filed[0].append(slot_ids)
+                filed[1].append(vals)
 
     def _take(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Remove and return the raw (slot, value) pairs of the given slots."""
-        if not self._chunks_slot:
-            return np.empty(0, np.int32), np.empty(0, np.float64)
-        all_slots = np.concatenate(self._chunks_slot)
-        all_values = np.concatenate(self._chunks_value)
+        """Remove and return the raw (slot, value) pairs of the given slots, grouped by window
+        start (ascending), in arrival order within a window."""
         wanted = np.zeros(len(self.count), dtype=bool)
         wanted[slots] = True
-        hit = wanted[all_slots]
-        self._chunks_slot = [all_slots[~hit]]
-        self._chunks_value = [all_values[~hit]]
-        return all_slots[hit], all_values[hit]
+        taken_slots: list[np.ndarray] = []
+        taken_values: list[np.ndarray] = []
+        for start in np.unique(self.start[slots]).tolist():
+            filed = self._chunks.pop(start, None)
+            if filed is None:
+                continue
+            all_slots = np.concatenate(filed[0])
+            all_values = np.concatenate(filed[1])
+            hit = wanted[all_slots]
+            if hit.all():
+                taken_slots.append(all_slots)
+                taken_values.append(all_values)
+                continue
+            taken_slots.append(all_slots[hit])
+            taken_values.append(all_values[hit])
+            if not hit.any():
+                self._chunks[start] = ([all_slots], [all_values])
+            else:
+                self._chunks[start] = ([all_slots[~hit]], [all_values[~hit]])
+        if not taken_slots:
+            return np.empty(0, np.int32), np.empty(0, np.float64)
+        return np.concatenate(taken_slots), np.concatenate(taken_values)
 
     def take_closing(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Raw values of closing slots, sorted by (slot, value), with each slot's bounds.
+        """Remove the raw values of the given slots; returns them grouped in the order of
+        `slots`, ascending within each slot, with each slot's bounds (values, starts, ends):
+        slot slots[g] holds values[starts[g]:ends[g]] (empty when all were folded away).
 
-        Returns (values, slot_of_group, group_start_index) where group k covers
-        values[group_start_index[k] : group_start_index[k+1]].
+        Equal values are ordered by their bits (-0.0 before 0.0), so the result never depends
+        on the order the values were held in.
         """
         picked_slots, picked_values = self._take(slots)
-        order = np.lexsort((picked_values, picked_slots))
-        picked_slots, picked_values = picked_slots[order], picked_values[order]
-        group_slots, group_starts = np.unique(picked_slots, return_index=True)
-        return picked_values, group_slots, group_starts
+        rank = np.zeros(len(self.count), np.int16 if len(slots) < 2**15 else np.int32)
+        rank[slots] = np.arange(len(slots))
+        bits = picked_values.view(np.int64)
+        order = np.argsort(np.where(bits < 0, bits ^ _INT_MAX, bits))  # total order of floats
+        order = order[np.argsort(rank[picked_slots[order]], kind="stable")]  # radix sort
+        sizes = np.bincount(rank[picked_slots], minlength=len(slots))
+        ends = np.cumsum(sizes)
+        return picked_values[order], ends - sizes, ends
 
     def release(self, slots: np.ndarray) -> None:
         for slot in slots.tolist():
@@ -194,4 +243,4 @@ class OpenWindows:
         return int(self.first_offset[slot]), int(self.first_max_ts[slot])
 
     def raw_values_held(self) -> int:
-        return sum(len(c) for c in self._chunks_value)
+        return sum(len(c) for _, values in self._chunks.values() for c in values)

@@ -345,7 +345,7 @@ class PartitionedStage(ABC, Generic[StateT]):
                 on_delivered=delivered,
             )
         self.emitted += len(rollups)
-        self.samples_emitted += sum(r.body.get("count", 0) for r in rollups)
+        self.samples_emitted += sum(r.count for r in rollups)
         if rollups:
             self.metrics.rollups.labels(self.settings.resolution).inc(len(rollups))
 
