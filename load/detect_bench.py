@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 import typer
@@ -52,9 +52,9 @@ def run_scenario(name: str, quick: bool, seed: int, plots: Path | None) -> dict[
         "description": scenario.description,
         "has_anomalies": scenario.has_anomalies,
         "quality": quality,
-        "samples": output.samples,
-        "rollups_10s": output.base_rollups,
-        "rollups_1m": output.tier_rollups,
+        "samples": output.rollups.samples,
+        "rollups_10s": output.rollups.base_rollups,
+        "rollups_1m": len(output.rollups.records),
         "episodes": [asdict(s) for s in spans],
         "png": png,
         "seconds": time.perf_counter() - began,
@@ -125,11 +125,13 @@ def print_report(console: Console, results: list[dict[str, Any]], suite: dict[st
 
 
 def main(
-    quick: bool = typer.Option(False, help="Fewer series, shorter scenarios (tests, smoke)."),
-    seed: int = typer.Option(7, help="Seed of every scenario's random draws."),
-    only: list[str] = typer.Option([], help="Run only these scenarios (repeatable)."),
-    out: Path = typer.Option(RESULTS, help="Directory of the JSON results and the PNGs."),
-    plots: bool = typer.Option(True, help="Write one PNG per scenario."),
+    quick: Annotated[bool, typer.Option(help="Fewer series, shorter scenarios.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of every scenario's random draws.")] = 7,
+    only: Annotated[
+        list[str] | None, typer.Option(help="Run only this scenario (repeatable).")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Directory of the JSON results and PNGs.")] = RESULTS,
+    plots: Annotated[bool, typer.Option(help="Write one PNG per scenario.")] = True,
 ) -> None:
     console = Console()
     if not console.is_terminal:  # piped or captured: room for the whole table

@@ -14,7 +14,6 @@ windows that changed an episode's state.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,26 +75,33 @@ class TracingDetector(PartitionDetector):
 
 
 @dataclass(slots=True)
-class RunOutput:
-    events: list[dict[str, Any]]  # anomaly event bodies, in emission order
-    rollups: dict[str, list[tuple[int, float, float]]]  # service → (start, p99, rate) per 1 m
-    trace: Trace
-    tracks: dict[tuple[str, str], int]  # (service, statistic) → track
+class Rollups:
+    """A scenario's 1 m rollups as the detector's consumer reads them, in partition order."""
+
+    records: list[tuple[int, WireRollup]]
+    end_offset: int
     samples: int
     base_rollups: int
-    tier_rollups: int
+
+
+@dataclass(slots=True)
+class RunOutput:
+    events: list[dict[str, Any]]  # anomaly event bodies, in emission order
+    trace: Trace
+    tracks: dict[tuple[str, str], int]  # (service, statistic) → track
+    rollups: Rollups
 
 
 def messages(samples: list[Samples]) -> Iterator[tuple[bytes, int]]:
     """(columnar batch, Kafka timestamp) per series per 10 s flush, in flush order."""
     flushes = []
     for i, s in enumerate(samples):
-        flush = s.ts // BASE_MS
-        cuts = np.flatnonzero(np.diff(flush)) + 1
-        bounds = np.concatenate(([0], cuts, [len(flush)]))
+        flush_of = s.ts // BASE_MS
+        cuts = np.flatnonzero(np.diff(flush_of)) + 1
+        bounds = np.concatenate(([0], cuts, [len(flush_of)]))
         for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
             if b > a:
-                flushes.append((int(flush[a]), i, a, b))
+                flushes.append((int(flush_of[a]), i, a, b))
     flushes.sort()
     prefixes = [
         b'{"service":"%b","region":"%b","name":"%b","type":"timer","unit":"ms",'
@@ -113,7 +119,8 @@ def messages(samples: list[Samples]) -> Iterator[tuple[bytes, int]]:
         yield body, (flush + 1) * BASE_MS
 
 
-def run(scenario: Scenario, config: DetectConfig | None = None) -> RunOutput:
+def minute_rollups(scenario: Scenario) -> Rollups:
+    """Raw samples of the scenario → 10 s rollups → 1 m rollups (every stage's real code)."""
     rng = np.random.default_rng(scenario.seed)
     samples = [draw(plan, scenario.start_ms, rng) for plan in scenario.series]
     digest = DigestConfig()
@@ -121,25 +128,13 @@ def run(scenario: Scenario, config: DetectConfig | None = None) -> RunOutput:
     decoder = Decoder(table)
     base = PartitionAggregator("bench.raw", 0, table, WindowConfig(BASE_MS, 5_000), digest)
     tier = TierAggregator("bench.rollups.10s", 0, TierConfig(BASE_MS, TIER_MS, BASE_MS), digest)
-    detector = TracingDetector(config or DetectConfig())
-    out = RunOutput([], {}, detector.trace, {}, sum(len(s.ts) for s in samples), 0, 0)
+    out = Rollups([], 0, sum(len(s.ts) for s in samples), 0)
     offsets = [0, 0, 0]  # next offset of the raw, 10 s and 1 m "topics"
 
     def to_tier(rollups: list[Rollup]) -> None:
         out.base_rollups += len(rollups)
-        children = _consume(rollups, BASE_MS, offsets, 1)
-        step = tier.process(children, offsets[1])
-        to_detector(step.rollups)
-
-    def to_detector(rollups: list[Rollup]) -> None:
-        out.tier_rollups += len(rollups)
-        for r in rollups:
-            body = r.body
-            out.rollups.setdefault(body["series"]["service"], []).append(
-                (body["window_start"], body["percentiles"].get("p99", math.nan), body["rate"])
-            )
-        records = _consume(rollups, TIER_MS, offsets, 2)
-        out.events += [e.body for e in detector.process(records, offsets[2]).events]
+        step = tier.process(_consume(rollups, BASE_MS, offsets, 1), offsets[1])
+        out.records += _consume(step.rollups, TIER_MS, offsets, 2)
 
     batch: list[tuple[bytes, int]] = []
     for message in messages(samples):
@@ -152,11 +147,28 @@ def run(scenario: Scenario, config: DetectConfig | None = None) -> RunOutput:
     if base.plan_idle_advance():
         to_tier(base.apply_idle_advance())
     if tier.plan_idle_advance():
-        to_detector(tier.apply_idle_advance())
-    if detector.plan_idle_advance():
-        out.events += [e.body for e in detector.apply_idle_advance()]
-    out.tracks = {(key.split("|")[0], stat): t for (key, stat), t in detector.tracks.items()}
+        out.records += _consume(tier.apply_idle_advance(), TIER_MS, offsets, 2)
+    out.end_offset = offsets[2]
     return out
+
+
+def detect(rollups: Rollups, config: DetectConfig, batch: int = 500) -> RunOutput:
+    """The detector over the 1 m rollups, consumed in batches of `batch` records."""
+    detector = TracingDetector(config)
+    events: list[dict[str, Any]] = []
+    records = rollups.records
+    for i in range(0, len(records), batch):
+        part = records[i : i + batch]
+        end = part[-1][0] + 1 if i + batch < len(records) else rollups.end_offset
+        events += [e.body for e in detector.process(part, end).events]
+    if detector.plan_idle_advance():
+        events += [e.body for e in detector.apply_idle_advance()]
+    tracks = {(key.split("|")[0], stat): t for (key, stat), t in detector.tracks.items()}
+    return RunOutput(events, detector.trace, tracks, rollups)
+
+
+def run(scenario: Scenario, config: DetectConfig | None = None) -> RunOutput:
+    return detect(minute_rollups(scenario), config or DetectConfig())
 
 
 def _aggregate(
@@ -183,6 +195,4 @@ def _consume(
     """The rollups as the next stage's consumer reads them: encoded, then decoded."""
     first = offsets[topic]
     offsets[topic] += len(rollups)
-    return [
-        (first + i, decode_rollup(r.encode(), resolution_ms)) for i, r in enumerate(rollups)
-    ]
+    return [(first + i, decode_rollup(r.encode(), resolution_ms)) for i, r in enumerate(rollups)]

@@ -9,13 +9,14 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
-from load.detect_pipeline import RunOutput  # noqa: E402
-from load.detect_scenarios import HOUR, Scenario  # noqa: E402
-from load.detect_score import EpisodeSpan  # noqa: E402
+from load.detect_pipeline import RunOutput
+from load.detect_scenarios import HOUR, Scenario
+from load.detect_score import EpisodeSpan
 
 MAX_ROWS = 6
 UNITS = {"p99": "p99 (ms)", "rate": "rate (req/s)"}
@@ -72,8 +73,8 @@ def plot_scenario(
     step = 6 if scenario.duration_ms > 1.5 * 86_400_000 else 2
     last.set_xticks(np.arange(0, math.ceil(scenario.duration_ms / HOUR) + 1, step))
     handles = [
-        plt.Line2D([], [], color="black", lw=0.8, label=f"observed {stat}"),
-        plt.Line2D([], [], color="tab:blue", lw=1.0, label="expected"),
+        Line2D([], [], color="black", lw=0.8, label=f"observed {stat}"),
+        Line2D([], [], color="tab:blue", lw=1.0, label="expected"),
         Patch(color="tab:blue", alpha=0.25, label="band (score < 1)"),
         Patch(color="tab:orange", alpha=0.45, label="labelled anomaly"),
         Patch(color="tab:red", label=f"episode on {stat} (dashed: fired)"),
@@ -81,9 +82,14 @@ def plot_scenario(
     ]
     if scenario.evaluate_from_ms > scenario.start_ms:
         handles.append(Patch(color="grey", alpha=0.3, label="learning (not judged)"))
-    fig.legend(handles=handles, loc="upper center", ncol=len(handles), fontsize=8, frameon=False)
-    fig.suptitle(f"{scenario.name}: {scenario.description}", y=0.995, fontsize=11)
-    fig.tight_layout(rect=(0, 0, 1, 0.965 - 0.02 / len(services)))
+    top = 1.0 - 0.9 / fig.get_figheight()  # room for the title and the legend, in inches
+    fig.suptitle(f"{scenario.name}: {scenario.description}", y=1.0 - 0.12 / fig.get_figheight(),
+                 va="top", fontsize=12)  # fmt: skip
+    fig.legend(
+        handles=handles, loc="upper center", bbox_to_anchor=(0.5, 1.0 - 0.45 / fig.get_figheight()),
+        ncol=len(handles), fontsize=9, frameon=False,
+    )  # fmt: skip
+    fig.tight_layout(rect=(0, 0, 1, top))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)

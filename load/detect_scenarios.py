@@ -146,9 +146,7 @@ def _incident_starts(
 ) -> list[int]:
     """`count` start seconds after `lead_s`, at least `gap_s` apart, spread over the duration."""
     span = (duration_s - lead_s) // count
-    return [
-        lead_s + i * span + int(rng.integers(0, max(1, span - gap_s))) for i in range(count)
-    ]
+    return [lead_s + i * span + int(rng.integers(0, max(1, span - gap_s))) for i in range(count)]
 
 
 Builder = Callable[[int, float, int], Scenario]

@@ -143,7 +143,9 @@ def evaluate(
         kind[1] += 1
         matching = [s for s in judged if _overlaps(s, label, grace)]
         if not matching:
-            quality.missed.append({"series": label.series, "start": label.start, "kind": label.kind})
+            quality.missed.append(
+                {"series": label.series, "start": label.start, "kind": label.kind}
+            )
             continue
         quality.detected += 1
         kind[0] += 1
