@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import NullFormatter, ScalarFormatter
 
 from load.detect_pipeline import RunOutput
 from load.detect_scenarios import HOUR, Scenario
@@ -65,6 +66,8 @@ def plot_scenario(
                 color="grey", alpha=0.12, linewidth=0,
             )  # fmt: skip
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(ScalarFormatter())
+        ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_ylabel(f"{service}\n{UNITS.get(stat, stat)}", fontsize=9)
         ax.grid(True, which="major", alpha=0.3)
     last = axes[-1, 0]
