@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.ticker import NullFormatter, ScalarFormatter
+from matplotlib.ticker import FormatStrFormatter, NullFormatter
 
 from load.detect_pipeline import RunOutput
 from load.detect_scenarios import HOUR, Scenario
@@ -45,6 +45,10 @@ def plot_scenario(
             )  # fmt: skip
             ax.plot(hours, np.expm1(expected), color="tab:blue", linewidth=0.9)
             ax.plot(hours, np.expm1(value), color="black", linewidth=0.6)
+            seen = np.expm1(value[np.isfinite(value)])
+            seen = seen[seen > 0]
+            if len(seen):  # the data decide the range, not a band widened by a level change
+                ax.set_ylim(seen.min() / 2, seen.max() * 2)
         for label in scenario.labels:
             if label.series == service:
                 ax.axvspan(
@@ -66,7 +70,7 @@ def plot_scenario(
                 color="grey", alpha=0.12, linewidth=0,
             )  # fmt: skip
         ax.set_yscale("log")
-        ax.yaxis.set_major_formatter(ScalarFormatter())
+        ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
         ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_ylabel(f"{service}\n{UNITS.get(stat, stat)}", fontsize=9)
         ax.grid(True, which="major", alpha=0.3)

@@ -11,7 +11,7 @@ end)) where a responder would want to be told. What counts as an anomaly, per sc
 
 - spike: the whole latency distribution ×3–×6 for 6–20 min — label = the spike.
 - p99_only: the slow-path share goes from 0.5 % to 4–6 % (slow requests ×6) for 20–45 min: p99
-  about ×1.8–×2.4, p50 within 2 % — label = the degradation.
+  about ×2.5–×3, p50 +3 % (inside its noise) — label = the degradation.
 - rate_shift: traffic ×2 or ×0.5 for good (two shifts per series) — label = the first hour of
   each new level (after that the new level is the normal one).
 - traffic_drop: the series stops reporting for 25–120 min — label = the silence.
