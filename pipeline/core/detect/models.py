@@ -29,7 +29,7 @@ MAD_TO_SIGMA = 1.4826
 class ModelConfig:
     model: str = "auto"  # robust | seasonal | auto
     history: int = 60  # windows of the robust baseline
-    threshold: float = 4.5  # robust sigmas at score 1.0
+    threshold: float = 6.0  # robust sigmas at score 1.0 (tuned by load/detect_bench.py)
     min_scale: float = 0.03  # floor of the scale (log scale: ~3 % relative)
     seasonal_days: int = 7
     min_seasonal_days: int = 2
