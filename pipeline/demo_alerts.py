@@ -19,7 +19,7 @@ from pipeline.loadgen.spec import SeriesId
 from pipeline.settings import DetectSettings, WorkerSettings
 from pipeline.summary import read_outputs
 
-SPIKE_FACTOR = 8.0
+SPIKE_FACTOR = 20.0
 
 
 @dataclass(frozen=True)

@@ -262,7 +262,7 @@ class DetectSettings(StageSettings):
     )
     model: Literal["auto", "robust", "seasonal"] = "auto"
     history: int = Field(60, ge=5, description="Windows of the robust baseline.")
-    threshold: float = Field(4.5, gt=0, description="Robust sigmas at score 1.0.")
+    threshold: float = Field(6.0, gt=0, description="Robust sigmas at score 1.0.")
     min_scale: float = Field(0.03, gt=0, description="Scale floor (log scale: ~relative).")
     seasonal_days: int = Field(7, ge=1)
     min_seasonal_days: int = Field(2, ge=1)
