@@ -210,8 +210,13 @@ def run_demo(
         print_store(console, store_path)
         plot_busiest_timer(console, store_path, plot_path, settings.resolution)
         found = print_anomalies(console, detection, incident)
-        if alertmanager_url:
-            console.print(f"[bold]alerts[/bold] sent to {alertmanager_url} (GET /api/v2/alerts)")
+        if bridge_thread is not None:
+            # The demo's event time is in the past: resolved alerts end at once, so Alertmanager
+            # notifies their resolution but no longer lists them as active.
+            console.print(
+                f"[bold]alerts[/bold] {bridge.totals.sent} alert updates acknowledged by "
+                f"{alertmanager_url} (firing, then resolved with endsAt = the resolving window)"
+            )
         if not (detected and found):
             console.print("[red]the injected incident was not detected[/red]")
     return accounted == manifest.samples_total and tiers_complete and stored and found > 0
