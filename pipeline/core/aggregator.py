@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from pipeline.core.advances import IdleAdvances
 from pipeline.core.checkpoint import Checkpoint, resume_point
 from pipeline.core.columns import SampleColumns
 from pipeline.core.counters import CumulativeCounters
@@ -76,7 +77,7 @@ class PartitionAggregator:
         self.max_ts = NO_TIME
         self.emitted_wm = NO_TIME
         self.next_offset = 0
-        self.advances: list[list[int]] = []  # [offset, max_ts], ascending, not yet folded
+        self.advances = IdleAdvances()
         self._resolution_name = format_duration(self.window.resolution_ms)
         self._percentile_names = self.digest.percentile_names()
         self._prefixes: dict[int, bytes] = {}  # series id → its rollups' JSON up to window_start
@@ -91,8 +92,7 @@ class PartitionAggregator:
         """Aggregate this partition's valid samples (partition order) up to `end_offset`
         (exclusive: the offset after the last message consumed, valid or not)."""
         result = StepResult()
-        pending = [a for a in self.advances if self.next_offset < a[0] <= end_offset]
-        for adv_offset, adv_max_ts in pending:
+        for adv_offset, adv_max_ts in self.advances.due(self.next_offset, end_offset).all:
             cut = int(np.searchsorted(cols.offset, adv_offset, side="left"))
             self._process_part(cols.take(slice(0, cut)), result)
             cols = cols.take(slice(cut, None))
@@ -194,15 +194,10 @@ class PartitionAggregator:
         if not len(self.windows):
             return False
         new_max = max(self.windows.by_end) + self.window.allowed_lateness_ms
-        if new_max <= self.max_ts:
-            return False
-        self.advances.append([self.next_offset, new_max])
-        return True
+        return self.advances.plan(self.next_offset, new_max, self.max_ts)
 
     def apply_idle_advance(self) -> list[Rollup]:
-        for adv_offset, adv_max_ts in self.advances:
-            if adv_offset == self.next_offset:
-                self.max_ts = max(self.max_ts, adv_max_ts)
+        self.max_ts = self.advances.at(self.next_offset, self.max_ts)
         return self._close()
 
     def _rollups(self, closing: np.ndarray) -> list[Rollup]:
@@ -277,7 +272,7 @@ class PartitionAggregator:
         else:
             offset, max_ts = oldest
         self.counters.fold(offset)
-        self.advances = [a for a in self.advances if a[0] >= offset]
+        self.advances.keep_from(offset)
         return Checkpoint(
             topic=self.topic,
             partition=self.partition,
@@ -294,7 +289,7 @@ class PartitionAggregator:
                 - self.window.allowed_lateness_ms
                 - self.window.resolution_ms
             ),
-            advances=[list(a) for a in self.advances],
+            advances=self.advances.to_json(),
         )
 
     def restore(self, checkpoint: Checkpoint) -> None:
@@ -314,7 +309,7 @@ class PartitionAggregator:
             "resolution/lateness/counter staleness",
         )
         self.max_ts, self.emitted_wm = start.max_ts, start.emitted_wm
-        self.next_offset, self.advances = start.next_offset, start.advances
+        self.next_offset, self.advances = start.next_offset, IdleAdvances(start.advances)
         self.counters.restore(checkpoint.counters)
 
     @property

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.core.advances import IdleAdvances
 from pipeline.core.checkpoint import Checkpoint, resume_point
 from pipeline.core.digest import DigestConfig
 from pipeline.core.merge import merge_digests
@@ -89,7 +90,7 @@ class TierAggregator:
         self.max_ts = NO_TIME  # latest child window_start seen
         self.emitted_wm = NO_TIME
         self.next_offset = 0
-        self.advances: list[list[int]] = []
+        self.advances = IdleAdvances()
         self.open: dict[tuple[str, int], CoarseWindow] = {}
         self._by_end: dict[int, list[CoarseWindow]] = {}
         self._recent_closed: dict[int, set[tuple[str, int]]] = {}
@@ -112,13 +113,11 @@ class TierAggregator:
         `end_offset` (exclusive: the offset after the last record consumed, valid or not)."""
         step = TierStep()
         res = self.config.resolution_ms
-        advances = iter(a for a in self.advances if self.next_offset < a[0] <= end_offset)
-        advance = next(advances, None)
+        due = self.advances.due(self.next_offset, end_offset)
         for offset, child in children:
-            while advance is not None and advance[0] <= offset:
-                self.max_ts = max(self.max_ts, advance[1])
+            for adv_max_ts in due.before(offset):
+                self.max_ts = max(self.max_ts, adv_max_ts)
                 step.rollups.extend(self._close())
-                advance = next(advances, None)
             start = child.window_start - child.window_start % res
             end = start + res
             if end <= self.watermark:
@@ -137,9 +136,8 @@ class TierAggregator:
                     step.merged += 1
             self.max_ts = max(self.max_ts, child.window_start)
             step.rollups.extend(self._close())
-        for adv_offset, adv_max_ts in ([advance] if advance else []) + list(advances):
-            if adv_offset <= end_offset:
-                self.max_ts = max(self.max_ts, adv_max_ts)
+        for adv_max_ts in due.rest():
+            self.max_ts = max(self.max_ts, adv_max_ts)
         self.next_offset = max(self.next_offset, end_offset)
         step.rollups.extend(self._close())
         return step
@@ -232,15 +230,10 @@ class TierAggregator:
         if not self.open:
             return False
         new_max = max(self._by_end) + self.config.allowed_lateness_ms
-        if new_max <= self.max_ts:
-            return False
-        self.advances.append([self.next_offset, new_max])
-        return True
+        return self.advances.plan(self.next_offset, new_max, self.max_ts)
 
     def apply_idle_advance(self) -> list[Rollup]:
-        for adv_offset, adv_max_ts in self.advances:
-            if adv_offset == self.next_offset:
-                self.max_ts = max(self.max_ts, adv_max_ts)
+        self.max_ts = self.advances.at(self.next_offset, self.max_ts)
         return self._close()
 
     # -- checkpoints ------------------------------------------------------------------------
@@ -252,7 +245,7 @@ class TierAggregator:
             offset, max_ts = oldest.first_offset, oldest.max_ts_before
         else:
             offset, max_ts = self.next_offset, self.max_ts
-        self.advances = [a for a in self.advances if a[0] >= offset]
+        self.advances.keep_from(offset)
         return Checkpoint(
             topic=self.topic,
             partition=self.partition,
@@ -262,7 +255,7 @@ class TierAggregator:
             resolution_ms=self.config.resolution_ms,
             allowed_lateness_ms=self.config.allowed_lateness_ms,
             counter_staleness_ms=0,
-            advances=[list(a) for a in self.advances],
+            advances=self.advances.to_json(),
             extra={"input_resolution_ms": self.config.input_resolution_ms},
         )
 
@@ -283,4 +276,4 @@ class TierAggregator:
             "input/tier resolution and lateness",
         )
         self.max_ts, self.emitted_wm = start.max_ts, start.emitted_wm
-        self.next_offset, self.advances = start.next_offset, start.advances
+        self.next_offset, self.advances = start.next_offset, IdleAdvances(start.advances)

@@ -28,8 +28,6 @@ class DetectWorker(PartitionedStage[PartitionDetector]):
     ) -> None:
         super().__init__(settings, metrics, health)
         self.config = settings.detect()
-        self.episodes_fired = 0
-        self.episodes_resolved = 0
 
     def _new_state(self, partition: int) -> PartitionDetector:
         return PartitionDetector(self.settings.source_topic, partition, self.config)
@@ -45,9 +43,4 @@ class DetectWorker(PartitionedStage[PartitionDetector]):
         step = owned.state.process(records.rollups, records.end_offset)
         records.reject_late(step.late, "its window had been scored before it arrived")
         self._dead_letter(partition, records.rejects)
-        for e in step.events:
-            if e.body["state"] == "firing":
-                self.episodes_fired += 1
-            else:
-                self.episodes_resolved += 1
         self._emit(step.events, received_at)

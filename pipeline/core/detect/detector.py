@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.core.advances import IdleAdvances
 from pipeline.core.checkpoint import Checkpoint, resume_point
 from pipeline.core.detect.events import Episode, Verdict, episode_id, event
 from pipeline.core.detect.models import ModelConfig, SeasonalProfile, score_window
@@ -76,7 +77,6 @@ class DetectConfig:
 class SeriesInfo:
     series: dict[str, Any]
     routing_key: str
-    name: str
     last_seen: int  # window index
     seen_windows: int = 0
 
@@ -97,7 +97,6 @@ def statistic_value(rollup: WireRollup, statistic: str) -> float:
 class DetectStep:
     events: list[Rollup] = field(default_factory=list)
     late: list[tuple[int, WireRollup]] = field(default_factory=list)
-    scored_windows: int = 0
 
 
 class PartitionDetector:
@@ -110,7 +109,7 @@ class PartitionDetector:
         self.max_ts = NO_TIME  # latest rollup window start seen
         self.emitted_wm = NO_TIME  # every window ending at or before it was scored
         self.next_offset = 0
-        self.advances: list[list[int]] = []
+        self.advances = IdleAdvances()
         self._next_window: int | None = None  # index of the next window to complete
         self._pending: dict[int, list[WireRollup]] = {}  # window index → its rollups
         self._first: dict[int, tuple[int, int]] = {}  # window index → (first offset, max_ts)
@@ -149,13 +148,11 @@ class PartitionDetector:
     def process(self, rollups: list[tuple[int, WireRollup]], end_offset: int) -> DetectStep:
         """Rollups of this partition, (offset, rollup) in order, up to `end_offset`."""
         step = DetectStep()
-        advances = iter(a for a in self.advances if self.next_offset < a[0] <= end_offset)
-        advance = next(advances, None)
+        due = self.advances.due(self.next_offset, end_offset)
         for offset, rollup in rollups:
-            while advance is not None and advance[0] <= offset:
-                self.max_ts = max(self.max_ts, advance[1])
+            for adv_max_ts in due.before(offset):
+                self.max_ts = max(self.max_ts, adv_max_ts)
                 self._complete(step)
-                advance = next(advances, None)
             if rollup.window_start + self.res <= self.watermark:
                 step.late.append((offset, rollup))
             else:
@@ -166,8 +163,8 @@ class PartitionDetector:
                 self._first.setdefault(index, (offset, self.max_ts))
             self.max_ts = max(self.max_ts, rollup.window_start)
             self._complete(step)
-        for a in ([advance] if advance else []) + list(advances):
-            self.max_ts = max(self.max_ts, a[1])
+        for adv_max_ts in due.rest():
+            self.max_ts = max(self.max_ts, adv_max_ts)
         self.next_offset = max(self.next_offset, end_offset)
         self._complete(step)
         return step
@@ -210,7 +207,6 @@ class PartitionDetector:
         level = self._profile.level(start)
         if scoring:
             self._score(index, values, level, step)
-            step.scored_windows += 1
             self._absences(index, step)
             self.emitted_wm = start + self.res
         pos = index % self.config.model.history
@@ -347,7 +343,6 @@ class PartitionDetector:
             info = SeriesInfo(
                 series_dict(rollup.series),
                 f"{rollup.series.service}|{rollup.series.region}",
-                rollup.series.name,
                 last_seen=-1,
             )
             self.series[rollup.series_key] = info
@@ -391,15 +386,10 @@ class PartitionDetector:
         if not self._pending:
             return False
         new_max = max(self._pending) * self.res + self.res + self.config.allowed_lateness_ms
-        if new_max <= self.max_ts:
-            return False
-        self.advances.append([self.next_offset, new_max])
-        return True
+        return self.advances.plan(self.next_offset, new_max, self.max_ts)
 
     def apply_idle_advance(self) -> list[Rollup]:
-        for adv_offset, adv_max_ts in self.advances:
-            if adv_offset == self.next_offset:
-                self.max_ts = max(self.max_ts, adv_max_ts)
+        self.max_ts = self.advances.at(self.next_offset, self.max_ts)
         step = DetectStep()
         self._complete(step)
         return step.events
@@ -411,7 +401,7 @@ class PartitionDetector:
             offset, max_ts = min(self._first.values())
         else:
             offset, max_ts = self.next_offset, self.max_ts
-        self.advances = [a for a in self.advances if a[0] >= offset]
+        self.advances.keep_from(offset)
         return Checkpoint(
             topic=self.topic,
             partition=self.partition,
@@ -421,7 +411,7 @@ class PartitionDetector:
             resolution_ms=self.res,
             allowed_lateness_ms=self.config.allowed_lateness_ms,
             counter_staleness_ms=0,
-            advances=[list(a) for a in self.advances],
+            advances=self.advances.to_json(),
             extra={"history_windows": self.config.history_windows(), **self._snapshot()},
         )
 
@@ -459,7 +449,7 @@ class PartitionDetector:
             "resolution/lateness/history windows",
         )
         self.max_ts, self.emitted_wm = start.max_ts, start.emitted_wm
-        self.next_offset, self.advances = start.next_offset, start.advances
+        self.next_offset, self.advances = start.next_offset, IdleAdvances(start.advances)
         if self.emitted_wm > NO_TIME:
             # Replay the history from its first window, scoring nothing before emitted_wm.
             self._next_window = self.emitted_wm // self.res - self.config.history_windows()
@@ -489,6 +479,5 @@ class PartitionDetector:
     def _ensure_series(self, key: str, info: dict[str, Any]) -> None:
         if key not in self.series:
             self.series[key] = SeriesInfo(
-                info["series"], info["routing"], info["series"]["name"], info["last_seen"],
-                self.config.warmup,
-            )  # fmt: skip
+                info["series"], info["routing"], info["last_seen"], self.config.warmup
+            )
