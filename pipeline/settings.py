@@ -45,6 +45,10 @@ class CommonSettings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "console"
 
+    def seconds(self, name: str) -> float:
+        """The duration setting `name` in seconds."""
+        return parse_duration_ms(str(getattr(self, name))) / 1000.0
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -80,7 +84,7 @@ class StageSettings(CommonSettings):
     @field_validator("resolution", "idle_timeout", "commit_interval")
     @classmethod
     def _stage_duration(cls, value: str) -> str:
-        return _valid_duration(value)
+        return valid_duration(value)
 
     @field_validator("percentiles")
     @classmethod
@@ -105,7 +109,8 @@ class StageSettings(CommonSettings):
         return self.group_id
 
 
-def _valid_duration(value: str) -> str:
+def valid_duration(value: str) -> str:
+    """A field validator's check of a duration setting ("250ms", "10s", "1m", ...)."""
     try:
         parse_duration_ms(value)
     except ConfigError as exc:
@@ -132,7 +137,7 @@ class WorkerSettings(StageSettings):
     @field_validator("allowed_lateness", "max_age", "max_future")
     @classmethod
     def _duration(cls, value: str) -> str:
-        return _valid_duration(value)
+        return valid_duration(value)
 
     @property
     def source_topic(self) -> str:
@@ -185,17 +190,17 @@ class TierSettings(StageSettings):
     @field_validator("input_resolution")
     @classmethod
     def _input_duration(cls, value: str) -> str:
-        return _valid_duration(value)
+        return valid_duration(value)
 
     @field_validator("allowed_lateness")
     @classmethod
     def _lateness(cls, value: str | None) -> str | None:
-        return None if value is None else _valid_duration(value)
+        return None if value is None else valid_duration(value)
 
     @field_validator("chain")
     @classmethod
     def _chain(cls, value: list[str]) -> list[str]:
-        sizes = [parse_duration_ms(_valid_duration(v)) for v in value]
+        sizes = [parse_duration_ms(valid_duration(v)) for v in value]
         if len(sizes) < 2:
             raise ValueError("a chain needs at least two resolutions")
         for finer, coarser in pairwise(sizes):
@@ -278,7 +283,7 @@ class DetectSettings(StageSettings):
     @field_validator("allowed_lateness")
     @classmethod
     def _lateness(cls, value: str | None) -> str | None:
-        return None if value is None else _valid_duration(value)
+        return None if value is None else valid_duration(value)
 
     @field_validator("directions")
     @classmethod

@@ -9,9 +9,8 @@ from pydantic import Field, field_validator, model_validator
 from pipeline.alerting.labels import LABEL_NAME
 from pipeline.alerting.template import check_template
 from pipeline.core.rollup import parse_duration_ms
-from pipeline.errors import ConfigError
 from pipeline.http_auth import HttpAuthSettings
-from pipeline.settings import CommonSettings
+from pipeline.settings import CommonSettings, valid_duration
 
 
 class AlertBridgeSettings(CommonSettings, HttpAuthSettings):
@@ -76,12 +75,7 @@ class AlertBridgeSettings(CommonSettings, HttpAuthSettings):
     )
     @classmethod
     def _durations(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                parse_duration_ms(value)
-            except ConfigError as exc:
-                raise ValueError(str(exc)) from None
-        return value
+        return None if value is None else valid_duration(value)
 
     @field_validator("alertmanager_url")
     @classmethod
@@ -126,10 +120,6 @@ class AlertBridgeSettings(CommonSettings, HttpAuthSettings):
         if self.ttl_ms() <= self.seconds("resend_interval") * 1000:
             raise ValueError("alert_ttl must be longer than resend_interval")
         return self
-
-    def seconds(self, name: str) -> float:
-        """A duration setting (resend_interval, timeout, retry_*) in seconds."""
-        return parse_duration_ms(str(getattr(self, name))) / 1000.0
 
     def ttl_ms(self) -> int:
         """How far past now a firing alert's endsAt lies."""

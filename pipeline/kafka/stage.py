@@ -26,7 +26,7 @@ from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from pipeline.core.checkpoint import Checkpoint
 from pipeline.core.decode import Reject
-from pipeline.core.rollup import Rollup, parse_duration_ms
+from pipeline.core.rollup import Rollup
 from pipeline.errors import CheckpointError
 from pipeline.kafka.admin import TopicSpec, UnknownTopicError, ensure_topics, partition_count
 from pipeline.kafka.checkpoints import CheckpointStore
@@ -89,8 +89,8 @@ class PartitionedStage(ABC, Generic[StateT]):
         self.delivered = 0  # ... and acknowledged by Kafka
         self._failed = False  # set when run() dies: from then on nothing is committed
         self._batch_messages = settings.batch_size
-        self._commit_every = parse_duration_ms(settings.commit_interval) / 1000.0
-        self._idle_after = parse_duration_ms(settings.idle_timeout) / 1000.0
+        self._commit_every = settings.seconds("commit_interval")
+        self._idle_after = settings.seconds("idle_timeout")
         self._log = log.bind(stage=self.stage_name)
 
     # -- what a stage does ------------------------------------------------------------------

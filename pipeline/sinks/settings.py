@@ -7,9 +7,7 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 
-from pipeline.core.rollup import parse_duration_ms
-from pipeline.errors import ConfigError
-from pipeline.settings import CommonSettings
+from pipeline.settings import CommonSettings, valid_duration
 from pipeline.store import DEFAULT_STORE_PATH
 
 
@@ -32,11 +30,7 @@ class SinkSettings(CommonSettings):
     @field_validator("batch_interval", "retry_initial", "retry_max")
     @classmethod
     def _duration(cls, value: str) -> str:
-        try:
-            parse_duration_ms(value)
-        except ConfigError as exc:
-            raise ValueError(str(exc)) from None
-        return value
+        return valid_duration(value)
 
     @field_validator("topics")
     @classmethod
@@ -45,10 +39,6 @@ class SinkSettings(CommonSettings):
         if not topics:
             raise ValueError("name at least one rollup topic")
         return topics
-
-    def seconds(self, name: str) -> float:
-        """A duration setting (batch_interval, retry_initial, retry_max) in seconds."""
-        return parse_duration_ms(str(getattr(self, name))) / 1000.0
 
 
 class LocalSinkSettings(SinkSettings):
