@@ -15,7 +15,6 @@ What a response means:
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,12 +23,15 @@ import orjson
 
 from pipeline.alerting.settings import AlertBridgeSettings
 from pipeline.errors import PipelineError
-from pipeline.http_auth import basic_auth, bearer_header, tls_context
-from pipeline.sinks.backoff import Backoff
+from pipeline.http_client import (
+    RetryPolicy,
+    Unavailable,
+    basic_auth,
+    bearer_header,
+    post,
+    tls_context,
+)
 
-RETRYABLE_STATUS = frozenset({408, 429})
-CONFIGURATION_STATUS = frozenset({401, 403, 404, 405, 407})
-MESSAGE_CHARS = 1_000
 ALERTS_PATH = "/api/v2/alerts"
 
 
@@ -42,9 +44,11 @@ class AlertmanagerClient:
         self.url = settings.alertmanager_url + ALERTS_PATH
         self._settings = settings
         self._chunk = settings.max_alerts_per_request
-        self._retries = settings.request_retries
-        self._retry_initial = settings.seconds("request_retry_initial")
-        self._retry_max = settings.seconds("request_retry_max")
+        self._policy = RetryPolicy(
+            settings.request_retries,
+            settings.seconds("request_retry_initial"),
+            settings.seconds("request_retry_max"),
+        )
         self._http = httpx.Client(
             auth=basic_auth(settings),
             verify=tls_context(settings),
@@ -76,30 +80,11 @@ class AlertmanagerClient:
     def _post(self, alerts: Sequence[dict[str, Any]]) -> str | None:
         """One request with retries: None when stored, the message when refused."""
         body = orjson.dumps(list(alerts))
-        backoff = Backoff(self._retry_initial, self._retry_max)
-        attempt = 0
-        while True:
-            try:
-                response = self._http.post(self.url, content=body, headers=self._auth_headers())
-            except httpx.HTTPError as exc:  # refused, timeouts, broken responses
-                problem = f"{type(exc).__name__}: {exc}"
-                wait = None
-            else:
-                status = response.status_code
-                if status < 300:
-                    return None
-                message = response.text.strip()[:MESSAGE_CHARS]
-                if status in CONFIGURATION_STATUS:
-                    raise AlertmanagerUnavailable(f"{self.url}: HTTP {status}: {message}")
-                if status < 500 and status not in RETRYABLE_STATUS:
-                    return f"HTTP {status}: {message}"
-                problem = f"HTTP {status}: {message}"
-                wait = _retry_after(response)
-            if attempt >= self._retries:
-                raise AlertmanagerUnavailable(f"{self.url}: {problem} (after {attempt + 1} tries)")
-            attempt += 1
-            delay = backoff.next_delay()
-            time.sleep(min(self._retry_max, wait) if wait is not None else delay)
+        try:
+            refused = post(self._http, self.url, body, self._auth_headers, self._policy)
+        except Unavailable as exc:
+            raise AlertmanagerUnavailable(str(exc)) from exc
+        return None if refused is None else str(refused)
 
     def _auth_headers(self) -> dict[str, str]:
         """The Authorization header (the token file is read for every request)."""
@@ -110,11 +95,3 @@ class AlertmanagerClient:
 
     def close(self) -> None:
         self._http.close()
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After", "")
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None  # absent, or an HTTP date: use our own back-off

@@ -9,7 +9,7 @@ from pydantic import Field, field_validator, model_validator
 from pipeline.alerting.labels import LABEL_NAME
 from pipeline.alerting.template import check_template
 from pipeline.core.rollup import parse_duration_ms
-from pipeline.http_auth import HttpAuthSettings
+from pipeline.http_client import HttpAuthSettings
 from pipeline.settings import CommonSettings, valid_duration
 
 

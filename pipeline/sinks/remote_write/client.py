@@ -17,40 +17,31 @@ What a response means:
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
-
 import httpx
 
-from pipeline.http_auth import basic_auth, bearer_header, tls_context
-from pipeline.sinks.backoff import Backoff
+from pipeline.http_client import (
+    Refused,
+    RetryPolicy,
+    Unavailable,
+    basic_auth,
+    bearer_header,
+    post,
+    tls_context,
+)
 from pipeline.sinks.base import RetryableSinkError
 from pipeline.sinks.remote_write.encode import PROTOCOL_HEADERS
 from pipeline.sinks.remote_write.settings import RemoteWriteSettings
-
-RETRYABLE_STATUS = frozenset({408, 429})
-CONFIGURATION_STATUS = frozenset({401, 403, 404, 405, 407})
-MESSAGE_CHARS = 1_000
-
-
-@dataclass(frozen=True, slots=True)
-class Refused:
-    """The server refused the request's content for good."""
-
-    status: int
-    message: str
-
-    def __str__(self) -> str:
-        return f"HTTP {self.status}: {self.message}"
 
 
 class RemoteWriteClient:
     def __init__(self, settings: RemoteWriteSettings) -> None:
         self.url = settings.url
         self._settings = settings
-        self._retries = settings.request_retries
-        self._retry_initial = settings.seconds("request_retry_initial")
-        self._retry_max = settings.seconds("request_retry_max")
+        self._policy = RetryPolicy(
+            settings.request_retries,
+            settings.seconds("request_retry_initial"),
+            settings.seconds("request_retry_max"),
+        )
         self._permanent = tuple(m.lower() for m in settings.refuse_on_messages)
         self._http = httpx.Client(
             auth=basic_auth(settings),
@@ -72,40 +63,10 @@ class RemoteWriteClient:
     def send(self, body: bytes, headers: dict[str, str]) -> Refused | None:
         """POST one compressed WriteRequest: None when stored, Refused when the server will
         never take it; raises RetryableSinkError when it cannot take it now."""
-        backoff = Backoff(self._retry_initial, self._retry_max)
-        attempt = 0
-        while True:
-            try:
-                response = self._http.post(self.url, content=body, headers=headers)
-            except httpx.TransportError as exc:  # connect/read/write/pool timeouts, refused
-                problem = f"{type(exc).__name__}: {exc}"
-                wait = None
-            else:
-                status = response.status_code
-                if status < 300:
-                    return None
-                message = response.text.strip()[:MESSAGE_CHARS]
-                if status < 500 and status not in RETRYABLE_STATUS:
-                    if status in CONFIGURATION_STATUS:
-                        raise RetryableSinkError(f"{self.url}: HTTP {status}: {message}")
-                    return Refused(status, message)
-                if any(m in message.lower() for m in self._permanent):
-                    return Refused(status, message)
-                problem = f"HTTP {status}: {message}"
-                wait = _retry_after(response)
-            if attempt >= self._retries:
-                raise RetryableSinkError(f"{self.url}: {problem} (after {attempt + 1} attempts)")
-            attempt += 1
-            delay = backoff.next_delay()
-            time.sleep(min(self._retry_max, wait) if wait is not None else delay)
+        try:
+            return post(self._http, self.url, body, lambda: headers, self._policy, self._permanent)
+        except Unavailable as exc:
+            raise RetryableSinkError(str(exc)) from exc
 
     def close(self) -> None:
         self._http.close()
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After", "")
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None  # absent, or an HTTP date: use our own back-off

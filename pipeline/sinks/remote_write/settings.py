@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from pipeline.http_auth import HttpAuthSettings
+from pipeline.http_client import HttpAuthSettings
 from pipeline.sinks.remote_write.encode import PROTOCOL_HEADERS
 from pipeline.sinks.settings import SinkSettings
 

@@ -1,12 +1,23 @@
-"""Authentication and TLS of the processes that call HTTP APIs (remote-write, Alertmanager)."""
+"""What the processes that call HTTP APIs (remote-write, Alertmanager) share: authentication,
+TLS, and one POST with retries that tells "refused for good" from "unavailable now"."""
 
 from __future__ import annotations
 
 import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 from pydantic import BaseModel, Field, SecretStr, model_validator
+
+from pipeline.sinks.backoff import Backoff
+
+RETRYABLE_STATUS = frozenset({408, 429})
+# Wrong URL or credentials: not the data's fault, so retried (a fixed configuration stores it).
+CONFIGURATION_STATUS = frozenset({401, 403, 404, 405, 407})
+MESSAGE_CHARS = 1_000
 
 
 class HttpAuthSettings(BaseModel):
@@ -74,3 +85,72 @@ def tls_context(settings: HttpAuthSettings) -> ssl.SSLContext:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """The server refused the request's content for good."""
+
+    status: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"HTTP {self.status}: {self.message}"
+
+
+class Unavailable(Exception):
+    """The server cannot take the request now (down, 5xx, 429, timeouts, wrong credentials)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    retries: int  # after the first try
+    initial: float  # seconds
+    maximum: float
+
+
+def post(
+    http: httpx.Client,
+    url: str,
+    body: bytes,
+    headers: Callable[[], dict[str, str]],
+    policy: RetryPolicy,
+    refuse_on_messages: tuple[str, ...] = (),
+) -> Refused | None:
+    """POST with retries: None when stored, Refused when the server will never take it (other
+    4xx, or a 5xx whose body contains one of `refuse_on_messages`, lower case); raises
+    Unavailable once the retries are spent or on a configuration status."""
+    backoff = Backoff(policy.initial, policy.maximum)
+    attempt = 0
+    while True:
+        try:
+            response = http.post(url, content=body, headers=headers())
+        except httpx.HTTPError as exc:  # refused, timeouts, broken responses
+            problem = f"{type(exc).__name__}: {exc}"
+            wait = None
+        else:
+            status = response.status_code
+            if status < 300:
+                return None
+            message = response.text.strip()[:MESSAGE_CHARS]
+            if status in CONFIGURATION_STATUS:
+                raise Unavailable(f"{url}: HTTP {status}: {message}")
+            if status < 500 and status not in RETRYABLE_STATUS:
+                return Refused(status, message)
+            if any(m in message.lower() for m in refuse_on_messages):
+                return Refused(status, message)
+            problem = f"HTTP {status}: {message}"
+            wait = retry_after(response)
+        if attempt >= policy.retries:
+            raise Unavailable(f"{url}: {problem} (after {attempt + 1} tries)")
+        attempt += 1
+        delay = backoff.next_delay()
+        time.sleep(min(policy.maximum, wait) if wait is not None else delay)
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After", "")
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # absent, or an HTTP date: use our own back-off
