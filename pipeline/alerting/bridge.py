@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 
 import structlog
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from pipeline.alerting.client import AlertmanagerClient, AlertmanagerUnavailable
 from pipeline.alerting.episodes import EpisodeBook, TopicPartitionKey
@@ -32,6 +32,7 @@ from pipeline.alerting.settings import AlertBridgeSettings
 from pipeline.core.reasons import Reason
 from pipeline.kafka.admin import TopicSpec, UnknownTopicError, ensure_topics, partition_count
 from pipeline.kafka.clients import OutputProducer, consumer_config, producer_config
+from pipeline.kafka.commits import commit, commit_lag
 from pipeline.kafka.deadletter import sink_record
 from pipeline.observability import Health
 from pipeline.sinks.backoff import Backoff
@@ -338,22 +339,7 @@ class AlertBridge:
             target = min(done, pinned.get(tp, done))
             if self.totals.committed.get(tp) != target:
                 offsets.append(TopicPartition(tp[0], tp[1], target))
-        if not offsets:
-            return
-        try:
-            consumer.commit(offsets=offsets, asynchronous=False)
-        except KafkaException as exc:
-            # Sent but not committed: replayed after a restart, which re-sending absorbs.
-            log.warning("offset commit failed", error=str(exc))
-            return
-        for tpo in offsets:
-            self.totals.committed[(tpo.topic, tpo.partition)] = tpo.offset
-        self._update_commit_lag(consumer)
-
-    def _update_commit_lag(self, consumer: Consumer) -> None:
-        lag = 0
-        for tp, committed in self.totals.committed.items():
-            _, high = consumer.get_watermark_offsets(TopicPartition(*tp), cached=True)
-            if high is not None and high > committed:
-                lag += high - committed
-        self.metrics.commit_lag.set(lag)
+        # A failed commit re-sends its events after a restart, which Alertmanager absorbs.
+        if commit(consumer, offsets, self.totals.committed):
+            committed = self.totals.committed
+            self.metrics.commit_lag.set(commit_lag(consumer, committed, list(committed)))

@@ -20,11 +20,12 @@ from typing import Any
 
 import orjson
 import structlog
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from pipeline.core.reasons import Reason
 from pipeline.kafka.admin import TopicSpec, UnknownTopicError, ensure_topics, partition_count
 from pipeline.kafka.clients import OutputProducer, consumer_config, producer_config
+from pipeline.kafka.commits import commit, commit_lag
 from pipeline.kafka.deadletter import sink_record
 from pipeline.observability import Health
 from pipeline.sinks.backoff import Backoff
@@ -323,29 +324,9 @@ class SinkRunner:
             for (topic, partition), offset in batch.next_offsets.items()
             if (topic, partition) in self._assigned
         ]
-        if not offsets:
-            return
-        try:
-            consumer.commit(offsets=offsets, asynchronous=False)
-        except KafkaException as exc:
-            # Stored but not committed: the records are written again after a restart or a
-            # rebalance, which idempotent sinks absorb.
-            log.warning("offset commit failed", error=str(exc))
-            return
-        for tp in offsets:
-            self.totals.committed[(tp.topic, tp.partition)] = tp.offset
-        self._update_commit_lag(consumer)
-
-    def _update_commit_lag(self, consumer: Consumer) -> None:
-        lag = 0
-        for topic, partition in self._assigned:
-            committed = self.totals.committed.get((topic, partition))
-            if committed is None:
-                continue
-            _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
-            if high is not None and high > committed:
-                lag += high - committed
-        self.metrics.commit_lag.set(lag)
+        if commit(consumer, offsets, self.totals.committed):
+            lag = commit_lag(consumer, self.totals.committed, self._assigned)
+            self.metrics.commit_lag.set(lag)
 
 
 def _decode(raw: bytes) -> dict[str, Any] | str:
