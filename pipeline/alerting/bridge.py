@@ -30,7 +30,7 @@ from pipeline.alerting.mapping import Alert, AlertMapper
 from pipeline.alerting.metrics import BridgeMetrics
 from pipeline.alerting.settings import AlertBridgeSettings
 from pipeline.core.reasons import Reason
-from pipeline.kafka.admin import TopicSpec, UnknownTopicError, ensure_topics, partition_count
+from pipeline.kafka.admin import TopicSpec, ensure_present
 from pipeline.kafka.clients import OutputProducer, consumer_config, producer_config
 from pipeline.kafka.commits import commit, commit_lag
 from pipeline.kafka.deadletter import sink_record
@@ -121,13 +121,10 @@ class AlertBridge:
 
     def _prepare_topics(self) -> None:
         s = self.settings
-        for topic in (s.deadletter_topic, s.anomaly_topic):
-            try:
-                partition_count(s.bootstrap_servers, topic)
-            except UnknownTopicError:
-                if not s.create_topics:
-                    raise
-                ensure_topics(s.bootstrap_servers, [TopicSpec(topic, s.topic_partitions)])
+        specs = [
+            TopicSpec(topic, s.topic_partitions) for topic in (s.deadletter_topic, s.anomaly_topic)
+        ]
+        ensure_present(s.bootstrap_servers, specs, s.create_topics)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         consumer.assign(partitions)

@@ -196,6 +196,23 @@ def partition_count(bootstrap_servers: str, topic: str, timeout: float = 10.0) -
     return counts[topic]
 
 
+def ensure_present(
+    bootstrap_servers: str, specs: Sequence[TopicSpec], create: bool
+) -> dict[str, int]:
+    """Partition count of each topic; a missing one is created as its spec says when `create`
+    (else UnknownTopicError). An existing topic is taken as it is, whatever its partitions."""
+    counts: dict[str, int] = {}
+    for spec in specs:
+        try:
+            counts[spec.name] = partition_count(bootstrap_servers, spec.name)
+        except UnknownTopicError:
+            if not create:
+                raise
+            ensure_topics(bootstrap_servers, [spec])
+            counts[spec.name] = spec.partitions
+    return counts
+
+
 def watermark_consumer_config(bootstrap_servers: str) -> dict[str, Any]:
     """Consumer settings ``high_watermarks`` needs; use them to build a consumer to pass it.
 

@@ -28,7 +28,7 @@ from pipeline.core.checkpoint import Checkpoint
 from pipeline.core.decode import Reject
 from pipeline.core.rollup import Rollup
 from pipeline.errors import CheckpointError
-from pipeline.kafka.admin import TopicSpec, UnknownTopicError, ensure_topics, partition_count
+from pipeline.kafka.admin import TopicSpec, ensure_present
 from pipeline.kafka.checkpoints import CheckpointStore
 from pipeline.kafka.clients import OutputProducer, consumer_config, producer_config
 from pipeline.kafka.deadletter import reject_records
@@ -122,28 +122,16 @@ class PartitionedStage(ABC, Generic[StateT]):
 
     def _prepare_topics(self) -> None:
         s = self.settings
-        try:
-            self.input_partitions = partition_count(s.bootstrap_servers, s.source_topic)
-        except UnknownTopicError:
-            if not s.create_topics:
-                raise
-            ensure_topics(s.bootstrap_servers, [TopicSpec(s.source_topic, s.topic_partitions)])
-            self.input_partitions = s.topic_partitions
-        n = self.input_partitions
-        wanted = {
-            s.rollup_topic: {},
-            s.deadletter_topic: {},
-            s.checkpoint_topic: {"cleanup.policy": "compact"},
-        }
-        counts: dict[str, int] = {}
-        for topic, config in wanted.items():
-            try:
-                counts[topic] = partition_count(s.bootstrap_servers, topic)
-            except UnknownTopicError:
-                if not s.create_topics:
-                    raise
-                ensure_topics(s.bootstrap_servers, [TopicSpec(topic, n, config=config)])
-                counts[topic] = n
+        (n,) = ensure_present(
+            s.bootstrap_servers, [TopicSpec(s.source_topic, s.topic_partitions)], s.create_topics
+        ).values()
+        self.input_partitions = n
+        outputs = [
+            TopicSpec(s.rollup_topic, n),
+            TopicSpec(s.deadletter_topic, n),
+            TopicSpec(s.checkpoint_topic, n, config={"cleanup.policy": "compact"}),
+        ]
+        counts = ensure_present(s.bootstrap_servers, outputs, s.create_topics)
         self.rollup_owner = OwnerPartitions(counts[s.rollup_topic])
         self.checkpoints = CheckpointStore(
             s.bootstrap_servers,

@@ -23,7 +23,7 @@ import structlog
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from pipeline.core.reasons import Reason
-from pipeline.kafka.admin import TopicSpec, UnknownTopicError, ensure_topics, partition_count
+from pipeline.kafka.admin import TopicSpec, ensure_present
 from pipeline.kafka.clients import OutputProducer, consumer_config, producer_config
 from pipeline.kafka.commits import commit, commit_lag
 from pipeline.kafka.deadletter import sink_record
@@ -118,13 +118,8 @@ class SinkRunner:
         # The rollup topics too: a sink often starts before the tier that writes its topic, and
         # librdkafka would only notice a topic created later at its next metadata refresh (5 min).
         s = self.settings
-        for topic in [s.deadletter_topic, *s.topics]:
-            try:
-                partition_count(s.bootstrap_servers, topic)
-            except UnknownTopicError:
-                if not s.create_topics:
-                    raise
-                ensure_topics(s.bootstrap_servers, [TopicSpec(topic, s.topic_partitions)])
+        specs = [TopicSpec(topic, s.topic_partitions) for topic in [s.deadletter_topic, *s.topics]]
+        ensure_present(s.bootstrap_servers, specs, s.create_topics)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         consumer.assign(partitions)
