@@ -20,6 +20,7 @@ from pydantic_settings import (
 )
 
 from pipeline.core.aggregator import WindowConfig
+from pipeline.core.clock import ClockConfig
 from pipeline.core.decode import DecodeLimits
 from pipeline.core.detect.detector import DetectConfig
 from pipeline.core.detect.models import ModelConfig
@@ -122,6 +123,11 @@ class WorkerSettings(StageSettings):
     """The rollup worker: raw samples in, base-resolution rollups out."""
 
     input_topic: str = "metrics.raw"
+    # Samples that landed on a partition not owning their series, and the partitions'
+    # watermarks, travel here to the owner. Only the workers write it: grant producers no access.
+    # Empty: "<input_topic>.<group_id>.repartition" (one per consumer group, as each group
+    # forwards by its own clocks).
+    repartition_topic: str = ""
     allowed_lateness: str = "5s"
     counter_staleness: str = "10m"
     raw_limit: int = Field(1024, ge=0, description="Raw values kept per window before folding.")
@@ -133,8 +139,13 @@ class WorkerSettings(StageSettings):
     batch_samples: int = Field(
         20_000, ge=100, description="Aim for about this many samples per processed batch."
     )
+    # A partition's clock moves at most this far in one message; further only once confirmed
+    # by clock_quorum series, or by clock_streak messages in a row beyond it ("0s": no limit).
+    clock_jump: str = "1m"
+    clock_quorum: int = Field(2, ge=1)
+    clock_streak: int = Field(20, ge=1)
 
-    @field_validator("allowed_lateness", "max_age", "max_future")
+    @field_validator("allowed_lateness", "max_age", "max_future", "clock_jump")
     @classmethod
     def _duration(cls, value: str) -> str:
         return valid_duration(value)
@@ -142,6 +153,10 @@ class WorkerSettings(StageSettings):
     @property
     def source_topic(self) -> str:
         return self.input_topic
+
+    @property
+    def repartition_topic_name(self) -> str:
+        return self.repartition_topic or f"{self.input_topic}.{self.group_id}.repartition"
 
     def window(self) -> WindowConfig:
         resolution = parse_duration_ms(self.resolution)
@@ -157,6 +172,9 @@ class WorkerSettings(StageSettings):
 
     def digest(self) -> DigestConfig:
         return DigestConfig(tuple(self.percentiles), self.compression, self.raw_limit)
+
+    def clock(self) -> ClockConfig:
+        return ClockConfig(parse_duration_ms(self.clock_jump), self.clock_quorum, self.clock_streak)
 
     def limits(self) -> DecodeLimits:
         return DecodeLimits(

@@ -20,7 +20,11 @@ class IdleAdvances:
         """Record an advance to `new_max_ts` at `offset`, unless it would not advance anything."""
         if new_max_ts <= max_ts:
             return False
-        self.entries.append([offset, new_max_ts])
+        if self.entries and self.entries[-1][0] == offset:
+            # A quiet partition may advance again and again at one offset: keep one entry.
+            self.entries[-1][1] = max(self.entries[-1][1], new_max_ts)
+        else:
+            self.entries.append([offset, new_max_ts])
         return True
 
     def at(self, offset: int, max_ts: int) -> int:

@@ -1,37 +1,47 @@
 """One input partition's rollup state machine: samples in, closed windows out, replay-safe.
 
-Time is event time only. A message's samples are judged against the watermark as it stood before
-that message (largest event time of earlier messages minus the allowed lateness), so the result
-depends on the partition's order alone, never on how a consumer happened to batch it:
+Time is event time only. A message's samples are judged against the partition's clock as it
+stood before that message (largest event time of earlier messages minus the allowed lateness),
+so the result depends on the partition's order alone, never on how a consumer batched it:
 
-- late: the sample's window had already closed (window end <= watermark): not aggregated;
+- late: the sample's window had already closed on this partition's clock: not aggregated;
+- foreign: on time, but its series belongs to another partition: returned, to be forwarded
+  (see upstream.py for how the owner keeps such samples from ever being late);
 - already emitted: after a restore, a sample of a window the checkpoint says was emitted
   (it is inside that rollup already): skipped;
-- otherwise it is added to its window, which closes once the watermark reaches its end.
+- otherwise it is added to its window, which closes once the own clock and every other
+  partition's forwarded watermark have passed its end.
 
-The only wall-clock rule is the idle advance (`advance_idle`): the runtime may close every open
-window of a partition that received nothing for a while. The advance is recorded at the offset
+The only wall-clock rule is the idle advance (`plan_idle_advance`): the runtime may move the
+clock of a partition that received nothing for a while. The advance is recorded at the offset
 where it happened and carried in the checkpoint, so a replay applies it at the same point.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from pipeline.core.advances import IdleAdvances
 from pipeline.core.checkpoint import Checkpoint, resume_point
+from pipeline.core.clock import ClockConfig, PartitionClock
 from pipeline.core.columns import SampleColumns
 from pipeline.core.counters import CumulativeCounters
 from pipeline.core.digest import DigestConfig, summarize_groups
 from pipeline.core.render import ClosingColumns, render_bodies, series_prefix
 from pipeline.core.rollup import Rollup, format_duration, rollup_key
 from pipeline.core.series import MetricKind, SeriesTable
-from pipeline.core.windows import OpenWindows
+from pipeline.core.upstream import NO_TIME, UpstreamWatermarks
+from pipeline.core.windows import FORWARDED, OWN, OpenWindows
 
-NO_TIME = -(2**62)
+# Checkpoint.extra entries: the repartition stream's resume offset and known watermarks there;
+# the clock's unconfirmed jumps (see clock.py) at the resume offset.
+FORWARD_STATE = "forward"
+CLOCK_CLAIMS = "clock_claims"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +59,7 @@ class WindowConfig:
 class StepResult:
     rollups: list[Rollup] = field(default_factory=list)
     late_parts: list[SampleColumns] = field(default_factory=list)
+    foreign_parts: list[SampleColumns] = field(default_factory=list)
     accepted: int = 0
     already_emitted: int = 0
 
@@ -57,8 +68,19 @@ class StepResult:
         """Samples whose window had already closed, in partition order."""
         return SampleColumns.concat(self.late_parts)
 
+    @property
+    def foreign(self) -> SampleColumns:
+        """On-time samples this partition does not aggregate itself: to forward."""
+        return SampleColumns.concat(self.foreign_parts)
+
 
 class PartitionAggregator:
+    """Rollups of the series one input partition owns.
+
+    sources: partitions of the input (each may forward samples here; 1: none can).
+    owners: owning partition per series id, or None when this partition owns every series.
+    """
+
     def __init__(
         self,
         topic: str,
@@ -66,6 +88,9 @@ class PartitionAggregator:
         series: SeriesTable,
         window: WindowConfig | None = None,
         digest: DigestConfig | None = None,
+        sources: int = 1,
+        owners: Callable[[np.ndarray], np.ndarray] | None = None,
+        clock: ClockConfig | None = None,
     ) -> None:
         self.topic = topic
         self.partition = partition
@@ -74,89 +99,155 @@ class PartitionAggregator:
         self.digest = digest or DigestConfig()
         self.windows = OpenWindows(self.digest)
         self.counters = CumulativeCounters(series, self.window.counter_staleness_ms)
-        self.max_ts = NO_TIME
+        self.clock = PartitionClock(clock)
         self.emitted_wm = NO_TIME
         self.next_offset = 0
+        self.forwarded_next_offset = 0
         self.advances = IdleAdvances()
+        self.upstream = UpstreamWatermarks(sources, partition)
+        self._owners = owners if sources > 1 else None
         self._resolution_name = format_duration(self.window.resolution_ms)
         self._percentile_names = self.digest.percentile_names()
         self._prefixes: dict[int, bytes] = {}  # series id → its rollups' JSON up to window_start
 
     @property
-    def watermark(self) -> int:
+    def max_ts(self) -> int:
+        """The partition's clock: largest event time so far (see clock.py), idle advances in."""
+        return self.clock.max_ts
+
+    @max_ts.setter
+    def max_ts(self, value: int) -> None:
+        self.clock.max_ts = value
+
+    @property
+    def source_watermark(self) -> int:
+        """This partition's own clock: it forwards nothing more to windows ending at or before
+        it (the watermark it sends the other partitions)."""
         return self.max_ts - self.window.allowed_lateness_ms
+
+    @property
+    def watermark(self) -> int:
+        """Windows ending at or before this are complete: the own clock and every other
+        partition's forwarded watermark have passed them."""
+        return min(self.source_watermark, self.upstream.minimum)
 
     # -- input ------------------------------------------------------------------------------
 
     def process(self, cols: SampleColumns, end_offset: int) -> StepResult:
-        """Aggregate this partition's valid samples (partition order) up to `end_offset`
-        (exclusive: the offset after the last message consumed, valid or not)."""
+        """Take this partition's own input (valid samples, partition order) up to `end_offset`
+        (exclusive: the offset after the last message consumed, valid or not). Samples of series
+        owned elsewhere that are on time come back in `StepResult.foreign`, to be forwarded."""
         result = StepResult()
         for adv_offset, adv_max_ts in self.advances.due(self.next_offset, end_offset).all:
             cut = int(np.searchsorted(cols.offset, adv_offset, side="left"))
-            self._process_part(cols.take(slice(0, cut)), result)
+            self._process_own(cols.take(slice(0, cut)), result)
             cols = cols.take(slice(cut, None))
             self.max_ts = max(self.max_ts, adv_max_ts)
             result.rollups.extend(self._close())
-        self._process_part(cols, result)
+        self._process_own(cols, result)
         self.next_offset = max(self.next_offset, end_offset)
         result.rollups.extend(self._close())
         return result
 
-    def _process_part(self, cols: SampleColumns, result: StepResult) -> None:
+    def process_forwarded(
+        self, cols: SampleColumns, marks: list[tuple[int, int, int]], end_offset: int
+    ) -> StepResult:
+        """Take records of the repartition stream up to `end_offset`: forwarded samples (their
+        `offset` is the repartition offset; judged on time where they were produced) and
+        watermark marks (repartition offset, source partition, watermark)."""
+        result = StepResult()
+        if len(cols):
+            kinds = self.series.kinds.view()[cols.series]
+            contribution = self._counter_increases(cols, kinds)
+            res = self.window.resolution_ms
+            end = cols.ts - cols.ts % res + res
+            self._add(cols, contribution, kinds, end, None, FORWARDED, result)
+        for offset, source, watermark in marks:
+            self.upstream.observe(offset, source, watermark)
+        self.forwarded_next_offset = max(self.forwarded_next_offset, end_offset)
+        result.rollups.extend(self._close())
+        return result
+
+    def _process_own(self, cols: SampleColumns, result: StepResult) -> None:
         n = len(cols)
         if n == 0:
             return
         res = self.window.resolution_ms
-        # Largest event time before each message (not before each sample: a message is atomic).
-        new_msg = np.ones(n, dtype=bool)
-        new_msg[1:] = cols.offset[1:] != cols.offset[:-1]
-        msg_starts = np.flatnonzero(new_msg)
-        msg_max = np.maximum.reduceat(cols.ts, msg_starts)
-        running = np.maximum.accumulate(np.concatenate(([self.max_ts], msg_max)))
-        msg_of_sample = np.cumsum(new_msg) - 1
-        max_before = running[:-1][msg_of_sample]
-        self.max_ts = int(running[-1])
+        max_before = self.clock.before_messages(cols.ts, cols.series, cols.offset)
 
-        start = cols.ts - cols.ts % res
-        end = start + res
+        end = cols.ts - cols.ts % res + res
         late = end <= max_before - self.window.allowed_lateness_ms
-        emitted = ~late & (end <= self.emitted_wm)
-        kinds = self.series.kinds.view()[cols.series]
-
-        contribution = cols.value
-        cumulative = kinds == MetricKind.COUNTER_CUMULATIVE
-        if cumulative.any():
-            contribution = cols.value.copy()
-            contribution[cumulative] = self.counters.increases(
-                cols.series[cumulative],
-                cols.instance[cumulative],
-                cols.value[cumulative],
-                cols.ts[cumulative],
-                cols.offset[cumulative],
-            )
-
         if late.any():
             result.late_parts.append(cols.take(late))
+        keep = ~late
+        kinds = self.series.kinds.view()[cols.series]
+        if self._owners is not None:
+            # Cumulative counters always take the repartition stream, even from their owner:
+            # their increases depend on sample order, and only one log gives one order.
+            foreign = (self._owners(cols.series) != self.partition) | (
+                kinds == MetricKind.COUNTER_CUMULATIVE
+            )
+            foreign &= keep
+            if foreign.any():
+                result.foreign_parts.append(cols.take(foreign))
+                keep &= ~foreign
+        if not keep.all():
+            cols, kinds, end, max_before = cols.take(keep), kinds[keep], end[keep], max_before[keep]
+        if len(cols):
+            # A late cumulative sample leaves its counter's previous value alone: the next
+            # sample's increase then covers it, so nothing of the counter is lost.
+            contribution = self._counter_increases(cols, kinds)
+            self._add(cols, contribution, kinds, end, max_before, OWN, result)
+
+    def _counter_increases(self, cols: SampleColumns, kinds: np.ndarray) -> np.ndarray:
+        cumulative = kinds == MetricKind.COUNTER_CUMULATIVE
+        if not cumulative.any():
+            return cols.value
+        contribution = cols.value.copy()
+        contribution[cumulative] = self.counters.increases(
+            cols.series[cumulative],
+            cols.instance[cumulative],
+            cols.value[cumulative],
+            cols.ts[cumulative],
+            cols.offset[cumulative],
+        )
+        return contribution
+
+    def _add(
+        self,
+        cols: SampleColumns,
+        contribution: np.ndarray,
+        kinds: np.ndarray,
+        end: np.ndarray,
+        max_before: np.ndarray | None,
+        stream: int,
+        result: StepResult,
+    ) -> None:
+        """Add on-time samples of one stream to their windows (those already emitted before a
+        restore are skipped: they are inside that rollup)."""
+        res = self.window.resolution_ms
+        emitted = end <= self.emitted_wm
         result.already_emitted += int(emitted.sum())
-        keep = ~late & ~emitted
+        keep = ~emitted
         if not keep.any():
             return
         series = cols.series[keep]
-        start = start[keep]
+        start = end[keep] - res
         values = cols.value[keep]
         contribution = contribution[keep]
         kinds = kinds[keep]
         codes = (series.astype(np.int64) << 32) | (start // res)
         distinct, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
+        offsets = cols.offset[keep][first]
         slots = self.windows.slots_for(
             distinct,
             series[first],
             start[first],
             res,
-            cols.offset[keep][first],
-            max_before[keep][first],
+            offsets,
+            offsets if max_before is None else max_before[keep][first],
             kinds[first] <= MetricKind.GAUGE,
+            stream,
         )
         w = self.windows
         group_count = np.bincount(inverse, minlength=len(distinct))
@@ -167,7 +258,7 @@ class PartitionAggregator:
         np.maximum.at(group_max, inverse, values)
         w.min[slots] = np.minimum(w.min[slots], group_min)
         w.max[slots] = np.maximum(w.max[slots], group_max)
-        w.add_values(slots[inverse], contribution, (slots, group_count))
+        w.add_values(slots[inverse], contribution, (slots, group_count), stream)
         result.accepted += int(keep.sum())
 
     # -- output -----------------------------------------------------------------------------
@@ -186,15 +277,21 @@ class PartitionAggregator:
         return rollups
 
     def plan_idle_advance(self) -> bool:
-        """Record an advance that will close every open window (the partition is idle).
+        """Record an advance of this partition's own clock because its input is idle.
 
-        Nothing closes yet: the caller first persists `checkpoint()`, which carries the advance,
-        then calls `apply_idle_advance()`. A crash in between replays to the same advance.
+        The clock moves past every open window and past the other partitions' watermarks, so
+        that neither the windows here nor theirs (which wait for this partition's watermark)
+        stay open for want of input that is not coming. Nothing closes yet: the caller first
+        persists `checkpoint()`, which carries the advance, then calls `apply_idle_advance()`.
+        A crash in between replays to the same advance. False: nothing to advance.
         """
-        if not len(self.windows):
+        ends = [max(self.windows.by_end)] if len(self.windows) else []
+        if self.upstream.maximum > NO_TIME:
+            ends.append(self.upstream.maximum)
+        if not ends:
             return False
-        new_max = max(self.windows.by_end) + self.window.allowed_lateness_ms
-        return self.advances.plan(self.next_offset, new_max, self.max_ts)
+        new_max_ts = max(ends) + self.window.allowed_lateness_ms
+        return self.advances.plan(self.next_offset, new_max_ts, self.max_ts)
 
     def apply_idle_advance(self) -> list[Rollup]:
         self.max_ts = self.advances.at(self.next_offset, self.max_ts)
@@ -207,7 +304,9 @@ class PartitionAggregator:
         values, starts, ends = w.take_closing(order)
         digestable = self.series.kinds.view()[w.series[order]] <= MetricKind.GAUGE
         slots = order.tolist()
-        folded = {g: w.digests[slot] for g, slot in enumerate(slots) if slot in w.digests}
+        folded = {
+            g: w.folded_digest(slot) for g, slot in enumerate(slots) if w.has_folded_digest(slot)
+        }
         percentiles, digests = summarize_groups(
             values, starts, ends, digestable, folded, self.digest
         )
@@ -265,35 +364,48 @@ class PartitionAggregator:
     # -- checkpoints ------------------------------------------------------------------------
 
     def checkpoint(self) -> Checkpoint:
-        """State just before the first offset a replay needs; moves the replay base there."""
+        """State just before the first offsets a replay needs (own input and, in `extra`, the
+        repartition stream); moves the replay bases there."""
         oldest = self.windows.oldest()
-        if oldest is None:
-            offset, max_ts = self.next_offset, self.max_ts
-        else:
-            offset, max_ts = oldest
-        self.counters.fold(offset)
+        offset, max_ts = (self.next_offset, self.max_ts) if oldest is None else oldest
         self.advances.keep_from(offset)
+        forwarded = self.windows.oldest_forwarded()
+        forwarded_offset = self.forwarded_next_offset if forwarded is None else forwarded
+        w = self.window
+        if self._owners is None:
+            self.counters.fold(offset)
+            # Dropped entries are stale for any sample that can still land in a window.
+            horizon = max_ts - w.counter_staleness_ms - w.allowed_lateness_ms - w.resolution_ms
+        else:
+            self.counters.fold(forwarded_offset)  # cumulative counters arrive forwarded
+            # A forwarded sample that still counts ends after the emitted watermark.
+            horizon = self.emitted_wm - w.counter_staleness_ms - w.resolution_ms
+        extra: dict[str, Any] = {}
+        claims = self.clock.fold(offset)
+        if claims[0]:
+            extra[CLOCK_CLAIMS] = claims
+        if self.upstream.partitions > 1:
+            extra[FORWARD_STATE] = {
+                "offset": forwarded_offset,
+                "watermarks": self.upstream.fold(forwarded_offset),
+            }
         return Checkpoint(
             topic=self.topic,
             partition=self.partition,
             offset=offset,
             max_ts=max_ts,
             emitted_wm=self.emitted_wm,
-            resolution_ms=self.window.resolution_ms,
-            allowed_lateness_ms=self.window.allowed_lateness_ms,
-            counter_staleness_ms=self.window.counter_staleness_ms,
-            # Dropped entries are stale for any sample that can still land in a window.
-            counters=self.counters.base_entries(
-                max_ts
-                - self.window.counter_staleness_ms
-                - self.window.allowed_lateness_ms
-                - self.window.resolution_ms
-            ),
+            resolution_ms=w.resolution_ms,
+            allowed_lateness_ms=w.allowed_lateness_ms,
+            counter_staleness_ms=w.counter_staleness_ms,
+            counters=self.counters.base_entries(horizon),
             advances=self.advances.to_json(),
+            extra=extra,
         )
 
     def restore(self, checkpoint: Checkpoint) -> None:
-        """Start from a checkpoint: the caller then replays the partition from its offset."""
+        """Start from a checkpoint: the caller then replays the partition's own input from its
+        offset and the repartition stream from `forwarded_next_offset`."""
         start = resume_point(
             checkpoint,
             (
@@ -308,9 +420,15 @@ class PartitionAggregator:
             ),
             "resolution/lateness/counter staleness",
         )
-        self.max_ts, self.emitted_wm = start.max_ts, start.emitted_wm
+        self.clock.restore(start.max_ts, checkpoint.extra.get(CLOCK_CLAIMS))
+        self.emitted_wm = start.emitted_wm
         self.next_offset, self.advances = start.next_offset, IdleAdvances(start.advances)
         self.counters.restore(checkpoint.counters)
+        forward = checkpoint.extra.get(FORWARD_STATE) or {}
+        self.forwarded_next_offset = int(forward.get("offset", 0))
+        self.upstream = UpstreamWatermarks(
+            self.upstream.partitions, self.partition, forward.get("watermarks")
+        )
 
     @property
     def open_windows(self) -> int:

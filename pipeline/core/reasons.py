@@ -21,6 +21,8 @@ class Reason(StrEnum):
     LENGTH_MISMATCH = "length_mismatch"
     EMPTY_BATCH = "empty_batch"
     LATE = "late"
+    # A record in a worker's repartition topic that no worker wrote (producers must not write it).
+    UNEXPECTED_RECORD = "unexpected_record"
     INVALID_ROLLUP = "invalid_rollup"
     WRONG_RESOLUTION = "wrong_resolution"
     # Sinks (pipeline/sinks/): the store refused the record for good.

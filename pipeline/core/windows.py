@@ -1,27 +1,30 @@
-"""Open tumbling windows of one partition: a slot table with columnar aggregates and raw values.
+"""Open tumbling windows of one partition: a slot table with columnar aggregates.
 
 Each open (series, window) owns a slot. Count, min, max and the offset bookkeeping live in numpy
-columns indexed by slot, updated for a whole batch at once. Raw values are kept as appended
-(slot, value) chunks, filed by window start so that closing (or folding) a window touches only
-its own window's chunks, however many windows a long allowed lateness keeps open; they are
-only sorted when their window closes. The sum is taken then too, with
-math.fsum per fold chunk and over the rest (each correctly rounded, so independent of how the
-consumer batched the input): a running float sum would not be, and a replay must re-emit
-identical rollups.
+columns indexed by slot, updated for a whole batch at once. Raw values are held per input
+stream in a `ValueStore` (values.py): the partition's own samples and the samples forwarded to
+it by other partitions, each folded in its own log's order so a replay re-emits identical
+rollups however the two streams interleaved.
+
+Offsets: `first_offset` / `first_max_ts` are the first own-stream offset feeding a window and
+the partition's event-time clock just before it; `first_forwarded` the first offset of the
+forwarded stream feeding it. A checkpoint resumes each stream from the oldest of these.
 """
 
 from __future__ import annotations
 
-import itertools
-import math
 from collections import defaultdict
 from typing import Any, ClassVar
 
 import numpy as np
 
-from pipeline.core.digest import DigestConfig, build_digest
+from pipeline.core.digest import DigestConfig
+from pipeline.core.values import ValueStore
 
 _INT_MAX = np.iinfo(np.int64).max
+
+OWN = 0  # stream index: samples of the partition's own input
+FORWARDED = 1  # stream index: samples forwarded to it by other partitions
 
 
 class OpenWindows:
@@ -32,31 +35,27 @@ class OpenWindows:
         self._used = 0
         self.by_end: dict[int, list[int]] = defaultdict(list)
         self.count: np.ndarray
-        self.folded_sum: np.ndarray
         self.digestable: np.ndarray
         self.min: np.ndarray
         self.max: np.ndarray
-        self.raw: np.ndarray
         self.first_offset: np.ndarray
         self.first_max_ts: np.ndarray
+        self.first_forwarded: np.ndarray
         self.series: np.ndarray
         self.start: np.ndarray
         self.code: np.ndarray
+        self.values = (ValueStore(digest, capacity), ValueStore(digest, capacity))
         self._alloc(capacity)
-        # window start → ([slot chunk, ...], [value chunk, ...]), in arrival order
-        self._chunks: dict[int, tuple[list[np.ndarray], list[np.ndarray]]] = {}
-        self.digests: dict[int, Any] = {}
 
     # name → (dtype, value of a free slot)
     _COLUMNS: ClassVar[dict[str, tuple[Any, Any]]] = {
         "count": (np.int64, 0),
-        "folded_sum": (np.float64, 0.0),
         "digestable": (np.bool_, False),
         "min": (np.float64, np.inf),
         "max": (np.float64, -np.inf),
-        "raw": (np.int64, 0),
         "first_offset": (np.int64, _INT_MAX),
         "first_max_ts": (np.int64, 0),
+        "first_forwarded": (np.int64, _INT_MAX),
         "series": (np.int32, -1),
         "start": (np.int64, 0),
         "code": (np.int64, -1),
@@ -69,6 +68,8 @@ class OpenWindows:
             if old is not None:
                 grown[: len(old)] = old
             setattr(self, name, grown)
+        for store in self.values:
+            store.grow(capacity)
 
     def __len__(self) -> int:
         return len(self._slot_of)
@@ -82,8 +83,12 @@ class OpenWindows:
         first_offset: np.ndarray,
         first_max_ts: np.ndarray,
         digestable: np.ndarray,
+        stream: int = OWN,
     ) -> np.ndarray:
-        """Slot per distinct group code, opening windows that are new (arrays are per group)."""
+        """Slot per distinct group code, opening windows that are new (arrays are per group).
+
+        first_offset: each group's first offset in `stream`; first_max_ts: the partition's
+        clock before it (own stream only). Kept for windows that stream had not fed yet."""
         out = np.empty(len(codes), np.int64)
         slot_of = self._slot_of
         for i, code in enumerate(codes.tolist()):
@@ -94,11 +99,16 @@ class OpenWindows:
                 self.code[slot] = code
                 self.series[slot] = series[i]
                 self.start[slot] = starts[i]
-                self.first_offset[slot] = first_offset[i]
-                self.first_max_ts[slot] = first_max_ts[i]
                 self.digestable[slot] = digestable[i]
                 self.by_end[int(starts[i]) + resolution_ms].append(slot)
             out[i] = slot
+        # Offsets only grow within a stream, so the first one seen of a window is its oldest.
+        column = self.first_offset if stream == OWN else self.first_forwarded
+        unset = column[out] == _INT_MAX
+        if unset.any():
+            column[out[unset]] = first_offset[unset]
+            if stream == OWN:
+                self.first_max_ts[out[unset]] = first_max_ts[unset]
         return out
 
     def _new_slot(self) -> int:
@@ -114,100 +124,33 @@ class OpenWindows:
         slots: np.ndarray,
         values: np.ndarray,
         counted: tuple[np.ndarray, np.ndarray] | None = None,
+        stream: int = OWN,
     ) -> None:
-        """Keep each sample's value (counters: its increase) until its window closes.
+        """Keep each sample's value (counters: its increase) until its window closes, in the
+        store of the stream it came from (OWN or FORWARDED; see values.py)."""
+        self.values[stream].add(slots, values, self.start, self.digestable, counted)
 
-        A window past raw_limit values has its oldest values folded, in whole chunks of
-        raw_limit taken in arrival order, into a partial sum and (timers, gauges) its digest.
-        Chunk boundaries depend only on the partition's order, never on consumer batching, so a
-        replay reproduces the same sum to the last bit and the same digest.
-        counted: (distinct slots, number of values of each) when the caller has them already.
-        """
-        if len(values) == 0:
-            return
-        self._file(slots.astype(np.int32, copy=False), values)
-        touched, added = np.unique(slots, return_counts=True) if counted is None else counted
-        self.raw[touched] += added
-        limit = self.digest_config.raw_limit
-        if limit <= 0:
-            return
-        heavy = touched[self.raw[touched] >= limit]
-        if len(heavy):
-            self._fold(heavy, limit)
+    @property
+    def raw(self) -> np.ndarray:
+        """Values held per slot, both streams."""
+        return self.values[OWN].raw + self.values[FORWARDED].raw
 
-    def _fold(self, heavy: np.ndarray, limit: int) -> None:
-        picked_slots, picked_values = self._take(heavy)
-        order = np.argsort(picked_slots, kind="stable")  # stable: keeps arrival order per slot
-        picked_slots, picked_values = picked_slots[order], picked_values[order]
-        bounds = np.flatnonzero(np.diff(picked_slots)) + 1
-        keep_slots: list[np.ndarray] = []
-        keep_values: list[np.ndarray] = []
-        compression = self.digest_config.compression
-        for slot_ids, values in zip(
-            np.split(picked_slots, bounds), np.split(picked_values, bounds), strict=True
-        ):
-            slot = int(slot_ids[0])
-            whole = len(values) - len(values) % limit
-            for lo in range(0, whole, limit):
-                chunk = values[lo : lo + limit]
-                self.folded_sum[slot] += math.fsum(chunk.tolist())
-                if self.digestable[slot]:
-                    built = build_digest(chunk, compression)
-                    old = self.digests.get(slot)
-                    self.digests[slot] = built if old is None else old.merge(built)
-            keep_slots.append(slot_ids[whole:])
-            keep_values.append(values[whole:])
-            self.raw[slot] = len(values) - whole
-        for slot_ids, values in zip(keep_slots, keep_values, strict=True):
-            if len(values):
-                self._file(slot_ids, values)
+    @property
+    def folded_sum(self) -> np.ndarray:
+        """Sum of the values folded away per slot: own stream's, then forwarded (fixed order)."""
+        return self.values[OWN].folded_sum + self.values[FORWARDED].folded_sum
 
-    def _file(self, slots: np.ndarray, values: np.ndarray) -> None:
-        """Append (slot, value) pairs to the chunks of their windows, arrival order kept."""
-        starts = self.start[slots]
-        first, last = int(starts.min()), int(starts.max())
-        if first == last:
-            bins = [(first, slots, values)]
-        else:
-            order = np.argsort(starts, kind="stable")  # stable: keeps arrival order per window
-            starts, slots, values = starts[order], slots[order], values[order]
-            edges = [0, *(np.flatnonzero(np.diff(starts)) + 1).tolist(), len(starts)]
-            bins = [(int(starts[a]), slots[a:b], values[a:b]) for a, b in itertools.pairwise(edges)]
-        for start, slot_ids, vals in bins:
-            filed = self._chunks.get(start)
-            if filed is None:
-                self._chunks[start] = ([slot_ids], [vals])
-            else:
-                filed[0].append(slot_ids)
-                filed[1].append(vals)
+    def folded_digest(self, slot: int) -> Any:
+        """Digest of the values folded away from `slot` (None if none were): own stream's
+        merged with the forwarded stream's, always in that order."""
+        own = self.values[OWN].digests.get(slot)
+        forwarded = self.values[FORWARDED].digests.get(slot)
+        if own is None or forwarded is None:
+            return own if forwarded is None else forwarded
+        return own.merge(forwarded)
 
-    def _take(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Remove and return the raw (slot, value) pairs of the given slots, grouped by window
-        start (ascending), in arrival order within a window."""
-        wanted = np.zeros(len(self.count), dtype=bool)
-        wanted[slots] = True
-        taken_slots: list[np.ndarray] = []
-        taken_values: list[np.ndarray] = []
-        for start in np.unique(self.start[slots]).tolist():
-            filed = self._chunks.pop(start, None)
-            if filed is None:
-                continue
-            all_slots = np.concatenate(filed[0])
-            all_values = np.concatenate(filed[1])
-            hit = wanted[all_slots]
-            if hit.all():
-                taken_slots.append(all_slots)
-                taken_values.append(all_values)
-                continue
-            taken_slots.append(all_slots[hit])
-            taken_values.append(all_values[hit])
-            if not hit.any():
-                self._chunks[start] = ([all_slots], [all_values])
-            else:
-                self._chunks[start] = ([all_slots[~hit]], [all_values[~hit]])
-        if not taken_slots:
-            return np.empty(0, np.int32), np.empty(0, np.float64)
-        return np.concatenate(taken_slots), np.concatenate(taken_values)
+    def has_folded_digest(self, slot: int) -> bool:
+        return any(slot in store.digests for store in self.values)
 
     def take_closing(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Remove the raw values of the given slots; returns them grouped in the order of
@@ -217,7 +160,9 @@ class OpenWindows:
         Equal values are ordered by their bits (-0.0 before 0.0), so the result never depends
         on the order the values were held in.
         """
-        picked_slots, picked_values = self._take(slots)
+        parts = [store.take(slots, self.start, len(self.count)) for store in self.values]
+        picked_slots = np.concatenate([p[0] for p in parts])
+        picked_values = np.concatenate([p[1] for p in parts])
         rank = np.zeros(len(self.count), np.int16 if len(slots) < 2**15 else np.int32)
         rank[slots] = np.arange(len(slots))
         bits = picked_values.view(np.int64)
@@ -230,17 +175,28 @@ class OpenWindows:
     def release(self, slots: np.ndarray) -> None:
         for slot in slots.tolist():
             del self._slot_of[int(self.code[slot])]
-            self.digests.pop(slot, None)
             self._free.append(slot)
+        for store in self.values:
+            store.release(slots)
         for name, (_, fill) in self._COLUMNS.items():
             getattr(self, name)[slots] = fill
 
     def oldest(self) -> tuple[int, int] | None:
-        """(first offset, max_ts before it) of the open window that reaches furthest back."""
+        """(first own-stream offset, max_ts before it) of the open window that reaches furthest
+        back in the partition's own input; None if no open window holds own input."""
         if not self._slot_of:
             return None
         slot = int(np.argmin(self.first_offset[: self._used]))
+        if self.first_offset[slot] == _INT_MAX:
+            return None
         return int(self.first_offset[slot]), int(self.first_max_ts[slot])
 
+    def oldest_forwarded(self) -> int | None:
+        """First forwarded-stream offset that an open window still needs (None: none does)."""
+        if not self._slot_of:
+            return None
+        first = int(self.first_forwarded[: self._used].min())
+        return None if first == _INT_MAX else first
+
     def raw_values_held(self) -> int:
-        return sum(len(c) for _, values in self._chunks.values() for c in values)
+        return sum(store.held() for store in self.values)

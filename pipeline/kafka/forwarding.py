@@ -1,10 +1,15 @@
-"""Samples that arrived on a partition that does not own their series.
+"""The repartition topic: samples on their way to the partition that owns their series, and
+the partitions' watermarks.
 
 The owner of a series is the partition Kafka's default (murmur2) partitioner picks for its key
-"<service>|<region>". A sample produced with another key, or by a client with another
-partitioner, is re-produced to its owner with a header naming where it came from. The owner drops
+"<service>|<region>". A sample that another partitioner (or another key) put elsewhere is judged
+on time or late there, against that partition's clock, and if on time re-produced to the
+owner's partition of the repartition topic, with a header naming where it came from. Each
+partition also sends every other partition its watermark (see core/upstream.py). The owner drops
 a forwarded record it has seen before (a replaying source forwards again), which it can tell
 because one source partition's forwards reach it in source-offset order.
+
+Only workers write the repartition topic; records without the headers below are dead-lettered.
 """
 
 from __future__ import annotations
@@ -16,9 +21,13 @@ import numpy as np
 import orjson
 
 from pipeline.core.columns import SampleColumns
+from pipeline.core.reasons import Reason
 from pipeline.core.series import SeriesTable
+from pipeline.core.validate import Reject
 
 FORWARD_HEADER = "mp-fwd"
+WATERMARK_HEADER = "mp-wm"
+EXCERPT_BYTES = 512
 
 
 # A forwarded record carries at most this many samples, so that even samples with large label
@@ -26,22 +35,43 @@ FORWARD_HEADER = "mp-fwd"
 SAMPLES_PER_FORWARD = 500
 
 
-def parse_forward_header(headers: Any) -> tuple[int, tuple[int, int]] | None:
-    """(source partition, (source offset, part)) of a forwarded record, else None.
+def parse_repartition_headers(headers: Any) -> tuple[str, tuple[int, ...]]:
+    """What a repartition record is: ("samples", (source partition, source offset, part)),
+    ("watermark", (source partition, watermark)) or ("unexpected", ()).
 
     headers: what confluent-kafka's Message.headers() returns (a list of (name, bytes) or None).
-    A header that does not parse is treated as absent: the record is then ordinary input.
     """
-    if not headers:
-        return None
-    for name, value in headers:
-        if name == FORWARD_HEADER and isinstance(value, bytes):
-            try:
-                source_partition, source_offset, part = (int(x) for x in value.split(b":"))
-            except ValueError:
-                return None
-            return source_partition, (source_offset, part)
-    return None
+    for name, value in headers or ():
+        if not isinstance(value, bytes) or name not in (FORWARD_HEADER, WATERMARK_HEADER):
+            continue
+        try:
+            numbers = tuple(int(x) for x in value.split(b":"))
+        except ValueError:
+            break
+        if name == FORWARD_HEADER and len(numbers) == 3:
+            return "samples", numbers
+        if name == WATERMARK_HEADER and len(numbers) == 2:
+            return "watermark", numbers
+        break
+    return "unexpected", ()
+
+
+def watermark_messages(source: int, watermark: int, partitions: int) -> list[dict[str, Any]]:
+    """One watermark record for each other partition of the repartition topic."""
+    header = [(WATERMARK_HEADER, f"{source}:{watermark}".encode())]
+    return [
+        {"partition": p, "value": b"", "headers": header} for p in range(partitions) if p != source
+    ]
+
+
+def unexpected_record(offset: int, value: bytes | None) -> Reject:
+    return Reject(
+        offset,
+        -1,
+        Reason.UNEXPECTED_RECORD,
+        "record in the repartition topic without a worker's header",
+        (value or b"")[:EXCERPT_BYTES],
+    )
 
 
 Position = tuple[int, int]  # (source offset, part)

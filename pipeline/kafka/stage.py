@@ -27,7 +27,7 @@ from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 from pipeline.core.checkpoint import Checkpoint
 from pipeline.core.decode import Reject
 from pipeline.core.rollup import Rollup
-from pipeline.errors import CheckpointError
+from pipeline.errors import CheckpointError, PipelineError
 from pipeline.kafka.admin import TopicSpec, ensure_present
 from pipeline.kafka.checkpoints import CheckpointStore
 from pipeline.kafka.clients import OutputProducer, consumer_config, producer_config
@@ -68,6 +68,8 @@ class OwnedPartition(Generic[StateT]):
     last_input_at: float = field(default_factory=time.monotonic)
     dirty: bool = True
     resume_from: int = -1  # checkpoint offset the first record should carry (-1: none)
+    received: bool = False  # input of its own was processed since assignment
+    checked_empty_at: float = 0.0  # last time an input-less partition's end was looked up
 
 
 class PartitionedStage(ABC, Generic[StateT]):
@@ -118,6 +120,38 @@ class PartitionedStage(ABC, Generic[StateT]):
     def _topics_ready(self, input_partitions: int) -> None:
         """Called once the input's partition count is known."""
 
+    def _quiet(
+        self, consumer: Consumer, partition: int, owned: OwnedPartition[StateT], now: float
+    ) -> bool:
+        """Whether the idle rule may advance the partition's clock now."""
+        return now - owned.last_input_at >= self._idle_after
+
+    def _after_idle_advance(self, partition: int, owned: OwnedPartition[StateT]) -> None:
+        """Called once an idle advance moved a partition's clock and emitted what it closed."""
+
+    def _side_topic(self, input_partitions: int) -> TopicSpec | None:
+        """A second input co-partitioned with the source (same partition count, same owner per
+        partition number), read into the same partition state; None: the stage has none."""
+        return None
+
+    def _process_side(
+        self,
+        partition: int,
+        owned: OwnedPartition[StateT],
+        batch: list[Message],
+        received_at: float,
+    ) -> None:
+        """Consume one partition's records of the side topic (in order)."""
+        raise NotImplementedError
+
+    def _side_offset(self, state: StateT) -> int:
+        """Next side-topic offset the state has not read yet (where to resume after restore)."""
+        raise NotImplementedError
+
+    def _side_offset_of(self, checkpoint: Checkpoint) -> int:
+        """Side-topic offset a checkpoint resumes from."""
+        raise NotImplementedError
+
     # -- set-up -----------------------------------------------------------------------------
 
     def _prepare_topics(self) -> None:
@@ -131,7 +165,16 @@ class PartitionedStage(ABC, Generic[StateT]):
             TopicSpec(s.deadletter_topic, n),
             TopicSpec(s.checkpoint_topic, n, config={"cleanup.policy": "compact"}),
         ]
+        side = self._side_topic(n)
+        if side is not None:
+            outputs.append(side)
         counts = ensure_present(s.bootstrap_servers, outputs, s.create_topics)
+        if side is not None and counts[side.name] != n:
+            raise PipelineError(
+                f"topic {side.name!r} has {counts[side.name]} partitions, but {s.source_topic!r} "
+                f"has {n}: they must be equal (each partition pairs with one of the other)"
+            )
+        self.side_topic = None if side is None else side.name
         self.rollup_owner = OwnerPartitions(counts[s.rollup_topic])
         self.checkpoints = CheckpointStore(
             s.bootstrap_servers,
@@ -146,6 +189,8 @@ class PartitionedStage(ABC, Generic[StateT]):
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         topic = self.settings.source_topic
+        side = [tp for tp in partitions if tp.topic == self.side_topic]
+        partitions = [tp for tp in partitions if tp.topic == topic]
         numbers = [tp.partition for tp in partitions]
         stored = self.checkpoints.read_latest(topic, numbers)
         self._refuse_commits_without_checkpoints(consumer, partitions, stored)
@@ -159,7 +204,14 @@ class PartitionedStage(ABC, Generic[StateT]):
             owned = OwnedPartition(state)
             owned.resume_from = -1 if checkpoint is None else checkpoint.offset
             self.owned[tp.partition] = owned
-        consumer.assign(partitions)
+        for tp in side:
+            paired = self.owned.get(tp.partition)
+            if paired is None:
+                # Only a non-range assignment strategy can split a pair: its records wait.
+                self._log.error("side partition without its input partition", partition=tp)
+                continue
+            tp.offset = self._side_offset(paired.state)
+        consumer.assign(partitions + side)
         self.metrics.assigned.set(len(self.owned))
         self.health.set_ready(True)
         self._log.info("assigned", partitions=numbers, resume={p: stored[p].offset for p in stored})
@@ -188,7 +240,8 @@ class PartitionedStage(ABC, Generic[StateT]):
             )
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        numbers = [tp.partition for tp in partitions if tp.partition in self.owned]
+        # A partition number once, whether its source or side partition (or both) is revoked.
+        numbers = sorted({tp.partition for tp in partitions if tp.partition in self.owned})
         if numbers and not self._failed:
             self._commit(consumer, numbers, force=True)
         for p in numbers:
@@ -210,12 +263,16 @@ class PartitionedStage(ABC, Generic[StateT]):
         self._prepare_topics()
         self.producer = OutputProducer(producer_config(s.bootstrap_servers, s.kafka_config))
         consumer = Consumer(
-            consumer_config(
-                s.bootstrap_servers, s.consumer_group, s.session_timeout_ms, s.kafka_config
-            )
+            {
+                **consumer_config(
+                    s.bootstrap_servers, s.consumer_group, s.session_timeout_ms, s.kafka_config
+                ),
+                # Range gives partition N of the source and of the side topic to one member.
+                "partition.assignment.strategy": "range",
+            }
         )
         consumer.subscribe(
-            [s.source_topic],
+            [s.source_topic] + ([self.side_topic] if self.side_topic else []),
             on_assign=self._on_assign,
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
@@ -255,6 +312,7 @@ class PartitionedStage(ABC, Generic[StateT]):
 
     def _handle(self, messages: list[Message], received_at: float) -> None:
         by_partition: dict[int, list[Message]] = defaultdict(list)
+        side: dict[int, list[Message]] = defaultdict(list)
         for msg in messages:
             err = msg.error()
             if err is not None:
@@ -263,8 +321,19 @@ class PartitionedStage(ABC, Generic[StateT]):
                 continue
             partition = msg.partition()
             if partition is not None:
-                by_partition[partition].append(msg)
+                if msg.topic() == self.side_topic:
+                    side[partition].append(msg)
+                else:
+                    by_partition[partition].append(msg)
         self.metrics.messages.inc(len(messages))
+        for partition, batch in side.items():
+            owned = self.owned.get(partition)
+            if owned is not None:
+                first = self._side_offset(owned.state)
+                batch = [m for m in batch if (m.offset() or 0) >= first]
+                if batch:
+                    owned.dirty = True
+                    self._process_side(partition, owned, batch, received_at)
         for partition, batch in by_partition.items():
             owned = self.owned.get(partition)
             if owned is not None:
@@ -272,6 +341,7 @@ class PartitionedStage(ABC, Generic[StateT]):
                 if batch:
                     self._note_replay_gap(partition, owned, batch)
                     owned.last_input_at = time.monotonic()
+                    owned.received = True
                     owned.dirty = True
                     self._process_partition(partition, owned, batch, received_at)
         self.metrics.open_windows.set(self.open_windows)
@@ -351,7 +421,7 @@ class PartitionedStage(ABC, Generic[StateT]):
         now = time.monotonic()
         for partition, owned in self.owned.items():
             state = owned.state
-            if now - owned.last_input_at < self._idle_after or not state.open_windows:
+            if not self._quiet(consumer, partition, owned, now):
                 continue
             tp = TopicPartition(self.settings.source_topic, partition)
             _, high = consumer.get_watermark_offsets(tp, cached=True)
@@ -364,14 +434,15 @@ class PartitionedStage(ABC, Generic[StateT]):
             self._write_checkpoint(partition, owned)
             self.producer.flush()
             self._emit(state.apply_idle_advance())
+            self._after_idle_advance(partition, owned)
             owned.dirty = True
             self._log.info("idle partition flushed", partition=partition)
 
-    def _write_checkpoint(self, partition: int, owned: OwnedPartition[StateT]) -> int:
+    def _write_checkpoint(self, partition: int, owned: OwnedPartition[StateT]) -> Checkpoint:
         checkpoint = owned.state.checkpoint()
         self._checkpoint_extra(partition, checkpoint)
         self.checkpoints.write(self.producer, checkpoint)
-        return checkpoint.offset
+        return checkpoint
 
     def _commit(self, consumer: Consumer, partitions: list[int], force: bool = False) -> None:
         started = time.perf_counter()
@@ -380,7 +451,15 @@ class PartitionedStage(ABC, Generic[StateT]):
             return
         self.producer.flush()  # outputs first: a checkpoint must never get ahead of them
         topic = self.settings.source_topic
-        offsets = [TopicPartition(topic, p, self._write_checkpoint(p, self.owned[p])) for p in todo]
+        offsets: list[TopicPartition] = []
+        for p in todo:
+            checkpoint = self._write_checkpoint(p, self.owned[p])
+            offsets.append(TopicPartition(topic, p, checkpoint.offset))
+            if self.side_topic is not None:
+                # Where the checkpoint resumes the side stream (lag monitoring only, like the
+                # source's committed offset: the checkpoint is what a new owner trusts).
+                side_offset = self._side_offset_of(checkpoint)
+                offsets.append(TopicPartition(self.side_topic, p, side_offset))
         self.producer.flush()
         try:
             consumer.commit(offsets=offsets, asynchronous=False)
@@ -388,6 +467,8 @@ class PartitionedStage(ABC, Generic[StateT]):
             self._log.warning("offset commit failed", error=str(exc))
         lag = 0
         for tp in offsets:
+            if tp.topic != topic:
+                continue
             owned = self.owned[tp.partition]
             owned.dirty = False
             lag += owned.state.next_offset - tp.offset

@@ -12,15 +12,21 @@ from dataclasses import dataclass
 from operator import methodcaller
 from typing import cast
 
-import numpy as np
-from confluent_kafka import Message
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
-from pipeline.core.aggregator import PartitionAggregator
+from pipeline.core.aggregator import FORWARD_STATE, PartitionAggregator, StepResult
 from pipeline.core.checkpoint import Checkpoint
-from pipeline.core.decode import Decoder
+from pipeline.core.decode import Decoder, Reject
 from pipeline.core.series import SeriesTable
+from pipeline.kafka.admin import TopicSpec
 from pipeline.kafka.deadletter import late_records, reject_records
-from pipeline.kafka.forwarding import ForwardDedup, forward_messages, parse_forward_header
+from pipeline.kafka.forwarding import (
+    ForwardDedup,
+    forward_messages,
+    parse_repartition_headers,
+    unexpected_record,
+    watermark_messages,
+)
 from pipeline.kafka.partitioner import OwnerPartitions
 from pipeline.kafka.stage import OwnedPartition, PartitionedStage
 from pipeline.observability import Health, WorkerMetrics
@@ -29,7 +35,7 @@ from pipeline.settings import WorkerSettings
 _VALUE = methodcaller("value")
 _OFFSET = methodcaller("offset")
 _TIMESTAMP = methodcaller("timestamp")
-_HEADERS = methodcaller("headers")
+NO_BOUNDARY = -(2**62)
 
 
 @dataclass(slots=True)
@@ -64,6 +70,7 @@ class RollupWorker(PartitionedStage[PartitionAggregator]):
         self.series = SeriesTable()
         self.decoder = Decoder(self.series, settings.limits())
         self.forwards: dict[int, ForwardDedup] = {}
+        self._sent_watermark: dict[int, int] = {}  # partition → last window boundary sent
         self.totals = Totals()
         # Records per consume(), adapted so a batch holds about batch_samples samples whatever
         # the encoding: a batch of 10,000 columnar records would hold millions of samples and
@@ -75,17 +82,39 @@ class RollupWorker(PartitionedStage[PartitionAggregator]):
         input_owner = OwnerPartitions(input_partitions)
         self.series.set_owner_function(lambda key: input_owner(key.encode()))
 
+    def _side_topic(self, input_partitions: int) -> TopicSpec | None:
+        # One partition owns every series: nothing is ever forwarded.
+        if input_partitions == 1:
+            return None
+        return TopicSpec(self.settings.repartition_topic_name, input_partitions)
+
     def _new_state(self, partition: int) -> PartitionAggregator:
         return PartitionAggregator(
-            self.settings.input_topic, partition, self.series, self.window, self.digest
+            self.settings.input_topic,
+            partition,
+            self.series,
+            self.window,
+            self.digest,
+            sources=self.input_partitions,
+            owners=self.series.owners,
+            clock=self.settings.clock(),
         )
+
+    def _side_offset(self, state: PartitionAggregator) -> int:
+        return state.forwarded_next_offset
+
+    def _side_offset_of(self, checkpoint: Checkpoint) -> int:
+        return int(checkpoint.extra[FORWARD_STATE]["offset"])
 
     def _restore_extra(self, partition: int, checkpoint: Checkpoint | None) -> None:
         stored = None if checkpoint is None else checkpoint.extra.get("forwarded")
         self.forwards[partition] = ForwardDedup(stored)
+        self._sent_watermark.pop(partition, None)
 
     def _checkpoint_extra(self, partition: int, checkpoint: Checkpoint) -> None:
-        checkpoint.extra["forwarded"] = self.forwards[partition].fold(checkpoint.offset)
+        forward = checkpoint.extra.get(FORWARD_STATE)
+        if forward is not None:
+            checkpoint.extra["forwarded"] = self.forwards[partition].fold(forward["offset"])
 
     def _handle(self, messages: list[Message], received_at: float) -> None:
         samples_before = self.totals.samples_in
@@ -102,6 +131,8 @@ class RollupWorker(PartitionedStage[PartitionAggregator]):
         wanted = int(self.settings.batch_samples / self._samples_per_record)
         self._batch_messages = max(8, min(self.settings.batch_size, wanted))
 
+    # -- the partition's own input ----------------------------------------------------------
+
     def _process_partition(
         self,
         partition: int,
@@ -110,15 +141,11 @@ class RollupWorker(PartitionedStage[PartitionAggregator]):
         received_at: float,
     ) -> None:
         topic = self.settings.input_topic
-        # C-level maps: this runs once per record at up to a million records a second.
+        # C-level maps: this runs once per record at up to a million records a second. Headers
+        # of input records are never read: nothing a producer sets can steer the pipeline.
         values: list[bytes | None] = list(map(_VALUE, batch))
         offsets: list[int] = list(map(_OFFSET, batch))
         times = [ts if kind else -1 for kind, ts in map(_TIMESTAMP, batch)]
-        forwarded_offsets: list[int] = []
-        if any(map(_HEADERS, batch)):
-            values, offsets, times, forwarded_offsets = self._accept_forwards(
-                self.forwards[partition], batch, values, offsets, times
-            )
         end_offset = cast(int, batch[-1].offset()) + 1
 
         decoded = self.decoder.decode_lists(values, offsets, times)
@@ -127,30 +154,18 @@ class RollupWorker(PartitionedStage[PartitionAggregator]):
         self.metrics.samples.inc(len(cols) + rejected)
         self.totals.samples_in += len(cols) + rejected
         self.totals.deadlettered += rejected
-        for key, value in reject_records(topic, partition, decoded.rejects, self.stage_name):
-            self.producer.produce(self.settings.deadletter_topic, value, key)
-        for r in decoded.rejects:
-            self.metrics.deadletter.labels(r.reason.value).inc(r.samples)
-
-        owners = self.series.owners(cols.series)
-        foreign = owners != partition
-        if forwarded_offsets and foreign.any():
-            # Forwarded records stay where they land, even if ownership changed meanwhile.
-            foreign &= ~np.isin(cols.offset, np.array(forwarded_offsets, np.int64))
-        if foreign.any():
-            timestamps = dict(zip(offsets, times, strict=True))
-            for record in forward_messages(
-                cols.take(foreign), owners[foreign], self.series, partition, timestamps
-            ):
-                self.producer.produce(topic, **record)
-            self.metrics.forwarded.inc(int(foreign.sum()))
-            self.totals.forwarded += int(foreign.sum())
-            cols = cols.take(~foreign)
+        self._dead_letter(partition, decoded.rejects)
 
         step = owned.state.process(cols, end_offset)
-        self.metrics.aggregated.inc(step.accepted)
-        self.totals.aggregated += step.accepted
-        self.metrics.replayed.inc(step.already_emitted)
+        foreign = step.foreign
+        if len(foreign):
+            timestamps = dict(zip(offsets, times, strict=True))
+            owners = self.series.owners(foreign.series)
+            for record in forward_messages(foreign, owners, self.series, partition, timestamps):
+                self.producer.produce(self.settings.repartition_topic_name, **record)
+            self.metrics.forwarded.inc(len(foreign))
+            self.totals.forwarded += len(foreign)
+        self._account(step)
         late = step.late
         if len(late):
             self.metrics.late.inc(len(late))
@@ -162,28 +177,106 @@ class RollupWorker(PartitionedStage[PartitionAggregator]):
                     self.producer.produce(self.settings.deadletter_topic, value, key)
                 self.metrics.deadletter.labels("late").inc(len(late))
         self._emit(step.rollups, received_at)
+        self._send_watermark(partition, owned.state)
 
-    def _accept_forwards(
+    def _account(self, step: StepResult) -> None:
+        self.metrics.aggregated.inc(step.accepted)
+        self.totals.aggregated += step.accepted
+        self.metrics.replayed.inc(step.already_emitted)
+
+    def _quiet(
         self,
-        forwards: ForwardDedup,
+        consumer: Consumer,
+        partition: int,
+        owned: OwnedPartition[PartitionAggregator],
+        now: float,
+    ) -> bool:
+        if super()._quiet(consumer, partition, owned, now):
+            return True
+        # A partition with no input of its own has no clock to wait for: it follows the other
+        # partitions' watermarks at once rather than holding their windows for idle_timeout.
+        # Its end comes from the fetch cache, or from the broker itself while the cache knows
+        # nothing yet (before a first fetch: then at most once a second).
+        if owned.received or self.input_partitions == 1:
+            return False
+        tp = TopicPartition(self.settings.input_topic, partition)
+        _, high = consumer.get_watermark_offsets(tp, cached=True)
+        if high is None or high < 0:
+            if now - owned.checked_empty_at < 1.0:
+                return False
+            owned.checked_empty_at = now
+            try:
+                _, high = consumer.get_watermark_offsets(tp, timeout=5, cached=False)
+            except KafkaException:
+                return False
+        return high is not None and 0 <= high <= owned.state.next_offset
+
+    def _after_idle_advance(
+        self, partition: int, owned: OwnedPartition[PartitionAggregator]
+    ) -> None:
+        self._send_watermark(partition, owned.state)
+
+    def _send_watermark(self, partition: int, state: PartitionAggregator) -> None:
+        """Tell every other partition how far this one's clock has come, once it passes a
+        window boundary (all an owner needs to know). Produced after this batch's forwards by
+        the same idempotent producer, so it reaches each owner after them."""
+        if self.input_partitions == 1:
+            return
+        watermark = state.source_watermark
+        boundary = watermark // self.window.resolution_ms
+        if boundary <= self._sent_watermark.get(partition, NO_BOUNDARY):
+            return
+        self._sent_watermark[partition] = boundary
+        topic = self.settings.repartition_topic_name
+        for record in watermark_messages(partition, watermark, self.input_partitions):
+            self.producer.produce(topic, **record)
+
+    # -- samples and watermarks forwarded by the other partitions ---------------------------
+
+    def _process_side(
+        self,
+        partition: int,
+        owned: OwnedPartition[PartitionAggregator],
         batch: list[Message],
-        values: list[bytes | None],
-        offsets: list[int],
-        times: list[int],
-    ) -> tuple[list[bytes | None], list[int], list[int], list[int]]:
-        """Drop forwarded records seen before; returns the rest and the forwarded offsets."""
-        keep_values: list[bytes | None] = []
-        keep_offsets: list[int] = []
-        keep_times: list[int] = []
-        forwarded: list[int] = []
-        for msg, value, offset, ts in zip(batch, values, offsets, times, strict=True):
-            source = parse_forward_header(msg.headers())
-            if source is not None:
-                if not forwards.accept(offset, *source):
+        received_at: float,
+    ) -> None:
+        forwards = self.forwards[partition]
+        values: list[bytes | None] = []
+        offsets: list[int] = []
+        times: list[int] = []
+        marks: list[tuple[int, int, int]] = []
+        unexpected: list[Reject] = []
+        for msg in batch:
+            offset = cast(int, msg.offset())
+            kind, parsed = parse_repartition_headers(msg.headers())
+            if kind == "watermark":
+                source, watermark = parsed
+                marks.append((offset, source, watermark))
+            elif kind == "samples":
+                if not forwards.accept(offset, parsed[0], (parsed[1], parsed[2])):
                     self.metrics.duplicate_forwards.inc()
                     continue
-                forwarded.append(offset)
-            keep_values.append(value)
-            keep_offsets.append(offset)
-            keep_times.append(ts)
-        return keep_values, keep_offsets, keep_times, forwarded
+                values.append(msg.value())
+                offsets.append(offset)
+                stamp_kind, stamp = msg.timestamp()
+                times.append(stamp if stamp_kind else -1)
+            else:
+                unexpected.append(unexpected_record(offset, msg.value()))
+        decoded = self.decoder.decode_lists(values, offsets, times)
+        # Forwarded samples were valid where they were produced: a reject here means the two
+        # workers disagree (other settings). Dead-lettered all the same, never dropped.
+        self._dead_letter_side(partition, [*decoded.rejects, *unexpected])
+        end_offset = cast(int, batch[-1].offset()) + 1
+        step = owned.state.process_forwarded(decoded.columns, marks, end_offset)
+        self._account(step)
+        self._emit(step.rollups, received_at)
+
+    def _dead_letter_side(self, partition: int, rejects: list[Reject]) -> None:
+        if not rejects:
+            return
+        topic = self.settings.repartition_topic_name
+        for key, value in reject_records(topic, partition, rejects, self.stage_name):
+            self.producer.produce(self.settings.deadletter_topic, value, key)
+        for r in rejects:
+            self.metrics.deadletter.labels(r.reason.value).inc(r.samples)
+            self.totals.deadlettered += r.samples

@@ -154,14 +154,15 @@ def expected_rollups(
     Cumulative counters: increase per (series, instance) in production order (which is each
     partition's order when producer keys match), a reset counting its new value, the first
     sample 0; a sample older than the newest one seen of its (series, instance) adds 0 and is
-    skipped. Late samples still move the previous value, as in the worker.
+    skipped. Late samples are skipped too: they leave the previous value alone, so the next
+    sample's increase covers them (as in the worker).
     """
     contribution = truth.value.copy()
     prev: dict[tuple[int, int], tuple[float, int]] = {}
     is_cumulative = np.array(
         [truth.series[int(k)].temporality == "cumulative" for k in truth.series_key]
     )
-    for i in np.flatnonzero(is_cumulative).tolist():
+    for i in np.flatnonzero(is_cumulative & ~truth.late).tolist():
         key = (int(truth.series_key[i]), int(truth.instance[i]))
         v, t = float(truth.value[i]), int(truth.ts[i])
         seen = prev.get(key)

@@ -523,6 +523,7 @@ def test_all_decoder_reasons_are_covered() -> None:
     # sinks' (tests/unit/sinks), the anomaly ones the alert bridge's (tests/unit/alerting).
     not_decoder = {
         Reason.LATE,
+        Reason.UNEXPECTED_RECORD,
         Reason.INVALID_ROLLUP,
         Reason.WRONG_RESOLUTION,
         Reason.STORE_REJECTED,

@@ -16,7 +16,7 @@ from pipeline.kafka.forwarding import (
     SAMPLES_PER_FORWARD,
     ForwardDedup,
     forward_messages,
-    parse_forward_header,
+    parse_repartition_headers,
 )
 
 from .helpers import BASE_MS, messages
@@ -86,8 +86,9 @@ def test_forwards_are_split_and_numbered() -> None:
         SAMPLES_PER_FORWARD,
         7,
     ]
-    positions = [parse_forward_header(r["headers"]) for r in records]
-    assert positions == [(0, (42, 0)), (0, (42, 1)), (0, (42, 2))]
+    parsed = [parse_repartition_headers(r["headers"]) for r in records]
+    assert parsed == [("samples", (0, 42, i)) for i in range(3)]
+    positions = [(source, (offset, part)) for _, (source, offset, part) in parsed]
     dedup = ForwardDedup()
     assert [dedup.accept(i, *p) for i, p in enumerate(positions) if p] == [True, True, True]
     # A replaying source forwards the same parts again: all dropped.
@@ -95,5 +96,5 @@ def test_forwards_are_split_and_numbered() -> None:
 
 
 @pytest.mark.parametrize("header", [b"garbage", b"1:2", b"x:y:z", b""])
-def test_unparsable_forward_header_is_ordinary_input(header: bytes) -> None:
-    assert parse_forward_header([("mp-fwd", header)]) is None
+def test_unparsable_repartition_header_is_unexpected(header: bytes) -> None:
+    assert parse_repartition_headers([("mp-fwd", header)]) == ("unexpected", ())
