@@ -17,6 +17,11 @@ Design (why it looks like this):
   as statsd and OpenTelemetry clients do) or refused with `BufferFullError` (`on_full="raise"`).
   Records librdkafka cannot take yet (its own queue is bounded by `queue.buffering.max.kbytes`)
   stay in the buffer and go out first at the next flush, so order per series is kept.
+- **Records never span much event time.** The worker judges lateness in partition order, so a
+  record holding a minute of one series followed by one holding the same minute of another
+  would make the second late. A flush is forced when the buffered timestamps span more than
+  `flush_span_ms` (2 s; the worker allows 5 s of lateness) — which only happens when a caller
+  replays history faster than real time.
 - **Validated at the call**: `InvalidSampleError` for anything the worker would dead-letter.
 - **Thread-safe**: one lock around validation and buffering; flushes are serialized.
 """
@@ -99,7 +104,8 @@ class MetricsProducer:
 
     `service`, `region`, `instance` and `labels` are defaults for every sample (per-call labels
     are merged over them). `encoding` is "columnar" (default) or "array"; a record holds at most
-    `max_batch_samples` samples and `max_record_bytes` bytes. `config` adds or overrides
+    `max_batch_samples` samples and `max_record_bytes` bytes; a flush is forced before a sample
+    whose ts is more than `flush_span_ms` from the first one buffered. `config` adds or overrides
     librdkafka settings (SASL, TLS, `partitioner`, ...). `limits` must match the worker's if it
     runs with non-default `max_labels`, `max_age` or `max_future`.
     """
@@ -119,6 +125,7 @@ class MetricsProducer:
         on_full: OnFull = "drop",
         max_batch_samples: int = 1_000,
         max_record_bytes: int = 1_000_000,
+        flush_span_ms: int = 2_000,
         config: Mapping[str, Any] | None = None,
         limits: DecodeLimits | None = None,
         clock: Callable[[], int] = now_ms,
@@ -134,6 +141,8 @@ class MetricsProducer:
         self.labels = dict(labels or {})
         self.max_buffered_samples = max_buffered_samples
         self.on_full = on_full
+        self.flush_span_ms = flush_span_ms
+        self._span_start: int | None = None  # ts of the first sample since the last drain
         self._clock = clock
         self._checker = SampleChecker(limits)
         self._batcher = make_batcher(encoding, max_batch_samples, max_record_bytes)
@@ -255,9 +264,13 @@ class MetricsProducer:
         if item.get("ts") is None:
             item["ts"] = now
         with self._lock:
-            if self._closed:
-                raise ClientClosedError("MetricsProducer is closed")
+            self._raise_if_closed()
             sample = self._checker.check(item, now)
+            start = self._span_start
+        if start is not None and abs(sample.ts - start) > self.flush_span_ms:
+            self._flush_once(None)  # in the caller: only a replay of history gets here
+        with self._lock:
+            self._raise_if_closed()
             counts = self._counts
             if counts["buffered"] >= self.max_buffered_samples:
                 if self.on_full == "raise":
@@ -268,10 +281,16 @@ class MetricsProducer:
                 counts["dropped"] += 1
                 return
             self._batcher.add(sample)
+            if self._span_start is None:
+                self._span_start = sample.ts
             counts["accepted"] += 1
             counts["buffered"] += 1
             if counts["buffered"] * 2 == self.max_buffered_samples:
                 self._wake.set()  # half full: flush now rather than at the next interval
+
+    def _raise_if_closed(self) -> None:
+        if self._closed:
+            raise ClientClosedError("MetricsProducer is closed")
 
     # -- flushing -------------------------------------------------------------------------
 
@@ -326,6 +345,7 @@ class MetricsProducer:
         with self._flush_lock:
             with self._lock:
                 self._backlog.extend(self._batcher.drain())
+                self._span_start = None
             timestamp = self._clock()
             while self._backlog:
                 record = self._backlog[0]

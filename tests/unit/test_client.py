@@ -336,6 +336,18 @@ def test_background_thread_flushes_without_being_asked() -> None:
     metrics.close(timeout=0.1)
 
 
+def test_a_replay_of_history_is_flushed_every_flush_span() -> None:
+    metrics = MetricsProducer(
+        closed_port(), service="s", region="r", flush_interval=None, config=QUIET,
+        flush_span_ms=2_000, clock=lambda: NOW,
+    )  # fmt: skip
+    for second in range(10):
+        metrics.gauge("g", float(second), ts=NOW - 60_000 + second * 1_000)
+    # ts 0,1,2 s | 3,4,5 | 6,7,8 went out as the span passed 2 s; 9 waits for a flush.
+    assert (metrics.stats().records, metrics.stats().buffered) == (3, 1)
+    metrics.close(timeout=0.1)
+
+
 def test_concurrent_callers_keep_every_sample_in_order() -> None:
     metrics = MetricsProducer(
         closed_port(), service="s", region="r", flush_interval=None, config=QUIET,
