@@ -11,12 +11,8 @@ See docs/producing.md for batching, buffering, partitioning and the error behavi
 """
 
 from pipeline.client.batches import Encoding
-from pipeline.client.producer import (
-    BufferFullError,
-    ClientClosedError,
-    MetricsProducer,
-    ProducerStats,
-)
+from pipeline.client.errors import BufferFullError, ClientClosedError, ProducerStats
+from pipeline.client.producer import MetricsProducer
 from pipeline.client.validation import InvalidSampleError
 
 __all__ = [

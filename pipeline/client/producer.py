@@ -34,45 +34,20 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from pipeline.client.batches import Encoding, Record, make_batcher
-from pipeline.client.validation import SampleChecker, check_fields
+from pipeline.client.errors import BufferFullError, ClientClosedError, ProducerStats
+from pipeline.client.validation import CheckedSample, SampleChecker, check_fields
 from pipeline.core.validate import DecodeLimits
-from pipeline.errors import PipelineError
 
 __all__ = ["BufferFullError", "ClientClosedError", "MetricsProducer", "ProducerStats"]
 
 OnFull = Literal["drop", "raise"]
 Temporality = Literal["delta", "cumulative"]
-
-
-class BufferFullError(PipelineError):
-    """The client buffer holds `max_buffered_samples` samples (Kafka is down or too slow)."""
-
-
-class ClientClosedError(PipelineError):
-    """A sample was recorded after `close()`."""
-
-
-@dataclass(frozen=True)
-class ProducerStats:
-    """Sample counts since the producer was created.
-
-    accepted = buffered + in_flight + delivered + failed (dropped samples were never accepted).
-    """
-
-    accepted: int  # validated and buffered
-    dropped: int  # refused because the buffer was full (on_full="drop")
-    buffered: int  # waiting in this client
-    in_flight: int  # handed to librdkafka, not yet acknowledged by Kafka
-    delivered: int  # acknowledged by Kafka
-    failed: int  # delivery failed (e.g. Kafka unreachable for message.timeout.ms)
-    records: int  # Kafka records handed to librdkafka
 
 
 def now_ms() -> int:
@@ -264,33 +239,37 @@ class MetricsProducer:
         if item.get("ts") is None:
             item["ts"] = now
         with self._lock:
-            self._raise_if_closed()
+            if self._closed:
+                raise ClientClosedError("MetricsProducer is closed")
             sample = self._checker.check(item, now)
             start = self._span_start
-        if start is not None and abs(sample.ts - start) > self.flush_span_ms:
-            self._flush_once(None)  # in the caller: only a replay of history gets here
-        with self._lock:
-            self._raise_if_closed()
-            counts = self._counts
-            if counts["buffered"] >= self.max_buffered_samples:
-                if self.on_full == "raise":
-                    raise BufferFullError(
-                        f"{counts['buffered']} samples buffered (max_buffered_samples); "
-                        f"Kafka unreachable or slow: {self.last_error}"
-                    )
-                counts["dropped"] += 1
+            if start is None or abs(sample.ts - start) <= self.flush_span_ms:
+                self._buffer(sample)
                 return
-            self._batcher.add(sample)
-            if self._span_start is None:
-                self._span_start = sample.ts
-            counts["accepted"] += 1
-            counts["buffered"] += 1
-            if counts["buffered"] * 2 == self.max_buffered_samples:
-                self._wake.set()  # half full: flush now rather than at the next interval
+        self._flush_once(None)  # in the caller: only a replay of history gets here
+        with self._lock:
+            if self._closed:
+                raise ClientClosedError("MetricsProducer is closed")
+            self._buffer(sample)
 
-    def _raise_if_closed(self) -> None:
-        if self._closed:
-            raise ClientClosedError("MetricsProducer is closed")
+    def _buffer(self, sample: CheckedSample) -> None:
+        """Add a validated sample, or drop or refuse it when the buffer is full (lock held)."""
+        counts = self._counts
+        if counts["buffered"] >= self.max_buffered_samples:
+            if self.on_full == "raise":
+                raise BufferFullError(
+                    f"{counts['buffered']} samples buffered (max_buffered_samples); "
+                    f"Kafka unreachable or slow: {self.last_error}"
+                )
+            counts["dropped"] += 1
+            return
+        self._batcher.add(sample)
+        if self._span_start is None:
+            self._span_start = sample.ts
+        counts["accepted"] += 1
+        counts["buffered"] += 1
+        if counts["buffered"] * 2 == self.max_buffered_samples:
+            self._wake.set()  # half full: flush now rather than at the next interval
 
     # -- flushing -------------------------------------------------------------------------
 
