@@ -258,7 +258,7 @@ def load(
     bootstrap_servers: BootstrapOpt = None,
     topic: Annotated[
         Optional[str],  # noqa: UP045
-        typer.Option(help="Raw topic [default: the settings' input_topic, metrics.raw]."),
+        typer.Option(help="Raw topic (default: input_topic from --config or env, metrics.raw)."),
     ] = None,
     samples: Annotated[int, typer.Option(help="Valid samples to send.")] = 300_000,
     services: Annotated[int, typer.Option()] = 10,
@@ -272,7 +272,7 @@ def load(
     seed: Annotated[int, typer.Option()] = 7,
     partitions: Annotated[
         Optional[int],  # noqa: UP045
-        typer.Option(help="Used when the topic must be created [default: topic_partitions, 8]."),
+        typer.Option(help="Used when the topic must be created (default: topic_partitions, 8)."),
     ] = None,
     partitioner: Annotated[
         str,
@@ -294,11 +294,10 @@ def load(
         typer.Option(help="Also write the manifest (exact counts) to this JSON file."),
     ] = None,
 ) -> None:
-    """Generate a deterministic workload, produce it, print the manifest (JSON) of what was sent.
-
-    Kafka settings as for the worker (flags > METRICS_PIPELINE_* env > --config): the bootstrap
-    servers, `kafka_config` (librdkafka settings such as SASL/TLS for the producer), and the
-    worker's `input_topic` and `topic_partitions` as defaults for --topic and --partitions."""
+    """Generate a deterministic workload, produce it, print the manifest (JSON) of what was sent."""
+    # Settings as the worker reads them (flags > env > --config): bootstrap servers, kafka_config
+    # (librdkafka settings for the producer, e.g. SASL) and input_topic / topic_partitions as
+    # the defaults of --topic / --partitions, so one file serves both.
     import orjson
 
     from pipeline.errors import ConfigError
