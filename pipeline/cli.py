@@ -303,11 +303,7 @@ def load(
     from pipeline.errors import ConfigError
     from pipeline.kafka.admin import TopicSpec, ensure_topics
     from pipeline.loadgen.build import generate
-    from pipeline.loadgen.partitioning import (
-        KEY_FORMATS,
-        partitioner_choice,
-        rekeyed,
-    )
+    from pipeline.loadgen.partitioning import KEY_FORMATS, partitioner_choice, rekeyed
     from pipeline.loadgen.produce import produce
     from pipeline.loadgen.spec import MalformedCounts, WorkloadSpec
     from pipeline.settings import WorkerSettings, load_settings
@@ -323,6 +319,8 @@ def load(
         choice = partitioner_choice(partitioner)
         if key_format not in KEY_FORMATS:
             raise ConfigError(f"--key-format must be one of {', '.join(KEY_FORMATS)}")
+        if "partitioner" in settings.kafka_config:  # the manifest must name what was used
+            raise ConfigError("set the partitioner with --partitioner, not in kafka_config")
         spec = WorkloadSpec(
             seed=seed,
             services=services,

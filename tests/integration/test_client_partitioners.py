@@ -84,3 +84,6 @@ def test_load_command_reads_env_and_config_and_reports_its_partitioner(
 
     bad = CliRunner().invoke(app, ["load", "--config", str(config), "--partitioner", "crc64"])
     assert bad.exit_code == 2 and "unknown partitioner" in bad.output
+    config.write_text("kafka_config:\n  partitioner: murmur2\n")  # would contradict the manifest
+    bad = CliRunner().invoke(app, ["load", "--config", str(config)])
+    assert bad.exit_code == 2 and "--partitioner" in bad.output
