@@ -254,10 +254,12 @@ def broker(
 
 @app.command()
 def load(
-    bootstrap_servers: Annotated[str, typer.Option(help="Kafka bootstrap servers.")] = (
-        "localhost:9092"
-    ),
-    topic: Annotated[str, typer.Option(help="Raw topic.")] = "metrics.raw",
+    config: ConfigOpt = None,
+    bootstrap_servers: BootstrapOpt = None,
+    topic: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(help="Raw topic (default: input_topic from --config or env, metrics.raw)."),
+    ] = None,
     samples: Annotated[int, typer.Option(help="Valid samples to send.")] = 300_000,
     services: Annotated[int, typer.Option()] = 10,
     regions: Annotated[int, typer.Option()] = 4,
@@ -268,21 +270,57 @@ def load(
     malformed_each: Annotated[int, typer.Option(help="Bad messages of every kind.")] = 0,
     mismatched_key_fraction: Annotated[float, typer.Option()] = 0.0,
     seed: Annotated[int, typer.Option()] = 7,
-    partitions: Annotated[int, typer.Option(help="Used when the topic must be created.")] = 8,
+    partitions: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option(help="Used when the topic must be created (default: topic_partitions, 8)."),
+    ] = None,
+    partitioner: Annotated[
+        str,
+        typer.Option(
+            help="Imitate a producer: consistent_random (librdkafka's default: Python, Go, "
+            ".NET, C), murmur2_random (Java, kafkajs: no forwarding), random, fnv1a (sarama), "
+            "null-key (no key at all)."
+        ),
+    ] = "consistent_random",
+    key_format: Annotated[
+        str,
+        typer.Option(
+            help="Record keys: service-region (the contract), instance (the reporting "
+            "process), constant (one key)."
+        ),
+    ] = "service-region",
     manifest: Annotated[
         Optional[Path],  # noqa: UP045
         typer.Option(help="Also write the manifest (exact counts) to this JSON file."),
     ] = None,
 ) -> None:
     """Generate a deterministic workload, produce it, print the manifest (JSON) of what was sent."""
+    # Settings as the worker reads them (flags > env > --config): bootstrap servers, kafka_config
+    # (librdkafka settings for the producer, e.g. SASL) and input_topic / topic_partitions as
+    # the defaults of --topic / --partitions, so one file serves both.
     import orjson
 
+    from pipeline.errors import ConfigError
     from pipeline.kafka.admin import TopicSpec, ensure_topics
     from pipeline.loadgen.build import generate
+    from pipeline.loadgen.partitioning import KEY_FORMATS, partitioner_choice, rekeyed
     from pipeline.loadgen.produce import produce
     from pipeline.loadgen.spec import MalformedCounts, WorkloadSpec
+    from pipeline.settings import WorkerSettings, load_settings
 
     try:
+        settings = load_settings(
+            WorkerSettings,
+            config,
+            bootstrap_servers=bootstrap_servers,
+            input_topic=topic,
+            topic_partitions=partitions,
+        )
+        choice = partitioner_choice(partitioner)
+        if key_format not in KEY_FORMATS:
+            raise ConfigError(f"--key-format must be one of {', '.join(KEY_FORMATS)}")
+        if "partitioner" in settings.kafka_config:  # the manifest must name what was used
+            raise ConfigError("set the partitioner with --partitioner, not in kafka_config")
         spec = WorkloadSpec(
             seed=seed,
             services=services,
@@ -295,12 +333,22 @@ def load(
             mismatched_key_fraction=mismatched_key_fraction,
             malformed=MalformedCounts.each(malformed_each),
         )
-        ensure_topics(bootstrap_servers, [TopicSpec(topic, partitions)])
+        servers = settings.bootstrap_servers
+        ensure_topics(servers, [TopicSpec(settings.input_topic, settings.topic_partitions)])
         workload = generate(spec)
-        stats = produce(bootstrap_servers, topic, workload.messages())
+        stats = produce(
+            servers,
+            settings.input_topic,
+            rekeyed(workload.messages(), key_format),
+            config=settings.kafka_config,
+            partitioner=choice,
+        )
     except PipelineError as exc:
         raise _fail(exc) from exc
     body = workload.manifest.to_dict()
+    body["partitioner"] = choice.name
+    body["librdkafka_partitioner"] = choice.librdkafka
+    body["key_format"] = key_format if choice.keyed else "none"
     body["produce_seconds"] = round(stats.seconds, 3)
     text = orjson.dumps(body, option=orjson.OPT_INDENT_2).decode()
     if manifest is not None:

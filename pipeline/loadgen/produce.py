@@ -10,6 +10,7 @@ from typing import Any
 from confluent_kafka import KafkaError, Producer
 
 from pipeline.errors import PipelineError
+from pipeline.loadgen.partitioning import PartitionerChoice, partitioner_choice
 from pipeline.loadgen.spec import Message
 
 __all__ = ["ProduceError", "ProduceStats", "produce", "producer_config"]
@@ -32,12 +33,18 @@ class ProduceStats:
         return self.messages / self.seconds if self.seconds > 0 else 0.0
 
 
-def producer_config(bootstrap_servers: str, **overrides: Any) -> dict[str, Any]:
-    """librdkafka settings for load generation; `overrides` use librdkafka names with _ for ."""
+def producer_config(
+    bootstrap_servers: str, partitioner: str = "murmur2_random", **overrides: Any
+) -> dict[str, Any]:
+    """librdkafka settings for load generation; `overrides` use librdkafka names with _ for .
+
+    `partitioner` is librdkafka's setting. The default, Java-compatible murmur2, puts every
+    record on the partition that owns its series (no forwarding), which is what the worker
+    benchmarks measure; `metrics-pipeline load --partitioner` imitates other clients.
+    """
     conf: dict[str, Any] = {
         "bootstrap.servers": bootstrap_servers,
-        # Java-compatible key hashing: the workers' partition ownership rule relies on it.
-        "partitioner": "murmur2_random",
+        "partitioner": partitioner,
         "linger.ms": 20,
         "batch.num.messages": 100_000,
         "batch.size": 1_048_576,
@@ -64,30 +71,34 @@ def produce(
     progress_every: int = 100_000,
     config: Mapping[str, Any] | None = None,
     flush_timeout_s: float = 300.0,
+    partitioner: PartitionerChoice | str = "murmur2_random",
 ) -> ProduceStats:
     """Produce `messages` in order with their keys and timestamps; wait until all are delivered.
 
     `progress(n)` is called after every `progress_every` messages handed to the client (n = count
-    so far). `config` entries (librdkafka names) override `producer_config`. Raises ProduceError if
+    so far). `config` entries (librdkafka names) override `producer_config`. `partitioner` is a
+    `PARTITIONERS` name or choice; one that is not keyed drops every key. Raises ProduceError if
     any message failed or was still undelivered after `flush_timeout_s` seconds.
     """
+    choice = partitioner_choice(partitioner) if isinstance(partitioner, str) else partitioner
     errors: list[KafkaError] = []
 
     def on_delivery(err: KafkaError | None, _msg: object) -> None:
         if err is not None:
             errors.append(err)
 
-    conf = producer_config(bootstrap_servers)
+    conf = producer_config(bootstrap_servers, choice.librdkafka)
     conf.update(config or {})
     conf["on_delivery"] = on_delivery
     producer = Producer(conf)
     send = producer.produce
+    keyed = choice.keyed
     count = size = 0
     started = time.perf_counter()
     for key, value, timestamp_ms in messages:
         while True:
             try:
-                send(topic, value, key, timestamp=timestamp_ms)
+                send(topic, value, key if keyed else None, timestamp=timestamp_ms)
                 break
             except BufferError:  # local queue full: let librdkafka send, then retry
                 producer.poll(0.05)

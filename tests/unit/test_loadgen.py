@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import zlib
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from functools import cache
@@ -19,6 +20,7 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
 from pipeline.errors import ConfigError
+from pipeline.kafka.partitioner import owner_partition
 from pipeline.loadgen import (
     CUMULATIVE,
     MalformedCounts,
@@ -28,6 +30,14 @@ from pipeline.loadgen import (
     build_messages,
     generate,
     generate_columns,
+)
+from pipeline.loadgen.partitioning import (
+    PARTITIONERS,
+    fnv1a_32,
+    partition_of,
+    partitioner_choice,
+    rekeyed,
+    sarama_hash_partition,
 )
 from pipeline.loadgen.produce import producer_config
 
@@ -398,3 +408,70 @@ def test_producer_config_is_java_compatible_and_fits_oversize_messages() -> None
     assert conf["enable.idempotence"] is True
     assert conf["message.max.bytes"] > WorkloadSpec().oversize_bytes
     assert conf["linger.ms"] == 5
+    assert producer_config("localhost:9092", "fnv1a_random")["partitioner"] == "fnv1a_random"
+
+
+# -- partitioners and keys: what `metrics-pipeline load --partitioner/--key-format` sends ------
+
+# |int32(FNV-1a)| of Go's hash/fnv for these keys: the vectors librdkafka's fnv1a test checks.
+GO_FNV1A_ABS = {
+    b"kafka": 0x0D33C4E1,
+    b"giberish123456789": 0x77A58295,
+    b"1234": 0x023BDD03,
+    b"": 0x7EE3623B,
+}
+
+
+def as_int32(unsigned: int) -> int:
+    return unsigned - 2**32 if unsigned >= 2**31 else unsigned
+
+
+def test_fnv1a_matches_go_and_sarama_takes_the_absolute_remainder() -> None:
+    assert fnv1a_32(b"") == 0x811C9DC5  # the FNV offset basis
+    for key, expected in GO_FNV1A_ABS.items():
+        assert abs(as_int32(fnv1a_32(key))) == expected
+    keys = [f"svc-{i}|region-{i % 5}".encode() for i in range(200)]
+    for key in keys:
+        # Go's % keeps the dividend's sign, like C's fmod; sarama then negates a negative result.
+        assert sarama_hash_partition(key, 7) == abs(int(math.fmod(as_int32(fnv1a_32(key)), 7)))
+    # Not Java's rule (mask the sign bit, then the remainder): they differ for negative hashes.
+    assert any((fnv1a_32(k) & 0x7FFFFFFF) % 7 != sarama_hash_partition(k, 7) for k in keys)
+
+
+def test_partition_of_each_choice() -> None:
+    key = b"checkout|eu-west-1"
+    assert partition_of(PARTITIONERS["murmur2_random"], key, 8) == owner_partition(key, 8)
+    assert partition_of(PARTITIONERS["consistent_random"], key, 8) == zlib.crc32(key) % 8
+    assert partition_of(PARTITIONERS["fnv1a"], key, 8) == sarama_hash_partition(key, 8)
+    assert partition_of(PARTITIONERS["consistent_random"], b"", 8) is None  # spread like null
+    assert partition_of(PARTITIONERS["random"], key, 8) is None
+    assert partition_of(PARTITIONERS["null-key"], key, 8) is None
+    assert PARTITIONERS["fnv1a"].librdkafka == "fnv1a_random"
+    assert not PARTITIONERS["null-key"].keyed
+    with pytest.raises(ConfigError, match="murmur2_random"):
+        partitioner_choice("murmur3")
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_rekeying_changes_keys_only(encoding: str) -> None:
+    spec = WorkloadSpec(seed=3, services=2, regions=2, samples=2_000, encoding=encoding,
+                        malformed=MalformedCounts.each(1))  # fmt: skip
+    original = list(build_messages(spec))
+    assert list(rekeyed(original, "service-region")) == original
+    constant = list(rekeyed(original, "constant"))
+    assert {m.key for m in constant} == {b"metrics"}
+    by_instance = list(rekeyed(original, "instance"))
+    checked = 0
+    for before, after in zip(original, by_instance, strict=True):
+        assert (after.value, after.timestamp_ms) == (before.value, before.timestamp_ms)
+        try:
+            doc = orjson.loads(before.value)
+        except orjson.JSONDecodeError:
+            continue  # a malformed message: keyed by whatever instance its bytes hold
+        first = doc[0] if isinstance(doc, list) else doc
+        if isinstance(first, dict) and isinstance(first.get("instance"), str):
+            assert after.key == first["instance"].encode()
+            checked += 1
+    assert checked >= len(original) - spec.malformed.total
+    with pytest.raises(ConfigError):
+        list(rekeyed(original, "hostname"))  # type: ignore[arg-type]
