@@ -198,3 +198,70 @@ def test_forged_internal_headers_change_nothing(kafka_bootstrap: str, unique_nam
         assert worker.totals.forwarded > 0
     check_exact(workload, outputs, "consistent_random")
     assert read_outputs(settings).deadletter_samples()["unexpected_record"] == 1
+
+
+@pytest.mark.slow
+def test_a_worker_stopped_while_producers_keep_sending_loses_nothing(
+    kafka_bootstrap: str, unique_name: str, tmp_path: Any
+) -> None:
+    """Live producers (event time = now, librdkafka's default partitioner) keep sending while
+    one of two workers is stopped for a minute and then started again: the other takes its
+    partitions over, hands them back, and not one sample is late."""
+    import threading
+
+    import orjson
+    from confluent_kafka import Producer
+
+    settings = worker_settings(kafka_bootstrap, unique_name, commit_interval="500ms")
+    ensure_topics(kafka_bootstrap, [TopicSpec(settings.input_topic, PARTITIONS)])
+    sent: list[tuple[str, int, float]] = []
+    done = threading.Event()
+
+    def producer_loop() -> None:
+        producer = Producer({"bootstrap.servers": kafka_bootstrap, "linger.ms": 20})
+        i = 0
+        while not done.is_set():
+            now = int(time.time() * 1000)
+            for _ in range(40):
+                service = f"svc{i % 7}"
+                sample = {"service": service, "region": "eu", "name": "latency",
+                          "type": "timer", "value": float(i % 101), "ts": now}  # fmt: skip
+                producer.produce(
+                    settings.input_topic, orjson.dumps(sample), f"{service}|eu".encode()
+                )
+                sent.append((service, now, float(i % 101)))
+                i += 1
+            producer.poll(0)
+            time.sleep(0.02)
+        assert producer.flush(30) == 0
+
+    feeder = threading.Thread(target=producer_loop, daemon=True)
+    logs = [str(tmp_path / f"w{i}.log") for i in range(2)]
+    first, second = worker_process(settings, logs[0]), worker_process(settings, logs[1])
+    feeder.start()
+    try:
+        time.sleep(15)
+        second.send_signal(signal.SIGTERM)
+        second.wait(30)
+        time.sleep(float(os.environ.get("STOPPED_WORKER_SECONDS", "60")))
+        second = worker_process(settings, logs[1])
+        time.sleep(15)
+        done.set()
+        feeder.join(60)
+        outputs = wait_for(settings, PARTITIONS, len(sent), timeout=180)
+    finally:
+        done.set()
+        for w in (first, second):
+            if w.poll() is None:
+                w.send_signal(signal.SIGTERM)
+                w.wait(30)
+    assert outputs.deadletter_samples("worker") == {}, "late or refused samples"
+    assert outputs.samples_in_rollups == len(sent)
+    counts: dict[tuple[str, int], int] = {}
+    for service, ts, _ in sent:
+        key = (service, ts - ts % 10_000)
+        counts[key] = counts.get(key, 0) + 1
+    got = {
+        (b["series"]["service"], b["window_start"]): b["count"] for b in outputs.rollups.values()
+    }
+    assert got == counts
