@@ -34,7 +34,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from load import report
 from load.limit import measure_limit
 from load.memory import measure_memory
-from load.scenarios import ENCODINGS, STANDARD_SAMPLES, Loaded, Scenario, hot_scenario, preload
+from load.scenarios import SCENARIOS, STANDARD_SAMPLES, Loaded, Scenario, hot_scenario, preload
 from load.scenarios import standard_scenario as standard
 from load.verify import Expected, accuracy, expected_windows, verify
 from load.worker_run import run_worker
@@ -48,7 +48,7 @@ DEFAULT_RESULTS = Path(__file__).resolve().parent / "results"
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m load.bench", description=__doc__.splitlines()[0])
     p.add_argument("--samples", type=int, default=STANDARD_SAMPLES, help="standard workload size")
-    p.add_argument("--encoding", choices=[*ENCODINGS, "all"], default="all")
+    p.add_argument("--encoding", choices=[*SCENARIOS, "all"], default="all")
     p.add_argument("--runs", type=int, default=3, help="measured runs per encoding (median)")
     p.add_argument("--bootstrap-servers", help="use this broker instead of an embedded one")
     p.add_argument("--memory-series", type=int, default=100_000, help="0 skips the scenario")
@@ -147,7 +147,7 @@ class Bench:
         return acc, ok
 
     def encoding(self, name: str) -> dict[str, Any]:
-        scenario = standard(name, self.args.samples)  # type: ignore[arg-type]
+        scenario = standard(name, self.args.samples)
         loaded = self.load(scenario)
         expected = expected_windows(loaded.workload.truth)
         runs = []
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     if not console.is_terminal:  # piped or captured: room for the tables
         console = Console(width=160)
     started = time.perf_counter()
-    encodings = list(ENCODINGS) if args.encoding == "all" else [args.encoding]
+    encodings = list(SCENARIOS) if args.encoding == "all" else [args.encoding]
     results: dict[str, Any] = {
         "machine": report.machine_info(),
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},

@@ -61,7 +61,7 @@ class RunResult:
 
 
 def prepare(encoding: str, samples: int) -> Prepared:
-    scenario = standard_scenario(encoding, samples)  # type: ignore[arg-type]
+    scenario = standard_scenario(encoding, samples)
     workload = generate(scenario.spec)
     by_partition: list[list[Message]] = [[] for _ in range(PARTITIONS)]
     for message in [*workload.messages(), *tick_messages(scenario, PARTITIONS)]:

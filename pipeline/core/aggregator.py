@@ -122,7 +122,7 @@ class PartitionAggregator:
     @property
     def source_watermark(self) -> int:
         """This partition's own clock: it forwards nothing more to windows ending at or before
-        it (the watermark it sends the other partitions)."""
+        it (the watermark it sends every partition)."""
         return self.max_ts - self.window.allowed_lateness_ms
 
     @property

@@ -12,16 +12,19 @@ from dataclasses import dataclass
 from operator import methodcaller
 from typing import cast
 
+import numpy as np
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from pipeline.core.aggregator import FORWARD_STATE, PartitionAggregator, StepResult
 from pipeline.core.checkpoint import Checkpoint
+from pipeline.core.columns import SampleColumns
 from pipeline.core.decode import Decoder, Reject
 from pipeline.core.series import SeriesTable
 from pipeline.kafka.admin import TopicSpec
 from pipeline.kafka.deadletter import late_records, reject_records
 from pipeline.kafka.forwarding import (
     ForwardDedup,
+    decode_forward,
     forward_messages,
     parse_repartition_headers,
     unexpected_record,
@@ -159,9 +162,8 @@ class RollupWorker(PartitionedStage[PartitionAggregator]):
         step = owned.state.process(cols, end_offset)
         foreign = step.foreign
         if len(foreign):
-            timestamps = dict(zip(offsets, times, strict=True))
             owners = self.series.owners(foreign.series)
-            for record in forward_messages(foreign, owners, self.series, partition, timestamps):
+            for record in forward_messages(foreign, owners, self.series, partition):
                 self.producer.produce(self.settings.repartition_topic_name, **record)
             self.metrics.forwarded.inc(len(foreign))
             self.totals.forwarded += len(foreign)
@@ -241,9 +243,7 @@ class RollupWorker(PartitionedStage[PartitionAggregator]):
         received_at: float,
     ) -> None:
         forwards = self.forwards[partition]
-        values: list[bytes | None] = []
-        offsets: list[int] = []
-        times: list[int] = []
+        parts: list[SampleColumns] = []
         marks: list[tuple[int, int, int]] = []
         unexpected: list[Reject] = []
         for msg in batch:
@@ -252,22 +252,33 @@ class RollupWorker(PartitionedStage[PartitionAggregator]):
             if kind == "watermark":
                 source, watermark = parsed
                 marks.append((offset, source, watermark))
-            elif kind == "samples":
-                if not forwards.accept(offset, parsed[0], (parsed[1], parsed[2])):
-                    self.metrics.duplicate_forwards.inc()
+                continue
+            if kind == "samples":
+                try:
+                    got = decode_forward(msg.value(), self.series)
+                except ValueError:
+                    pass
+                else:
+                    fresh = forwards.fresh(offset, parsed[0], got.source_offset, got.source_index)
+                    if not fresh.all():
+                        self.metrics.duplicate_forwards.inc(int((~fresh).sum()))
+                    if fresh.any():
+                        at = np.full(int(fresh.sum()), offset, np.int64)
+                        parts.append(
+                            SampleColumns(
+                                got.series[fresh],
+                                got.ts[fresh],
+                                got.value[fresh],
+                                got.instance[fresh],
+                                at,
+                                got.source_index[fresh],
+                            )
+                        )
                     continue
-                values.append(msg.value())
-                offsets.append(offset)
-                stamp_kind, stamp = msg.timestamp()
-                times.append(stamp if stamp_kind else -1)
-            else:
-                unexpected.append(unexpected_record(offset, msg.value()))
-        decoded = self.decoder.decode_lists(values, offsets, times)
-        # Forwarded samples were valid where they were produced: a reject here means the two
-        # workers disagree (other settings). Dead-lettered all the same, never dropped.
-        self._dead_letter_side(partition, [*decoded.rejects, *unexpected])
+            unexpected.append(unexpected_record(offset, msg.value()))
+        self._dead_letter_side(partition, unexpected)
         end_offset = cast(int, batch[-1].offset()) + 1
-        step = owned.state.process_forwarded(decoded.columns, marks, end_offset)
+        step = owned.state.process_forwarded(SampleColumns.concat(parts), marks, end_offset)
         self._account(step)
         self._emit(step.rollups, received_at)
 

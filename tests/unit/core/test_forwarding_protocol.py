@@ -102,8 +102,7 @@ class Simulation:
         if wm // RES > part.sent:
             part.sent = wm // RES
             for o in range(self.n):
-                if o != p:
-                    self.logs[o].append(("wm", (p, wm)))
+                self.logs[o].append(("wm", (p, wm)))
 
     def raw_step(self, p: int) -> bool:
         part = self.parts[p]
@@ -134,8 +133,10 @@ class Simulation:
             offset = part.fwd_pos + i
             if kind == "wm":
                 marks.append((offset, *payload))
-            elif part.dedup.accept(offset, payload[0], payload[1]):
+            else:
                 c = payload[2]
+                fresh = part.dedup.fresh(offset, payload[0], c.offset, c.index)
+                c = c.take(fresh)
                 at = np.full(len(c), offset, np.int64)
                 cols.append(SampleColumns(c.series, c.ts, c.value, c.instance, at, c.index))
         part.fwd_pos += len(records)

@@ -15,6 +15,7 @@ from pipeline.errors import CheckpointError
 from pipeline.kafka.forwarding import (
     SAMPLES_PER_FORWARD,
     ForwardDedup,
+    decode_forward,
     forward_messages,
     parse_repartition_headers,
 )
@@ -70,29 +71,40 @@ def test_stale_counter_entries_leave_the_checkpoint() -> None:
     assert instances == ["live"]
 
 
-def test_forwards_are_split_and_numbered() -> None:
+def test_forwards_are_split_and_replays_are_dropped_sample_by_sample() -> None:
     table = SeriesTable()
     decoder = Decoder(table)
     n = SAMPLES_PER_FORWARD * 2 + 7
     batch = [
-        {"service": "a", "region": "eu", "name": "m", "type": "gauge", "value": 1.0, "ts": BASE_MS}
-    ] * n
+        {"service": "a", "region": "eu", "name": "m", "type": "gauge", "value": float(i),
+         "ts": BASE_MS + i}
+        for i in range(n)
+    ]  # fmt: skip
     cols: SampleColumns = decoder.decode_lists([orjson.dumps(batch)], [42], [BASE_MS]).columns
     import numpy as np
 
-    records = forward_messages(cols, np.full(n, 3), table, 0, {42: BASE_MS})
-    assert [len(orjson.loads(r["value"])) for r in records] == [
-        SAMPLES_PER_FORWARD,
-        SAMPLES_PER_FORWARD,
-        7,
-    ]
-    parsed = [parse_repartition_headers(r["headers"]) for r in records]
-    assert parsed == [("samples", (0, 42, i)) for i in range(3)]
-    positions = [(source, (offset, part)) for _, (source, offset, part) in parsed]
+    records = forward_messages(cols, np.full(n, 3), table, 0)
+    assert [r["partition"] for r in records] == [3, 3, 3]
+    got = [decode_forward(r["value"], table) for r in records]
+    assert [len(g.ts) for g in got] == [SAMPLES_PER_FORWARD, SAMPLES_PER_FORWARD, 7]
+    assert np.concatenate([g.value for g in got]).tolist() == [float(i) for i in range(n)]
+    assert {parse_repartition_headers(r["headers"]) for r in records} == {("samples", (0,))}
     dedup = ForwardDedup()
-    assert [dedup.accept(i, *p) for i, p in enumerate(positions) if p] == [True, True, True]
-    # A replaying source forwards the same parts again: all dropped.
-    assert [dedup.accept(10 + i, *p) for i, p in enumerate(positions) if p] == [False] * 3
+    taken = [dedup.fresh(i, 0, g.source_offset, g.source_index).sum() for i, g in enumerate(got)]
+    assert taken == [SAMPLES_PER_FORWARD, SAMPLES_PER_FORWARD, 7]
+    # A replaying source forwards again, batched differently: only what is new is taken.
+    more = decoder.decode_lists([orjson.dumps(batch[:3])], [43], [BASE_MS]).columns
+    again = forward_messages(SampleColumns.concat([cols, more]), np.full(n + 3, 3), table, 0)
+    fresh = [
+        int(dedup.fresh(10 + i, 0, g.source_offset, g.source_index).sum())
+        for i, g in enumerate(decode_forward(r["value"], table) for r in again)
+    ]
+    assert sum(fresh) == 3
+
+
+def test_a_record_that_is_no_forward_is_refused() -> None:
+    with pytest.raises(ValueError):
+        decode_forward(b'{"series": [], "s": [0]}', SeriesTable())
 
 
 @pytest.mark.parametrize("header", [b"garbage", b"1:2", b"x:y:z", b""])
