@@ -7,6 +7,7 @@ from pydantic import Field, field_validator
 
 from pipeline.http_client import HttpAuthSettings
 from pipeline.sinks.remote_write.encode import PROTOCOL_HEADERS
+from pipeline.sinks.remote_write.naming import Scheme
 from pipeline.sinks.settings import SinkSettings
 
 
@@ -26,6 +27,15 @@ class RemoteWriteSettings(SinkSettings, HttpAuthSettings):
     request_retry_initial: str = "100ms"
     request_retry_max: str = "5s"
     headers: dict[str, str] = Field(default_factory=dict, description="Extra HTTP headers.")
+    naming: Scheme = Field(
+        "aggregation",
+        description="Series names: 'aggregation' (<metric>_<unit>:<interval>_<output>, base units) "
+        "or 'flat' (the earlier <metric>_count/_sum/... with a resolution label, raw units).",
+    )
+    send_metadata: bool = Field(True, description="Send metric metadata (type, help, unit).")
+    metadata_interval: str = Field(
+        "10m", description="Resend every family's metadata this often (TSDBs forget it)."
+    )
     refuse_on_messages: list[str] = Field(
         default_factory=lambda: [
             "too old sample",
@@ -37,7 +47,7 @@ class RemoteWriteSettings(SinkSettings, HttpAuthSettings):
         "Prometheus 2.42 answers 500 'too old sample' for samples behind its out-of-order window.",
     )
 
-    @field_validator("timeout", "request_retry_initial", "request_retry_max")
+    @field_validator("timeout", "request_retry_initial", "request_retry_max", "metadata_interval")
     @classmethod
     def _durations(cls, value: str) -> str:
         return cls._duration(value)
