@@ -40,6 +40,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Literal
 
 from pipeline.sinks.remote_write.units import NO_UNIT, PromUnit, prom_unit
@@ -166,6 +167,7 @@ def _check_type(metric_type: str) -> None:
         raise ValueError(f"unknown metric type {metric_type!r}")
 
 
+@lru_cache(maxsize=4096)
 def outputs(
     name: str,
     metric_type: str,
@@ -173,9 +175,9 @@ def outputs(
     resolution: str,
     percentile_keys: tuple[str, ...] = (),
     scheme: Scheme = "aggregation",
-) -> list[Output]:
+) -> tuple[Output, ...]:
     """Every series one rollup of this metric becomes, statistics first, then quantiles in
-    the order of `percentile_keys` (counters have none)."""
+    the order of `percentile_keys` (counters have none). Cached: many series share a metric."""
     _check_type(metric_type)
     keys = () if metric_type == "counter" else percentile_keys
     quantiles = [(key, quantile_value(key)) for key in keys]
@@ -190,7 +192,7 @@ def outputs(
             for stat in _FLAT
         ]
         family = Family(flat, "Quantiles" + help_end, "")
-        return out + [Output(key, flat, q, NO_UNIT, family) for key, q in quantiles]
+        return (*out, *(Output(key, flat, q, NO_UNIT, family) for key, q in quantiles))
     base = base_name(name, metric_type, unit)
     converted = prom_unit(unit, metric_type)
     interval = _NOT_IN_METRIC_NAME.sub("_", resolution)  # `10s` may start with a digit here
@@ -208,7 +210,7 @@ def outputs(
             metric, f"{_HELP['quantiles']} of {described} per {resolution} window.", converted.word
         )
         out.extend(Output(key, metric, q, converted, family) for key, q in quantiles)
-    return out
+    return tuple(out)
 
 
 def series_name(

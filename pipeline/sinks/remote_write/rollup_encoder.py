@@ -52,6 +52,8 @@ class SeriesPlan:
     packers: dict[int, Packer] = field(default_factory=dict)
     #: The metadata round in which this series' families were last sent (metadata.py).
     metadata_round: int = -1
+    #: The sink's shard for this series (-1: not yet computed).
+    shard: int = -1
 
     def packer(self, tail_len: int) -> Packer:
         found = self.packers.get(tail_len)

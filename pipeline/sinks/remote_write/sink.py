@@ -55,7 +55,10 @@ class RemoteWriteSink:
         for index, record in enumerate(batch):
             try:
                 rollup = self.encoder.encode(record.body)
-                shard = zlib.crc32(str(record.body["series_key"]).encode()) % self._shards
+                shard = rollup.plan.shard
+                if shard < 0:
+                    key = str(record.body["series_key"]).encode()
+                    shard = rollup.plan.shard = zlib.crc32(key) % self._shards
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 detail = f"not a rollup: {type(exc).__name__}: {exc}"
                 rejections.append(Rejection(index, Reason.INVALID_ROLLUP.value, detail))

@@ -16,14 +16,20 @@ pinned by a unit test against the protobuf library's own encoding.
 from __future__ import annotations
 
 import struct
+from functools import lru_cache
 
 from pipeline.sinks.remote_write.naming import Labels
 
 pack_double = struct.Struct("<d").pack
 
 
+_SMALL = [bytes([n]) for n in range(128)]
+
+
 def varint(value: int) -> bytes:
     """Base-128 varint of a non-negative int (a negative int64 takes ten bytes)."""
+    if 0 <= value < 128:
+        return _SMALL[value]
     if value < 0:
         value += 1 << 64
     out = bytearray()
@@ -38,12 +44,16 @@ def _field(tag: int, payload: bytes) -> bytes:
     return bytes([tag]) + varint(len(payload)) + payload
 
 
+@lru_cache(maxsize=1 << 16)
+def label_field(name: str, value: str) -> bytes:
+    """One encoded `labels` field of a TimeSeries. Cached: services, regions, metric names and
+    label values repeat across many series, and a cold start builds thousands of label sets."""
+    return _field(0x0A, _field(0x0A, name.encode()) + _field(0x12, value.encode()))
+
+
 def label_bytes(labels: Labels) -> bytes:
     """The encoded `labels` fields of a TimeSeries (labels must already be sorted by name)."""
-    return b"".join(
-        _field(0x0A, _field(0x0A, name.encode()) + _field(0x12, value.encode()))
-        for name, value in labels
-    )
+    return b"".join([label_field(name, value) for name, value in labels])
 
 
 def series_head(labels: bytes, timestamp_varint_len: int) -> bytes:
