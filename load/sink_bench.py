@@ -185,7 +185,9 @@ def run_once(
     if split:
         runner_only = runner_cpu(_discarding(settings, name), ends)
         bodies = [orjson.loads(m.value) for m in messages]
-        encoder_only, _ = encoder_cpu(bodies, naming, settings.max_samples_per_request)
+        encoder_only, _ = encoder_cpu(
+            bodies, naming, batch_records, settings.max_samples_per_request
+        )
     expected = rollups * samples_per_rollup(naming)
     return SinkBenchResult(
         tsdb=kind,

@@ -3,9 +3,9 @@ commits) versus the encoder (names, labels, protobuf, snappy), each measured on 
 
 - `runner_cpu`: a SinkRunner with a sink that stores nothing consumes the same topic (a fresh
   group) — what the sink process spends before any remote-write code runs.
-- `encoder_cpu`: the same rollup bodies through a fresh RollupEncoder and request assembly (with
-  metadata and snappy) in requests of `max_samples_per_request`, as RemoteWriteSink does —
-  no HTTP.
+- `encoder_cpu`: the same rollup bodies through a fresh RollupEncoder in runner batches and
+  request assembly (with metadata and snappy) in requests of `max_samples_per_request`, as
+  RemoteWriteSink does — no HTTP, no sharding.
 The end-to-end sink CPU minus both is the HTTP client and the thread pool.
 """
 
@@ -57,17 +57,22 @@ def runner_cpu(settings: SinkSettings, ends: dict[tuple[str, int], int]) -> floa
 
 
 def encoder_cpu(
-    bodies: Sequence[dict[str, Any]], naming: Scheme, max_samples: int
+    bodies: Sequence[dict[str, Any]], naming: Scheme, batch_records: int, max_samples: int
 ) -> tuple[float, int]:
-    """(CPU seconds, samples) to encode `bodies` into compressed requests, plans built cold."""
+    """(CPU seconds, samples) to encode `bodies` in runner batches of `batch_records` into
+    compressed requests of at most `max_samples`, plans built cold."""
     encoder = RollupEncoder(naming)
     schedule = MetadataSchedule(600.0)
     before = time.process_time()
     samples = 0
     request: list[EncodedRollup] = []
     size = 0
-    for body in bodies:
-        rollup = encoder.encode(body)
+    encoded: list[EncodedRollup] = []
+    for start in range(0, len(bodies), batch_records):
+        for result in encoder.encode_batch(bodies[start : start + batch_records]):
+            assert not isinstance(result, Exception), result
+            encoded.append(result)
+    for rollup in encoded:
         if request and size + rollup.samples > max_samples:
             samples += _assemble(request, schedule)
             request, size = [], 0

@@ -16,7 +16,7 @@ import threading
 import zlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from pipeline.core.reasons import Reason
 from pipeline.sinks.base import Rejection, RetryableSinkError, SinkRecord
@@ -27,9 +27,8 @@ from pipeline.sinks.remote_write.rollup_encoder import EncodedRollup, RollupEnco
 from pipeline.sinks.remote_write.settings import RemoteWriteSettings
 
 
-@dataclass(frozen=True, slots=True)
-class Converted:
-    index: int  # into the batch
+class Converted(NamedTuple):
+    position: int  # index into the batch
     window_end: int
     rollup: EncodedRollup
 
@@ -52,17 +51,16 @@ class RemoteWriteSink:
     def write(self, batch: Sequence[SinkRecord]) -> list[Rejection]:
         rejections: list[Rejection] = []
         shards: list[list[Converted]] = [[] for _ in range(self._shards)]
-        for index, record in enumerate(batch):
-            try:
-                rollup = self.encoder.encode(record.body)
-                shard = rollup.plan.shard
-                if shard < 0:
-                    key = str(record.body["series_key"]).encode()
-                    shard = rollup.plan.shard = zlib.crc32(key) % self._shards
-            except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                detail = f"not a rollup: {type(exc).__name__}: {exc}"
+        encoded = self.encoder.encode_batch([record.body for record in batch])
+        for index, (record, rollup) in enumerate(zip(batch, encoded, strict=True)):
+            if isinstance(rollup, Exception):
+                detail = f"not a rollup: {type(rollup).__name__}: {rollup}"
                 rejections.append(Rejection(index, Reason.INVALID_ROLLUP.value, detail))
                 continue
+            shard = rollup.plan.shard
+            if shard < 0:
+                key = str(record.body["series_key"]).encode()
+                shard = rollup.plan.shard = zlib.crc32(key) % self._shards
             shards[shard].append(Converted(index, record.body["window_end"], rollup))
         headers = self.client.auth_headers()
         busy = [shard for shard in shards if shard]
@@ -103,7 +101,7 @@ class RemoteWriteSink:
                 self.samples_sent += sum(r.samples for r in rollups)
             return []
         if len(records) == 1:
-            return [Rejection(records[0].index, Reason.STORE_REJECTED.value, str(refused))]
+            return [Rejection(records[0].position, Reason.STORE_REJECTED.value, str(refused))]
         middle = len(records) // 2
         return self._send(records[:middle], headers) + self._send(records[middle:], headers)
 

@@ -18,6 +18,9 @@ from __future__ import annotations
 import struct
 from functools import lru_cache
 
+import numpy as np
+from numpy.typing import NDArray
+
 from pipeline.sinks.remote_write.naming import Labels
 
 pack_double = struct.Struct("<d").pack
@@ -67,3 +70,21 @@ def series_head(labels: bytes, timestamp_varint_len: int) -> bytes:
 def timestamp_tail(timestamp_ms: int) -> bytes:
     """The sample's timestamp field (tag 2, varint)."""
     return b"\x10" + varint(timestamp_ms)
+
+
+#: The timestamp tail of every epoch-ms time in [MIN_TS, MAX_TS) — 2004-09 to 2039-09 — is
+#: the tag and a 6-byte varint; the batched path writes those, others take the struct path.
+TAIL_LEN = 7
+MIN_TS = 1 << 35
+MAX_TS = 1 << 42
+_SHIFTS = np.arange(6, dtype=np.int64) * 7
+_CONTINUE = np.array([0x80] * 5 + [0], dtype=np.int64)
+
+
+def timestamp_tails(stamps: NDArray[np.int64]) -> NDArray[np.uint8]:
+    """`timestamp_tail` of each of `stamps` (all in [MIN_TS, MAX_TS)), one row each."""
+    groups = ((stamps[:, None] >> _SHIFTS) & 0x7F) | _CONTINUE
+    tails = np.empty((len(stamps), TAIL_LEN), dtype=np.uint8)
+    tails[:, 0] = 0x10
+    tails[:, 1:] = groups
+    return tails
