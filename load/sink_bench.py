@@ -44,6 +44,7 @@ from pipeline.loadgen.spec import Message
 from pipeline.observability import configure_logging
 from pipeline.sinks.remote_write import RemoteWriteSettings, RemoteWriteSink
 from pipeline.sinks.remote_write.naming import Scheme, outputs
+from pipeline.sinks.remote_write.rollup_encoder import RollupEncoder
 from pipeline.sinks.runner import SinkRunner
 from pipeline.sinks.settings import SinkSettings
 
@@ -76,9 +77,12 @@ class SinkBenchResult:
     tsdb_cpu_seconds: float  # the server's process over the same interval
     naming: str = "aggregation"
     samples_per_sink_cpu_s: float = 0.0
-    #: --split: CPU seconds of the runner alone and of the encoder alone (None without it)
+    #: --split: CPU seconds of the runner alone and of the encoder alone, from a cold start and
+    #: warm (every series' plan cached, as in a long run); None without --split
     runner_cpu_seconds: float | None = None
     encoder_cpu_seconds: float | None = None
+    warm_encoder_cpu_seconds: float | None = None
+    max_samples_per_request: int = 10_000
 
 
 def rollup_messages(rollups: int, series: int, now_ms: int) -> Iterator[Message]:
@@ -132,6 +136,7 @@ def run_once(
     batch_records: int,
     naming: Scheme = "aggregation",
     split: bool = False,
+    max_samples_per_request: int = 10_000,
 ) -> SinkBenchResult:
     name = f"sink-bench-{uuid.uuid4().hex[:8]}"
     topic = f"rollups-{name}"
@@ -154,6 +159,7 @@ def run_once(
                 session_timeout_ms=6000,
                 http_port=0,
                 naming=naming,
+                max_samples_per_request=max_samples_per_request,
             )
             sink = RemoteWriteSink(settings)
             runner = SinkRunner(settings, sink)
@@ -181,12 +187,16 @@ def run_once(
             stored = server.sample_count('{__name__=~"bench_.+"}', lookback="3h")
         finally:
             server.stop()
-    runner_only = encoder_only = None
+    runner_only = encoder_only = warm_encoder = None
     if split:
         runner_only = runner_cpu(_discarding(settings, name), ends)
         bodies = [orjson.loads(m.value) for m in messages]
+        encoder = RollupEncoder(naming)
         encoder_only, _ = encoder_cpu(
-            bodies, naming, batch_records, settings.max_samples_per_request
+            bodies, naming, batch_records, max_samples_per_request, encoder
+        )
+        warm_encoder, _ = encoder_cpu(
+            bodies, naming, batch_records, max_samples_per_request, encoder
         )
     expected = rollups * samples_per_rollup(naming)
     return SinkBenchResult(
@@ -204,6 +214,22 @@ def run_once(
         samples_per_sink_cpu_s=round(sink.samples_sent / max(sink_cpu, 1e-9)),
         runner_cpu_seconds=None if runner_only is None else round(runner_only, 2),
         encoder_cpu_seconds=None if encoder_only is None else round(encoder_only, 2),
+        warm_encoder_cpu_seconds=None if warm_encoder is None else round(warm_encoder, 2),
+        max_samples_per_request=max_samples_per_request,
+    )
+
+
+def split_line(r: SinkBenchResult) -> str:
+    assert r.runner_cpu_seconds is not None and r.encoder_cpu_seconds is not None
+    assert r.warm_encoder_cpu_seconds is not None
+    rest = r.sink_cpu_seconds - r.runner_cpu_seconds - r.encoder_cpu_seconds
+    cold = r.samples / max(r.encoder_cpu_seconds, 1e-9)
+    warm = r.samples / max(r.warm_encoder_cpu_seconds, 1e-9)
+    return (
+        f"{'':17} sink CPU split: runner alone {r.runner_cpu_seconds:.2f} s"
+        f" ({r.samples / max(r.runner_cpu_seconds, 1e-9):,.0f} samples/CPU-s),"
+        f" encoder alone {r.encoder_cpu_seconds:.2f} s cold ({cold:,.0f} samples/CPU-s),"
+        f" {r.warm_encoder_cpu_seconds:.2f} s warm ({warm:,.0f}); rest (HTTP, threads) {rest:.2f} s"
     )
 
 
@@ -224,6 +250,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--runs", type=int, default=1, help="runs per TSDB (the median is reported)")
     p.add_argument("--naming", choices=["aggregation", "flat"], default="aggregation")
     p.add_argument("--split", action="store_true", help="also measure runner and encoder alone")
+    p.add_argument("--max-samples-per-request", type=int, default=10_000)
     p.add_argument("--bootstrap-servers", help="use this broker instead of an embedded one")
     p.add_argument("--json", type=Path, help="also write the results to this file")
     return p.parse_args(argv)
@@ -249,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
                     args.batch_records,
                     args.naming,
                     args.split,
+                    args.max_samples_per_request,
                 )
                 for _ in range(args.runs)
             ]
@@ -262,13 +290,7 @@ def main(argv: list[str] | None = None) -> int:
                     f" {r.samples_per_sink_cpu_s:,.0f} samples per sink CPU-second"
                 )
                 if r.runner_cpu_seconds is not None and r.encoder_cpu_seconds is not None:
-                    rest = r.sink_cpu_seconds - r.runner_cpu_seconds - r.encoder_cpu_seconds
-                    print(
-                        f"{'':17} split of the sink CPU: runner alone {r.runner_cpu_seconds:.2f} s,"
-                        f" encoder alone {r.encoder_cpu_seconds:.2f} s"
-                        f" ({r.samples / max(r.encoder_cpu_seconds, 1e-9):,.0f} samples per"
-                        f" encoder CPU-second), rest (HTTP, threads) {rest:.2f} s"
-                    )
+                    print(split_line(r))
             print(f"{kind:17} median {median:,.0f} samples/s over {len(runs)} run(s)")
             results.extend(runs)
     if args.json is not None:

@@ -57,11 +57,16 @@ def runner_cpu(settings: SinkSettings, ends: dict[tuple[str, int], int]) -> floa
 
 
 def encoder_cpu(
-    bodies: Sequence[dict[str, Any]], naming: Scheme, batch_records: int, max_samples: int
+    bodies: Sequence[dict[str, Any]],
+    naming: Scheme,
+    batch_records: int,
+    max_samples: int,
+    encoder: RollupEncoder | None = None,
 ) -> tuple[float, int]:
     """(CPU seconds, samples) to encode `bodies` in runner batches of `batch_records` into
-    compressed requests of at most `max_samples`, plans built cold."""
-    encoder = RollupEncoder(naming)
+    compressed requests of at most `max_samples`: with a fresh encoder (every series' plan built
+    on the way, as after a start) or a given one (warm: the steady state of a long run)."""
+    encoder = encoder or RollupEncoder(naming)
     schedule = MetadataSchedule(600.0)
     before = time.process_time()
     samples = 0

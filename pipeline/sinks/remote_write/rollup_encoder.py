@@ -84,6 +84,9 @@ class SeriesPlan:
     metadata_round: int = -1
     #: The sink's shard for this series (-1: not yet computed).
     shard: int = -1
+    samples: int = field(init=False)
+    has_quantiles: bool = field(init=False)
+    quantile_count: int = field(init=False)
 
     def packer(self, tail_len: int) -> Packer:
         found = self.packers.get(tail_len)
@@ -114,17 +117,11 @@ class SeriesPlan:
             )
         return self.template
 
-    @property
-    def samples(self) -> int:
-        return len(self.labels)
-
-    @property
-    def has_quantiles(self) -> bool:
-        return self.percentile_keys is not None
-
-    @property
-    def quantile_count(self) -> int:
-        return len(self.percentile_keys) if self.percentile_keys is not None else 0
+    def __post_init__(self) -> None:
+        # Plain attributes, not properties: read for every rollup.
+        self.samples = len(self.labels)
+        self.has_quantiles = self.percentile_keys is not None
+        self.quantile_count = len(self.percentile_keys or ())
 
 
 class EncodedRollup(NamedTuple):
@@ -279,9 +276,9 @@ class RollupEncoder:
 def _fill(plans: list[SeriesPlan], values: NDArray[Any], stamps: list[int]) -> list[bytes]:
     """The payload of each plan's rollup: its template with the converted doubles and the
     timestamp tail written into the holes, for all rollups at once."""
-    templates = [plan.batch_template() for plan in plans]
-    counts = np.fromiter((plan.samples for plan in plans), dtype=np.int64, count=len(plans))
-    lengths = np.fromiter((len(t.data) for t in templates), dtype=np.int64, count=len(plans))
+    templates = [plan.template or plan.batch_template() for plan in plans]
+    counts = np.array([plan.samples for plan in plans], dtype=np.int64)
+    lengths = np.array([len(t.data) for t in templates], dtype=np.int64)
     starts = np.zeros(len(plans), dtype=np.int64)
     np.cumsum(lengths[:-1], out=starts[1:])
     multipliers = np.frombuffer(b"".join([t.multipliers for t in templates]), dtype=np.float64)
