@@ -2,13 +2,18 @@
 
     python -m load.sink_bench [--rollups 20000] [--series 2000] [--tsdb prometheus|
                               victoria-metrics|both] [--concurrency 4] [--batch-records 5000]
+                              [--naming aggregation|flat] [--split]
                               [--bootstrap-servers HOST:PORT] [--runs 1]
 
-Per TSDB and run: N timer rollups (5 percentiles, so 10 remote-write samples each; windows of
-10 s ending in the last hour) are pre-loaded into a fresh 8-partition topic (not timed); a fresh
-server is started in a temporary directory; the sink runner with RemoteWriteSink consumes the
-topic, and the time from its first consumed record to its last acknowledged write is measured.
-Then the samples stored are counted through the TSDB's query API and must equal N × 10.
+Per TSDB and run: N timer rollups (5 percentiles, so 9 remote-write samples each with the
+default naming, 10 with `flat`; windows of 10 s ending in the last hour) are pre-loaded into a
+fresh 8-partition topic (not timed); a fresh server is started in a temporary directory; the sink
+runner with RemoteWriteSink consumes the topic, and the time from its first consumed record to
+its last acknowledged write is measured, with this process's CPU time over it (the sink: runner,
+encoder, HTTP client; the broker and the TSDB are other processes). Then the samples stored are
+counted through the TSDB's query API and must equal N × samples per rollup.
+--split also measures the runner alone and the encoder alone (load/sink_split.py), to show
+which part bounds the end-to-end figure.
 An embedded Tansu broker is started unless --bootstrap-servers is given. Exit status 1 if a
 verification failed.
 """
@@ -30,6 +35,7 @@ from pathlib import Path
 import orjson
 
 from load.procfs import cpu_seconds
+from load.sink_split import encoder_cpu, runner_cpu
 from load.tsdb import PrometheusServer, TsdbServer, VictoriaMetricsServer
 from pipeline.kafka.admin import TopicSpec, ensure_topics, high_watermarks
 from pipeline.kafka.broker import EmbeddedBroker
@@ -37,12 +43,20 @@ from pipeline.loadgen.produce import produce
 from pipeline.loadgen.spec import Message
 from pipeline.observability import configure_logging
 from pipeline.sinks.remote_write import RemoteWriteSettings, RemoteWriteSink
+from pipeline.sinks.remote_write.naming import Scheme, outputs
+from pipeline.sinks.remote_write.rollup_encoder import RollupEncoder
 from pipeline.sinks.runner import SinkRunner
+from pipeline.sinks.settings import SinkSettings
 
 PARTITIONS = 8
 RESOLUTION_MS = 10_000
 PERCENTILES = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99, "p99.9": 0.999}
-SAMPLES_PER_ROLLUP = len(PERCENTILES) + 5
+
+
+def samples_per_rollup(naming: Scheme = "aggregation") -> int:
+    return len(outputs("bench.duration", "timer", "ms", "10s", tuple(PERCENTILES), naming))
+
+
 SERVERS: dict[str, type[TsdbServer]] = {
     "prometheus": PrometheusServer,
     "victoria-metrics": VictoriaMetricsServer,
@@ -61,6 +75,14 @@ class SinkBenchResult:
     verified: bool
     sink_cpu_seconds: float  # this process (runner + sink threads) while the sink ran
     tsdb_cpu_seconds: float  # the server's process over the same interval
+    naming: str = "aggregation"
+    samples_per_sink_cpu_s: float = 0.0
+    #: --split: CPU seconds of the runner alone and of the encoder alone, from a cold start and
+    #: warm (every series' plan cached, as in a long run); None without --split
+    runner_cpu_seconds: float | None = None
+    encoder_cpu_seconds: float | None = None
+    warm_encoder_cpu_seconds: float | None = None
+    max_samples_per_request: int = 10_000
 
 
 def rollup_messages(rollups: int, series: int, now_ms: int) -> Iterator[Message]:
@@ -106,12 +128,21 @@ def rollup_messages(rollups: int, series: int, now_ms: int) -> Iterator[Message]
 
 
 def run_once(
-    bootstrap: str, kind: str, rollups: int, series: int, concurrency: int, batch_records: int
+    bootstrap: str,
+    kind: str,
+    rollups: int,
+    series: int,
+    concurrency: int,
+    batch_records: int,
+    naming: Scheme = "aggregation",
+    split: bool = False,
+    max_samples_per_request: int = 10_000,
 ) -> SinkBenchResult:
     name = f"sink-bench-{uuid.uuid4().hex[:8]}"
     topic = f"rollups-{name}"
     ensure_topics(bootstrap, [TopicSpec(topic, PARTITIONS)])
-    produce(bootstrap, topic, rollup_messages(rollups, series, int(time.time() * 1000)))
+    messages = list(rollup_messages(rollups, series, int(time.time() * 1000)))
+    produce(bootstrap, topic, iter(messages))
     ends = {(topic, p): e for p, e in high_watermarks(bootstrap, topic).items() if e > 0}
     with tempfile.TemporaryDirectory(prefix="sink-bench-") as tmp:
         server = SERVERS[kind](Path(tmp))
@@ -127,6 +158,8 @@ def run_once(
                 concurrency=concurrency,
                 session_timeout_ms=6000,
                 http_port=0,
+                naming=naming,
+                max_samples_per_request=max_samples_per_request,
             )
             sink = RemoteWriteSink(settings)
             runner = SinkRunner(settings, sink)
@@ -154,7 +187,18 @@ def run_once(
             stored = server.sample_count('{__name__=~"bench_.+"}', lookback="3h")
         finally:
             server.stop()
-    expected = rollups * SAMPLES_PER_ROLLUP
+    runner_only = encoder_only = warm_encoder = None
+    if split:
+        runner_only = runner_cpu(_discarding(settings, name), ends)
+        bodies = [orjson.loads(m.value) for m in messages]
+        encoder = RollupEncoder(naming)
+        encoder_only, _ = encoder_cpu(
+            bodies, naming, batch_records, max_samples_per_request, encoder
+        )
+        warm_encoder, _ = encoder_cpu(
+            bodies, naming, batch_records, max_samples_per_request, encoder
+        )
+    expected = rollups * samples_per_rollup(naming)
     return SinkBenchResult(
         tsdb=kind,
         rollups=rollups,
@@ -166,7 +210,32 @@ def run_once(
         verified=stored == expected == sink.samples_sent and runner.totals.rejected == 0,
         sink_cpu_seconds=round(sink_cpu, 2),
         tsdb_cpu_seconds=round(tsdb_cpu, 2),
+        naming=naming,
+        samples_per_sink_cpu_s=round(sink.samples_sent / max(sink_cpu, 1e-9)),
+        runner_cpu_seconds=None if runner_only is None else round(runner_only, 2),
+        encoder_cpu_seconds=None if encoder_only is None else round(encoder_only, 2),
+        warm_encoder_cpu_seconds=None if warm_encoder is None else round(warm_encoder, 2),
+        max_samples_per_request=max_samples_per_request,
     )
+
+
+def split_line(r: SinkBenchResult) -> str:
+    assert r.runner_cpu_seconds is not None and r.encoder_cpu_seconds is not None
+    assert r.warm_encoder_cpu_seconds is not None
+    rest = r.sink_cpu_seconds - r.runner_cpu_seconds - r.encoder_cpu_seconds
+    cold = r.samples / max(r.encoder_cpu_seconds, 1e-9)
+    warm = r.samples / max(r.warm_encoder_cpu_seconds, 1e-9)
+    return (
+        f"{'':17} sink CPU split: runner alone {r.runner_cpu_seconds:.2f} s"
+        f" ({r.samples / max(r.runner_cpu_seconds, 1e-9):,.0f} samples/CPU-s),"
+        f" encoder alone {r.encoder_cpu_seconds:.2f} s cold ({cold:,.0f} samples/CPU-s),"
+        f" {r.warm_encoder_cpu_seconds:.2f} s warm ({warm:,.0f}); rest (HTTP, threads) {rest:.2f} s"
+    )
+
+
+def _discarding(settings: RemoteWriteSettings, name: str) -> SinkSettings:
+    values = settings.model_dump(include=set(SinkSettings.model_fields))
+    return SinkSettings(**{**values, "group_id": f"{name}-runner-only"})
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -179,6 +248,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, default=4)
     p.add_argument("--batch-records", type=int, default=5_000)
     p.add_argument("--runs", type=int, default=1, help="runs per TSDB (the median is reported)")
+    p.add_argument("--naming", choices=["aggregation", "flat"], default="aggregation")
+    p.add_argument("--split", action="store_true", help="also measure runner and encoder alone")
+    p.add_argument("--max-samples-per-request", type=int, default=10_000)
     p.add_argument("--bootstrap-servers", help="use this broker instead of an embedded one")
     p.add_argument("--json", type=Path, help="also write the results to this file")
     return p.parse_args(argv)
@@ -196,7 +268,15 @@ def main(argv: list[str] | None = None) -> int:
         for kind in kinds:
             runs = [
                 run_once(
-                    bootstrap, kind, args.rollups, args.series, args.concurrency, args.batch_records
+                    bootstrap,
+                    kind,
+                    args.rollups,
+                    args.series,
+                    args.concurrency,
+                    args.batch_records,
+                    args.naming,
+                    args.split,
+                    args.max_samples_per_request,
                 )
                 for _ in range(args.runs)
             ]
@@ -206,8 +286,11 @@ def main(argv: list[str] | None = None) -> int:
                     f"{kind:17} {r.rollups:,} rollups = {r.samples:,} samples in {r.seconds:.2f} s:"
                     f" {r.samples_per_s:,.0f} samples/s ({r.rollups_per_s:,.0f} rollups/s),"
                     f" stored {r.stored_samples:,} {'OK' if r.verified else 'MISMATCH'};"
-                    f" CPU s: sink {r.sink_cpu_seconds:.2f}, {kind} {r.tsdb_cpu_seconds:.2f}"
+                    f" CPU s: sink {r.sink_cpu_seconds:.2f}, {kind} {r.tsdb_cpu_seconds:.2f};"
+                    f" {r.samples_per_sink_cpu_s:,.0f} samples per sink CPU-second"
                 )
+                if r.runner_cpu_seconds is not None and r.encoder_cpu_seconds is not None:
+                    print(split_line(r))
             print(f"{kind:17} median {median:,.0f} samples/s over {len(runs)} run(s)")
             results.extend(runs)
     if args.json is not None:

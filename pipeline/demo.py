@@ -26,6 +26,7 @@ from pipeline.demo_alerts import (
 )
 from pipeline.demo_sinks import (
     plot_busiest_timer,
+    print_remote_write_query,
     print_store,
     start_sinks,
     stop_sinks,
@@ -214,6 +215,8 @@ def run_demo(
         if not stored:
             console.print("[red]the sinks did not store every rollup in time[/red]")
         print_store(console, store_path)
+        if remote_write_url:
+            print_remote_write_query(console, remote_write_url, spec.start_ms + spec.duration_ms)
         plot_busiest_timer(console, store_path, plot_path, settings.resolution)
         found = print_anomalies(console, detection, incident)
         if bridge_thread is not None:

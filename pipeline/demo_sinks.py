@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from pipeline.settings import WorkerSettings
 from pipeline.sinks.base import RollupSink
 from pipeline.sinks.local import LocalStoreSink
+from pipeline.sinks.remote_write.naming import selector
 from pipeline.sinks.runner import SinkRunner
 from pipeline.sinks.settings import LocalSinkSettings, SinkSettings
 from pipeline.store.plot import SeriesQuery, plot_series
@@ -120,3 +122,15 @@ def plot_busiest_timer(console: Console, path: Path, out: Path, resolution: str)
         f"with: metrics-pipeline plot --service {service} --region {region} --name {name} "
         f"--resolution {resolution})"
     )
+
+
+def print_remote_write_query(console: Console, write_url: str, load_end_ms: int) -> None:
+    """One PromQL query to try on the TSDB the demo wrote to (names: docs/remote-write.md)."""
+    p99 = selector("http.server.duration", "timer", "ms", "p99", "1m")
+    promql = f"max by (service) (max_over_time({p99}[1h]))"
+    base = write_url.removesuffix("/api/v1/write").removesuffix("/api/v1/push")
+    # The demo's event time is fixed, not now: ask at the end of its load.
+    at = -(-load_end_ms // 60_000) * 60
+    command = f"curl -G {base}/api/v1/query --data-urlencode 'query={promql}' -d time={at}"
+    console.print("[bold]query[/bold] worst p99 per service (seconds) in the TSDB:")
+    console.print("      " + escape(command), soft_wrap=True)

@@ -1,13 +1,12 @@
-"""Samples → remote-write 1.0 request body: protobuf WriteRequest, snappy block format."""
+"""Encoded rollups → one remote-write 1.0 request body: WriteRequest bytes, snappy block format."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 
 import cramjam
 
-from pipeline.sinks.remote_write import proto
-from pipeline.sinks.remote_write.naming import Labels
+from pipeline.sinks.remote_write.rollup_encoder import EncodedRollup
 
 #: The headers remote-write 1.0 requires on every request.
 PROTOCOL_HEADERS = {
@@ -17,33 +16,13 @@ PROTOCOL_HEADERS = {
 }
 
 
-def group_by_series(
-    samples: Iterable[tuple[Labels, int, float]],
-) -> dict[Labels, list[tuple[int, float]]]:
-    """Samples per series, each series in time order with exact repeats (a rollup delivered
-    twice) removed. Two different values at one timestamp are both kept: the store decides."""
-    grouped: dict[Labels, list[tuple[int, float]]] = {}
-    for labels, ts, value in samples:
-        grouped.setdefault(labels, []).append((ts, value))
-    for labels, points in grouped.items():
-        points.sort()
-        grouped[labels] = [p for i, p in enumerate(points) if i == 0 or p != points[i - 1]]
-    return grouped
-
-
-def write_request(series: dict[Labels, list[tuple[int, float]]]) -> bytes:
-    """The serialized WriteRequest (labels must already be sorted by name, see naming.py)."""
-    request = proto.WriteRequest()
-    add_series = request.timeseries.add
-    for labels, points in series.items():
-        ts = add_series()
-        add_label = ts.labels.add
-        for name, label_value in labels:
-            add_label(name=name, value=label_value)
-        add_sample = ts.samples.add
-        for timestamp, value in points:
-            add_sample(value=value, timestamp=timestamp)
-    return bytes(request.SerializeToString())
+def unique_rollups(rollups: Sequence[EncodedRollup]) -> list[EncodedRollup]:
+    """The rollups in order, exact repeats (a rollup delivered twice: same series, window and
+    values) removed. Two different values for one window are both kept: the store decides."""
+    first: dict[bytes, EncodedRollup] = {}
+    for r in rollups:
+        first.setdefault(r.payload, r)
+    return list(first.values())
 
 
 def snappy_block(payload: bytes) -> bytes:
@@ -51,7 +30,7 @@ def snappy_block(payload: bytes) -> bytes:
     return bytes(cramjam.snappy.compress_raw(payload))
 
 
-def encode(samples: Iterable[tuple[Labels, int, float]]) -> tuple[bytes, int]:
-    """(compressed request body, number of samples in it)."""
-    series = group_by_series(samples)
-    return snappy_block(write_request(series)), sum(len(p) for p in series.values())
+def request_body(rollups: Sequence[EncodedRollup], metadata: bytes = b"") -> bytes:
+    """The compressed WriteRequest: the rollups' TimeSeries entries (in the given order, so each
+    series stays in time order) followed by `metadata` entries."""
+    return snappy_block(b"".join([*(r.payload for r in rollups), metadata]))

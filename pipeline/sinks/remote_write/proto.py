@@ -2,10 +2,13 @@
 
 Field numbers and types are those of Prometheus' prompb/remote.proto and prompb/types.proto
 (WriteRequest.timeseries = 1, TimeSeries.labels = 1 / samples = 2, Label.name = 1 / value = 2,
-Sample.value = 1 (double) / timestamp = 2 (int64, epoch ms)). Building the descriptor here
-instead of generating code keeps protoc out of the build and generated files out of the repo;
-the wire format is pinned by a byte-level unit test and by the real servers in the tests.
-Exemplars, histograms and metadata are not sent.
+Sample.value = 1 (double) / timestamp = 2 (int64, epoch ms); WriteRequest.metadata = 3,
+MetricMetadata.type = 1 (enum MetricType) / metric_family_name = 2 / help = 4 / unit = 5).
+Building the descriptor here instead of generating code keeps protoc out of the build and
+generated files out of the repo; the wire format is pinned by a byte-level unit test and by the
+real servers in the tests.
+Samples are hand-encoded (wire.py, for speed); these classes build the metadata and decode in
+tests. Exemplars and native histograms are not sent.
 """
 
 from __future__ import annotations
@@ -15,6 +18,10 @@ from typing import Any
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 _F = descriptor_pb2.FieldDescriptorProto
+#: MetricMetadata.MetricType, in enum order (UNKNOWN = 0, COUNTER = 1, GAUGE = 2, ...).
+METRIC_TYPES = (
+    "UNKNOWN", "COUNTER", "GAUGE", "HISTOGRAM", "GAUGEHISTOGRAM", "SUMMARY", "INFO", "STATESET"
+)  # fmt: skip
 
 
 def _file() -> descriptor_pb2.FileDescriptorProto:
@@ -49,7 +56,21 @@ def _file() -> descriptor_pb2.FileDescriptorProto:
         ("labels", 1, _F.TYPE_MESSAGE, ".prometheus.Label", True),
         ("samples", 2, _F.TYPE_MESSAGE, ".prometheus.Sample", True),
     )
-    message("WriteRequest", ("timeseries", 1, _F.TYPE_MESSAGE, ".prometheus.TimeSeries", True))
+    message(
+        "MetricMetadata",
+        ("type", 1, _F.TYPE_ENUM, ".prometheus.MetricMetadata.MetricType", False),
+        ("metric_family_name", 2, _F.TYPE_STRING, None, False),
+        ("help", 4, _F.TYPE_STRING, None, False),
+        ("unit", 5, _F.TYPE_STRING, None, False),
+    )
+    metric_type = proto.message_type[-1].enum_type.add(name="MetricType")
+    for number, name in enumerate(METRIC_TYPES):
+        metric_type.value.add(name=name, number=number)
+    message(
+        "WriteRequest",
+        ("timeseries", 1, _F.TYPE_MESSAGE, ".prometheus.TimeSeries", True),
+        ("metadata", 3, _F.TYPE_MESSAGE, ".prometheus.MetricMetadata", True),
+    )
     return proto
 
 
@@ -66,3 +87,4 @@ WriteRequest: Any = _class("WriteRequest")
 TimeSeries: Any = _class("TimeSeries")
 Label: Any = _class("Label")
 Sample: Any = _class("Sample")
+MetricMetadata: Any = _class("MetricMetadata")

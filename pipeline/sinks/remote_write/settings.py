@@ -7,6 +7,7 @@ from pydantic import Field, field_validator
 
 from pipeline.http_client import HttpAuthSettings
 from pipeline.sinks.remote_write.encode import PROTOCOL_HEADERS
+from pipeline.sinks.remote_write.naming import Scheme
 from pipeline.sinks.settings import SinkSettings
 
 
@@ -19,13 +20,24 @@ class RemoteWriteSettings(SinkSettings, HttpAuthSettings):
     # which /healthz reports a stalled loop.
     timeout: str = Field("10s", description="Per HTTP request (connect, send, wait, read).")
     concurrency: int = Field(4, ge=1, le=64, description="Parallel requests (shards by series).")
-    max_samples_per_request: int = Field(2_000, ge=1)
+    # Each request costs the sink a fixed amount of HTTP work: 10,000 samples (vmagent's default
+    # block size; ~1 MB before snappy) halves the sink's CPU per sample against 2,000.
+    max_samples_per_request: int = Field(10_000, ge=1)
     request_retries: int = Field(
         3, ge=0, description="Retries of one request on 5xx/429/timeouts before the batch fails."
     )
     request_retry_initial: str = "100ms"
     request_retry_max: str = "5s"
     headers: dict[str, str] = Field(default_factory=dict, description="Extra HTTP headers.")
+    naming: Scheme = Field(
+        "aggregation",
+        description="Series names: 'aggregation' (<metric>_<unit>:<interval>_<output>, base units) "
+        "or 'flat' (the earlier <metric>_count/_sum/... with a resolution label, raw units).",
+    )
+    send_metadata: bool = Field(True, description="Send metric metadata (type, help, unit).")
+    metadata_interval: str = Field(
+        "10m", description="Resend every family's metadata this often (TSDBs forget it)."
+    )
     refuse_on_messages: list[str] = Field(
         default_factory=lambda: [
             "too old sample",
@@ -37,7 +49,7 @@ class RemoteWriteSettings(SinkSettings, HttpAuthSettings):
         "Prometheus 2.42 answers 500 'too old sample' for samples behind its out-of-order window.",
     )
 
-    @field_validator("timeout", "request_retry_initial", "request_retry_max")
+    @field_validator("timeout", "request_retry_initial", "request_retry_max", "metadata_interval")
     @classmethod
     def _durations(cls, value: str) -> str:
         return cls._duration(value)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -24,7 +24,7 @@ from ..harness import stage_thread, wait_for, worker_settings, worker_thread
 PARTITIONS = 4
 #: Written out here rather than derived, so the naming code is checked against the README.
 QUANTILE_LABEL = {"p50": "0.5", "p90": "0.9", "p95": "0.95", "p99": "0.99", "p99.9": "0.999"}
-STATISTICS = ("count", "sum", "min", "max", "rate")
+FLAT_STATISTICS = ("count", "sum", "min", "max", "rate")
 
 
 def recent_spec(seed: int = 3, minutes_ago: int = 10, **overrides: Any) -> WorkloadSpec:
@@ -154,18 +154,75 @@ def rollup_bodies(bootstrap: str, topics: Iterable[str]) -> list[dict[str, Any]]
     return [orjson.loads(r.value or b"") for t in topics for r in read_all(bootstrap, t)]
 
 
-def expected_points(rollups: Iterable[dict[str, Any]]) -> Stored:
-    """What the TSDB must hold for these rollups, per the README's naming (written out)."""
+def _identity(value: float) -> float:
+    return value
+
+
+#: unit → (name suffix, value conversion) for the units the workload generator reports; written
+#: out here rather than derived, so the naming code is checked against docs/remote-write.md.
+UNITS: dict[str, tuple[str, Callable[[float], float]]] = {
+    "ms": ("_seconds", lambda v: v / 1000),
+    "MiBy": ("_bytes", lambda v: v * 1048576),
+    "By": ("_bytes", _identity),
+    "%": ("_percent", _identity),
+    "1": ("_ratio", _identity),
+    "": ("", _identity),
+}
+
+
+def _aggregation_values(r: dict[str, Any]) -> dict[tuple[str, str | None], float]:
+    s = r["series"]
+    name = s["name"].replace(".", "_")
+    suffix, convert = UNITS[s["unit"]]
+    if s["type"] == "counter" and suffix == "_ratio":
+        suffix = ""  # `1` is a ratio for gauges only
+    if suffix[1:] in name.split("_"):
+        suffix = ""  # bytes_sent in By stays bytes_sent
+    res = r["resolution"]
+    if s["type"] == "counter":
+        base = f"{name}{suffix}_total:{res}"
+        return {
+            (f"{base}_increase", None): convert(r["sum"]),
+            (f"{base}_rate", None): convert(r["rate"]),
+            (f"{base}_count_samples", None): r["count"],
+        }
+    base = f"{name}{suffix}:{res}"
+    values: dict[tuple[str, str | None], float] = {
+        (f"{base}_count_samples", None): r["count"],
+        (f"{base}_min", None): convert(r["min"]),
+        (f"{base}_max", None): convert(r["max"]),
+    }
+    if s["type"] == "timer":
+        values[(f"{base}_sum_samples", None)] = convert(r["sum"])
+    else:
+        values[(f"{base}_avg", None)] = convert(r["mean"])
+    for key, value in r["percentiles"].items():
+        values[(f"{base}_quantiles", QUANTILE_LABEL[key])] = convert(value)
+    return values
+
+
+def _flat_values(r: dict[str, Any]) -> dict[tuple[str, str | None], float]:
+    s = r["series"]
+    name = s["name"].replace(".", "_")
+    values: dict[tuple[str, str | None], float] = {
+        (f"{name}_{stat}", None): r[stat] for stat in FLAT_STATISTICS
+    }
+    if s["type"] != "counter":
+        for key, value in r["percentiles"].items():
+            values[(name, QUANTILE_LABEL[key])] = value
+    return values
+
+
+def expected_points(rollups: Iterable[dict[str, Any]], naming: str = "aggregation") -> Stored:
+    """What the TSDB must hold for these rollups, per docs/remote-write.md (written out)."""
     points: dict[frozenset[tuple[str, str]], dict[int, float]] = {}
     for r in rollups:
         s = r["series"]
-        name = s["name"].replace(".", "_")
-        base = {"service": s["service"], "region": s["region"], "resolution": r["resolution"]}
+        base = {"service": s["service"], "region": s["region"]}
+        if naming == "flat":
+            base["resolution"] = r["resolution"]
         base.update(s["labels"])
-        values = {(f"{name}_{stat}", None): r[stat] for stat in STATISTICS}
-        if s["type"] != "counter":
-            for key, value in r["percentiles"].items():
-                values[(name, QUANTILE_LABEL[key])] = value
+        values = _flat_values(r) if naming == "flat" else _aggregation_values(r)
         for (metric, quantile), value in values.items():
             labels = {**base, "__name__": metric}
             if quantile is not None:

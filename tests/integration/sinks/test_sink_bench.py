@@ -20,7 +20,11 @@ def test_sink_bench_runs_and_verifies(kafka_bootstrap: str) -> None:
         series=60,
         concurrency=2,
         batch_records=200,
+        split=True,
     )
-    assert result.verified and result.stored_samples == 600 * sink_bench.SAMPLES_PER_ROLLUP
+    assert result.verified and result.stored_samples == 600 * sink_bench.samples_per_rollup()
+    assert result.runner_cpu_seconds is not None and result.encoder_cpu_seconds is not None
+    assert 0 < result.encoder_cpu_seconds < result.sink_cpu_seconds
     argv = ["--rollups", "500", "--series", "50", "--bootstrap-servers", kafka_bootstrap]
-    assert sink_bench.main([*argv, "--tsdb", "prometheus", "--batch-records", "100"]) == 0
+    flat = ["--tsdb", "prometheus", "--batch-records", "100", "--naming", "flat"]
+    assert sink_bench.main([*argv, *flat]) == 0
