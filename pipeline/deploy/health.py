@@ -1,0 +1,291 @@
+"""The "metrics-pipeline health" dashboard: the processes' own /metrics, by the label `process`
+(set by the chart's ServiceMonitors). Consumer lag per partition and checkpoint age are not
+exported by the processes yet; their panels come when the metrics do. CPU and memory come from
+the kubelet's cAdvisor metrics (the processes serve no process_* metrics)."""
+
+from __future__ import annotations
+
+from pipeline.deploy.panels import Panel, Query, Row
+
+R = "$__rate_interval"
+CONTAINERS = 'container=~"worker|tier|detect|sink-remote-write|sink-local|alert-bridge"'
+CADVISOR = "cAdvisor metrics of the kubelet: present on Kubernetes, not in a local run"
+ONLY_ON_FAILURE = "a labelled counter appears with its first increment (a refusal)"
+
+UID = "metrics-pipeline-health"
+TITLE = "metrics-pipeline / health"
+DESCRIPTION = (
+    "Throughput, dead letters, lateness, watermarks, emission delay, flushes, sinks, the "
+    "detector and the alert bridge of metrics-pipeline, from the processes' own /metrics."
+)
+
+
+ROWS: tuple[Row, ...] = (
+    Row(
+        "Throughput",
+        (
+            Panel(
+                "Samples in / aggregated per second",
+                "short",
+                (
+                    Query(
+                        f'sum by (process) (rate(metrics_pipeline_samples_in_total{{process="worker"}}[{R}]))',
+                        "read",
+                    ),
+                    Query(
+                        f'sum by (process) (rate(metrics_pipeline_samples_aggregated_total{{process="worker"}}[{R}]))',
+                        "aggregated",
+                    ),
+                ),
+            ),
+            Panel(
+                "Rollups out per second, by resolution",
+                "short",
+                (
+                    Query(
+                        f'sum by (process, resolution) (rate(metrics_pipeline_rollups_emitted_total{{process=~"worker|tier"}}[{R}]))',
+                        "{{process}} {{resolution}}",
+                    ),
+                ),
+            ),
+            Panel(
+                "Dead letters per second, by reason",
+                "short",
+                (
+                    Query(
+                        f"sum by (process, reason) (rate(metrics_pipeline_deadletter_total[{R}]))",
+                        "{{process}} {{reason}}",
+                    ),
+                    Query(
+                        f"sum by (sink, reason) (rate(metrics_pipeline_sink_deadletter_total[{R}]))",
+                        "sink {{sink}} {{reason}}",
+                        expect="parse",
+                        why=ONLY_ON_FAILURE,
+                    ),
+                    Query(
+                        f"sum by (reason) (rate(metrics_pipeline_alert_bridge_deadletter_total[{R}]))",
+                        "alert-bridge {{reason}}",
+                        expect="parse",
+                        why=ONLY_ON_FAILURE,
+                    ),
+                ),
+            ),
+            Panel(
+                "Late samples per second",
+                "short",
+                (
+                    Query(
+                        f'sum by (process) (rate(metrics_pipeline_late_samples_total{{process="worker"}}[{R}]))',
+                        "late",
+                    ),
+                ),
+                description="Samples whose window had closed (dead-lettered or counted, by "
+                "late_policy).",
+            ),
+        ),
+    ),
+    Row(
+        "Progress",
+        (
+            Panel(
+                "Watermark lag (wall clock − lowest partition watermark)",
+                "s",
+                (
+                    Query(
+                        "max by (process, instance) (metrics_pipeline_watermark_lag_seconds)",
+                        "{{process}} {{instance}}",
+                    ),
+                ),
+            ),
+            Panel(
+                "Uncommitted messages (held by open windows or unsent batches)",
+                "short",
+                (
+                    Query(
+                        "sum by (process) (metrics_pipeline_commit_lag_messages)",
+                        "{{process}}",
+                    ),
+                    Query(
+                        "sum by (sink) (metrics_pipeline_sink_commit_lag_messages)",
+                        "sink {{sink}}",
+                    ),
+                    Query(
+                        "sum(metrics_pipeline_alert_bridge_commit_lag_messages)",
+                        "alert-bridge",
+                    ),
+                ),
+                description="Consumer lag per partition (high watermark − committed) is not "
+                "exported yet; this is what each process holds uncommitted.",
+            ),
+            Panel(
+                "Emission delay (window closed → rollup acknowledged)",
+                "s",
+                (
+                    Query(
+                        f'histogram_quantile(0.99, sum by (le, process) (rate(metrics_pipeline_emission_delay_seconds_bucket{{process=~"worker|tier"}}[{R}])))',
+                        "p99 {{process}}",
+                    ),
+                    Query(
+                        f'histogram_quantile(0.5, sum by (le, process) (rate(metrics_pipeline_emission_delay_seconds_bucket{{process=~"worker|tier"}}[{R}])))',
+                        "p50 {{process}}",
+                    ),
+                ),
+            ),
+            Panel(
+                "Flushes (checkpoint + commit) per second and p99 duration",
+                "short",
+                (
+                    Query(
+                        f"sum by (process) (rate(metrics_pipeline_flush_duration_seconds_count[{R}]))",
+                        "flushes/s {{process}}",
+                    ),
+                    Query(
+                        f"histogram_quantile(0.99, sum by (le, process) (rate(metrics_pipeline_flush_duration_seconds_bucket[{R}])))",
+                        "p99 s {{process}}",
+                    ),
+                ),
+                description="Each flush writes the checkpoints and commits. Checkpoint age is "
+                "not exported yet.",
+            ),
+            Panel(
+                "Tier children by outcome",
+                "short",
+                (
+                    Query(
+                        f"sum by (tier, outcome) (rate(metrics_pipeline_tier_children_total[{R}]))",
+                        "{{tier}} {{outcome}}",
+                    ),
+                ),
+            ),
+            Panel(
+                "Active series, open windows, owned partitions",
+                "short",
+                (
+                    Query("sum by (process) (metrics_pipeline_active_series)", "series {{process}}"),
+                    Query("sum by (process) (metrics_pipeline_open_windows)", "windows {{process}}"),
+                    Query(
+                        "sum by (process) (metrics_pipeline_assigned_partitions)",
+                        "partitions {{process}}",
+                    ),
+                    Query(
+                        f"sum by (process) (rate(metrics_pipeline_produce_errors_total[{R}]))",
+                        "produce errors/s {{process}}",
+                        expect="zero",
+                    ),
+                ),
+            ),
+        ),
+    ),
+    Row(
+        "Sinks",
+        (
+            Panel(
+                "Records stored per second",
+                "short",
+                (
+                    Query(
+                        f"sum by (sink) (rate(metrics_pipeline_sink_records_stored_total[{R}]))",
+                        "{{sink}}",
+                    ),
+                    Query(
+                        f"sum by (sink) (rate(metrics_pipeline_sink_records_in_total[{R}]))",
+                        "{{sink}} consumed",
+                    ),
+                ),
+            ),
+            Panel(
+                "Write failures, retries and paused",
+                "short",
+                (
+                    Query(
+                        f"sum by (sink) (rate(metrics_pipeline_sink_write_failures_total[{R}]))",
+                        "failures/s {{sink}}",
+                        expect="zero",
+                    ),
+                    Query(
+                        f"sum by (sink) (rate(metrics_pipeline_sink_retries_total[{R}]))",
+                        "retries/s {{sink}}",
+                        expect="zero",
+                    ),
+                    Query("max by (sink) (metrics_pipeline_sink_paused)", "paused {{sink}}", expect="zero"),
+                ),
+            ),
+            Panel(
+                "Write duration p99",
+                "s",
+                (
+                    Query(
+                        f"histogram_quantile(0.99, sum by (le, sink) (rate(metrics_pipeline_sink_write_duration_seconds_bucket[{R}])))",
+                        "{{sink}}",
+                    ),
+                ),
+            ),
+        ),
+    ),
+    Row(
+        "Detector and alert bridge",
+        (
+            Panel(
+                "Detector: watermark lag and anomaly events",
+                "short",
+                (
+                    Query(
+                        'max(metrics_pipeline_watermark_lag_seconds{process="detect"})',
+                        "watermark lag s",
+                    ),
+                    Query(
+                        f'sum(rate(metrics_pipeline_rollups_emitted_total{{process="detect"}}[{R}]))',
+                        "events/s",
+                    ),
+                ),
+            ),
+            Panel(
+                "Alert bridge: episodes, Alertmanager, sends",
+                "short",
+                (
+                    Query("sum(metrics_pipeline_alert_bridge_active_episodes)", "active episodes"),
+                    Query("min(metrics_pipeline_alert_bridge_alertmanager_up)", "alertmanager up"),
+                    Query("max(metrics_pipeline_alert_bridge_paused)", "paused", expect="zero"),
+                    Query(
+                        f"sum by (state) (rate(metrics_pipeline_alert_bridge_alerts_sent_total[{R}]))",
+                        "sent {{state}}/s",
+                    ),
+                    Query(
+                        f"sum(rate(metrics_pipeline_alert_bridge_send_failures_total[{R}]))",
+                        "send failures/s",
+                        expect="zero",
+                    ),
+                ),
+            ),
+        ),
+    ),
+    Row(
+        "Resources",
+        (
+            Panel(
+                "Memory (working set)",
+                "bytes",
+                (
+                    Query(
+                        f"sum by (container, pod) (container_memory_working_set_bytes{{{CONTAINERS}}})",
+                        "{{pod}}",
+                        expect="parse",
+                        why=CADVISOR,
+                    ),
+                ),
+            ),
+            Panel(
+                "CPU",
+                "short",
+                (
+                    Query(
+                        f"sum by (container, pod) (rate(container_cpu_usage_seconds_total{{{CONTAINERS}}}[{R}]))",
+                        "{{pod}}",
+                        expect="parse",
+                        why=CADVISOR,
+                    ),
+                ),
+            ),
+        ),
+    ),
+)
