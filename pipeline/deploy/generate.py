@@ -27,7 +27,7 @@ def artefacts() -> dict[str, str]:
         latency.DESCRIPTION,
         latency.ROWS,
         variables=latency.variables(),
-        annotations=latency.annotations(),
+        annotations=latency.annotation_queries(),
     )
     return {
         "dashboards/metrics-pipeline-health.json": _json(health_board.build()),

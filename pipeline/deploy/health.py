@@ -20,6 +20,21 @@ DESCRIPTION = (
 )
 
 
+def _sel(metric: str, match: str) -> str:
+    return f"{metric}{{{match}}}" if match else metric
+
+
+def rate(metric: str, by: str = "", match: str = "") -> str:
+    """Per-second rate of a counter, summed by `by` (everything when empty)."""
+    grouping = f" by ({by})" if by else ""
+    return f"sum{grouping} (rate({_sel(metric, match)}[{R}]))"
+
+
+def quantile(q: str, histogram: str, by: str, match: str = "") -> str:
+    buckets = _sel(histogram + "_bucket", match)
+    return f"histogram_quantile({q}, sum by (le, {by}) (rate({buckets}[{R}])))"
+
+
 ROWS: tuple[Row, ...] = (
     Row(
         "Throughput",
@@ -29,11 +44,15 @@ ROWS: tuple[Row, ...] = (
                 "short",
                 (
                     Query(
-                        f'sum by (process) (rate(metrics_pipeline_samples_in_total{{process="worker"}}[{R}]))',
+                        rate("metrics_pipeline_samples_in_total", "process", 'process="worker"'),
                         "read",
                     ),
                     Query(
-                        f'sum by (process) (rate(metrics_pipeline_samples_aggregated_total{{process="worker"}}[{R}]))',
+                        rate(
+                            "metrics_pipeline_samples_aggregated_total",
+                            "process",
+                            'process="worker"',
+                        ),
                         "aggregated",
                     ),
                 ),
@@ -43,7 +62,11 @@ ROWS: tuple[Row, ...] = (
                 "short",
                 (
                     Query(
-                        f'sum by (process, resolution) (rate(metrics_pipeline_rollups_emitted_total{{process=~"worker|tier"}}[{R}]))',
+                        rate(
+                            "metrics_pipeline_rollups_emitted_total",
+                            "process, resolution",
+                            'process=~"worker|tier"',
+                        ),
                         "{{process}} {{resolution}}",
                     ),
                 ),
@@ -53,17 +76,17 @@ ROWS: tuple[Row, ...] = (
                 "short",
                 (
                     Query(
-                        f"sum by (process, reason) (rate(metrics_pipeline_deadletter_total[{R}]))",
+                        rate("metrics_pipeline_deadletter_total", "process, reason"),
                         "{{process}} {{reason}}",
                     ),
                     Query(
-                        f"sum by (sink, reason) (rate(metrics_pipeline_sink_deadletter_total[{R}]))",
+                        rate("metrics_pipeline_sink_deadletter_total", "sink, reason"),
                         "sink {{sink}} {{reason}}",
                         expect="parse",
                         why=ONLY_ON_FAILURE,
                     ),
                     Query(
-                        f"sum by (reason) (rate(metrics_pipeline_alert_bridge_deadletter_total[{R}]))",
+                        rate("metrics_pipeline_alert_bridge_deadletter_total", "reason"),
                         "alert-bridge {{reason}}",
                         expect="parse",
                         why=ONLY_ON_FAILURE,
@@ -75,7 +98,7 @@ ROWS: tuple[Row, ...] = (
                 "short",
                 (
                     Query(
-                        f'sum by (process) (rate(metrics_pipeline_late_samples_total{{process="worker"}}[{R}]))',
+                        rate("metrics_pipeline_late_samples_total", "process", 'process="worker"'),
                         "late",
                     ),
                 ),
@@ -122,11 +145,21 @@ ROWS: tuple[Row, ...] = (
                 "s",
                 (
                     Query(
-                        f'histogram_quantile(0.99, sum by (le, process) (rate(metrics_pipeline_emission_delay_seconds_bucket{{process=~"worker|tier"}}[{R}])))',
+                        quantile(
+                            "0.99",
+                            "metrics_pipeline_emission_delay_seconds",
+                            "process",
+                            'process=~"worker|tier"',
+                        ),
                         "p99 {{process}}",
                     ),
                     Query(
-                        f'histogram_quantile(0.5, sum by (le, process) (rate(metrics_pipeline_emission_delay_seconds_bucket{{process=~"worker|tier"}}[{R}])))',
+                        quantile(
+                            "0.5",
+                            "metrics_pipeline_emission_delay_seconds",
+                            "process",
+                            'process=~"worker|tier"',
+                        ),
                         "p50 {{process}}",
                     ),
                 ),
@@ -136,11 +169,11 @@ ROWS: tuple[Row, ...] = (
                 "short",
                 (
                     Query(
-                        f"sum by (process) (rate(metrics_pipeline_flush_duration_seconds_count[{R}]))",
+                        rate("metrics_pipeline_flush_duration_seconds_count", "process"),
                         "flushes/s {{process}}",
                     ),
                     Query(
-                        f"histogram_quantile(0.99, sum by (le, process) (rate(metrics_pipeline_flush_duration_seconds_bucket[{R}])))",
+                        quantile("0.99", "metrics_pipeline_flush_duration_seconds", "process"),
                         "p99 s {{process}}",
                     ),
                 ),
@@ -152,7 +185,7 @@ ROWS: tuple[Row, ...] = (
                 "short",
                 (
                     Query(
-                        f"sum by (tier, outcome) (rate(metrics_pipeline_tier_children_total[{R}]))",
+                        rate("metrics_pipeline_tier_children_total", "tier, outcome"),
                         "{{tier}} {{outcome}}",
                     ),
                 ),
@@ -161,14 +194,18 @@ ROWS: tuple[Row, ...] = (
                 "Active series, open windows, owned partitions",
                 "short",
                 (
-                    Query("sum by (process) (metrics_pipeline_active_series)", "series {{process}}"),
-                    Query("sum by (process) (metrics_pipeline_open_windows)", "windows {{process}}"),
+                    Query(
+                        "sum by (process) (metrics_pipeline_active_series)", "series {{process}}"
+                    ),
+                    Query(
+                        "sum by (process) (metrics_pipeline_open_windows)", "windows {{process}}"
+                    ),
                     Query(
                         "sum by (process) (metrics_pipeline_assigned_partitions)",
                         "partitions {{process}}",
                     ),
                     Query(
-                        f"sum by (process) (rate(metrics_pipeline_produce_errors_total[{R}]))",
+                        rate("metrics_pipeline_produce_errors_total", "process"),
                         "produce errors/s {{process}}",
                         expect="zero",
                     ),
@@ -184,11 +221,11 @@ ROWS: tuple[Row, ...] = (
                 "short",
                 (
                     Query(
-                        f"sum by (sink) (rate(metrics_pipeline_sink_records_stored_total[{R}]))",
+                        rate("metrics_pipeline_sink_records_stored_total", "sink"),
                         "{{sink}}",
                     ),
                     Query(
-                        f"sum by (sink) (rate(metrics_pipeline_sink_records_in_total[{R}]))",
+                        rate("metrics_pipeline_sink_records_in_total", "sink"),
                         "{{sink}} consumed",
                     ),
                 ),
@@ -198,16 +235,20 @@ ROWS: tuple[Row, ...] = (
                 "short",
                 (
                     Query(
-                        f"sum by (sink) (rate(metrics_pipeline_sink_write_failures_total[{R}]))",
+                        rate("metrics_pipeline_sink_write_failures_total", "sink"),
                         "failures/s {{sink}}",
                         expect="zero",
                     ),
                     Query(
-                        f"sum by (sink) (rate(metrics_pipeline_sink_retries_total[{R}]))",
+                        rate("metrics_pipeline_sink_retries_total", "sink"),
                         "retries/s {{sink}}",
                         expect="zero",
                     ),
-                    Query("max by (sink) (metrics_pipeline_sink_paused)", "paused {{sink}}", expect="zero"),
+                    Query(
+                        "max by (sink) (metrics_pipeline_sink_paused)",
+                        "paused {{sink}}",
+                        expect="zero",
+                    ),
                 ),
             ),
             Panel(
@@ -215,7 +256,7 @@ ROWS: tuple[Row, ...] = (
                 "s",
                 (
                     Query(
-                        f"histogram_quantile(0.99, sum by (le, sink) (rate(metrics_pipeline_sink_write_duration_seconds_bucket[{R}])))",
+                        quantile("0.99", "metrics_pipeline_sink_write_duration_seconds", "sink"),
                         "{{sink}}",
                     ),
                 ),
@@ -247,7 +288,7 @@ ROWS: tuple[Row, ...] = (
                     Query("min(metrics_pipeline_alert_bridge_alertmanager_up)", "alertmanager up"),
                     Query("max(metrics_pipeline_alert_bridge_paused)", "paused", expect="zero"),
                     Query(
-                        f"sum by (state) (rate(metrics_pipeline_alert_bridge_alerts_sent_total[{R}]))",
+                        rate("metrics_pipeline_alert_bridge_alerts_sent_total", "state"),
                         "sent {{state}}/s",
                     ),
                     Query(
@@ -267,7 +308,8 @@ ROWS: tuple[Row, ...] = (
                 "bytes",
                 (
                     Query(
-                        f"sum by (container, pod) (container_memory_working_set_bytes{{{CONTAINERS}}})",
+                        "sum by (container, pod) "
+                        f"(container_memory_working_set_bytes{{{CONTAINERS}}})",
                         "{{pod}}",
                         expect="parse",
                         why=CADVISOR,
@@ -279,7 +321,7 @@ ROWS: tuple[Row, ...] = (
                 "short",
                 (
                     Query(
-                        f"sum by (container, pod) (rate(container_cpu_usage_seconds_total{{{CONTAINERS}}}[{R}]))",
+                        rate("container_cpu_usage_seconds_total", "container, pod", CONTAINERS),
                         "{{pod}}",
                         expect="parse",
                         why=CADVISOR,

@@ -149,7 +149,7 @@ def variables() -> list[gd.QueryVariable | gd.CustomVariable | gd.TextBoxVariabl
     ]
 
 
-def annotations() -> list[gd.AnnotationQuery]:
+def annotation_queries() -> list[gd.AnnotationQuery]:
     return [
         gd.AnnotationQuery()
         .name(a.legend)

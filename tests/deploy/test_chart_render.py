@@ -85,7 +85,9 @@ def test_pods_are_hardened_and_probed(rendered: dict[str, list[dict[str, Any]]])
             assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
             assert container["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
             assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
-            assert container["ports"] == [{"name": "http", "containerPort": 9464, "protocol": "TCP"}]
+            assert container["ports"] == [
+                {"name": "http", "containerPort": 9464, "protocol": "TCP"}
+            ]
             assert container["resources"]["requests"] and container["resources"]["limits"]
             mounts = {m["mountPath"] for m in container["volumeMounts"]}
             assert "/tmp" in mounts, "a read-only root needs a writable /tmp"
@@ -108,9 +110,10 @@ def test_services_monitors_and_budgets_select_their_pods(
         assert budget["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
         monitor = by_name(objects, "ServiceMonitor", suffix)
         assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
-        assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"][
-            "labels"
-        ].items()
+        assert (
+            monitor["spec"]["selector"]["matchLabels"].items()
+            <= service["metadata"]["labels"].items()
+        )
         (endpoint,) = monitor["spec"]["endpoints"]
         assert endpoint["port"] == "http" and endpoint["path"] == "/metrics"
         # The dashboards and rules select on `process`, copied from the Service's label.
@@ -202,9 +205,9 @@ def test_prometheus_rule_and_dashboards(rendered: dict[str, list[dict[str, Any]]
     alerts = [r["alert"] for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r]
     assert "MetricsPipelineSinkPaused" in alerts
     dashboards = [
-        o for o in of_kind(rendered["everything"], "ConfigMap") if "grafana_dashboard" in (
-            o["metadata"]["labels"]
-        )
+        o
+        for o in of_kind(rendered["everything"], "ConfigMap")
+        if "grafana_dashboard" in (o["metadata"]["labels"])
     ]
     assert len(dashboards) == 2
     assert not of_kind(rendered["defaults"], "PrometheusRule")
@@ -236,9 +239,9 @@ def test_a_misspelled_key_fails_install() -> None:
 
 
 def test_required_urls_are_enforced() -> None:
-    with pytest.raises(helm.HelmRenderError, match="sinks.remoteWrite.url is required"):
+    with pytest.raises(helm.HelmRenderError, match=r"sinks\.remoteWrite\.url is required"):
         load_chart().render({"sinks": {"remoteWrite": {"enabled": True}}}, name="mp")
-    with pytest.raises(helm.HelmRenderError, match="alertBridge.alertmanagerUrl is required"):
+    with pytest.raises(helm.HelmRenderError, match=r"alertBridge\.alertmanagerUrl is required"):
         load_chart().render({"alertBridge": {"enabled": True}}, name="mp")
 
 

@@ -15,10 +15,10 @@ import yaml
 
 pytest.importorskip("grafana_foundation_sdk", reason="pip install -e '.[dev]'")
 
-from pipeline.deploy import health, latency  # noqa: E402
-from pipeline.deploy.generate import artefacts  # noqa: E402
-from pipeline.deploy.panels import Query, queries_of  # noqa: E402
-from tests.deploy.chart import CHART  # noqa: E402
+from pipeline.deploy import health, latency
+from pipeline.deploy.generate import artefacts
+from pipeline.deploy.panels import Query, queries_of
+from tests.deploy.chart import CHART
 
 RULES = CHART / "rules" / "metrics-pipeline.rules.yaml"
 RULES_TESTS = Path(__file__).with_name("rules_test.yaml")
@@ -56,9 +56,7 @@ def _exprs(node: Any) -> list[str]:
 
 
 def test_committed_files_equal_a_fresh_generation() -> None:
-    stale = [
-        path for path, text in artefacts().items() if (CHART / path).read_text() != text
-    ]
+    stale = [path for path, text in artefacts().items() if (CHART / path).read_text() != text]
     assert not stale, f"run `python -m pipeline.deploy` and commit: {stale}"
 
 
