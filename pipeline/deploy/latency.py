@@ -6,7 +6,7 @@ sink's naming is a change here only. CURRENT is the naming of pipeline/sinks/rem
 VictoriaMetrics' stream-aggregation style (`name:1m_quantiles{quantile=...}`, `name:1m_rate`,
 `name:1m_count_samples`) for when the sink writes that.
 
-Anomaly episodes are annotations from the alert bridge's own metrics (episodes fired and
+Anomaly episodes are annotations from the alert bridge's own metrics (episodes active and
 resolved, not per series): the episodes themselves live in Kafka and Alertmanager, not in the TSDB.
 """
 
@@ -108,10 +108,9 @@ ROWS: tuple[Row, ...] = (
 )
 
 ANNOTATIONS: tuple[Query, ...] = (
-    Query(
-        'sum(increase(metrics_pipeline_alert_bridge_alerts_sent_total{state="firing"}[2m])) > 0',
-        "anomaly episode fired",
-    ),
+    # A gauge exported from the start: an episode shows even when it is the first one a bridge
+    # sends (a counter's first increment is invisible to increase()).
+    Query("sum(metrics_pipeline_alert_bridge_active_episodes) > 0", "anomaly episodes active"),
     Query(
         'sum(increase(metrics_pipeline_alert_bridge_alerts_sent_total{state="resolved"}[2m])) > 0',
         "anomaly episode resolved",
@@ -155,7 +154,7 @@ def annotation_queries() -> list[gd.AnnotationQuery]:
         .name(a.legend)
         .datasource(DATASOURCE)
         .enable(True)
-        .icon_color("red" if "fired" in a.legend else "green")
+        .icon_color("red" if "active" in a.legend else "green")
         .expr(a.expr)
         for a in ANNOTATIONS
     ]
