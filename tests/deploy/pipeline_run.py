@@ -160,8 +160,8 @@ def running(processes: list[Process], bootstrap: str, root: Path) -> Iterator[No
 
 
 def produce_demo_load(bootstrap: str, topic: str, samples: int) -> str:
-    """The demo's workload (late samples, malformed messages, one injected latency incident),
-    smaller, with event times ending now; returns the incident's metric name."""
+    """The demo's workload (late samples, malformed messages, one latency incident in its last
+    50 s), smaller, with event times ending now; returns the incident's metric name."""
     now_ms = int(time.time() * 1000)
     spec = replace(
         DEMO_SPEC,
@@ -172,7 +172,10 @@ def produce_demo_load(bootstrap: str, topic: str, samples: int) -> str:
     )
     ensure_topics(bootstrap, [TopicSpec(topic, 2)])
     workload = generate(spec)
-    incident = inject_incident(workload)
+    # To the end of the event time: the episode is still firing when the run ends, so the
+    # bridge's active-episodes gauge shows it (a backfill would otherwise fire and resolve it
+    # between two scrapes).
+    incident = inject_incident(workload, start_s=250.0, end_s=DEMO_SPEC.duration_s)
     produce(bootstrap, topic, workload.messages())
     return incident.series.name
 

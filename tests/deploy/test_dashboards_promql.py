@@ -100,13 +100,9 @@ def test_every_dashboard_query_on_a_real_run(
                     f"{resolution} rollups in Prometheus",
                 )
             wait_until(
-                lambda: _has(
-                    base,
-                    'metrics_pipeline_alert_bridge_alerts_sent_total{state="firing"} > 0',
-                    started,
-                ),
+                lambda: _has(base, "metrics_pipeline_alert_bridge_active_episodes > 0", started),
                 120,
-                "the incident's alert",
+                "the incident's episode at the alert bridge",
             )
             time.sleep(6)  # a few more scrapes of the final counters
             up = _query_range(base, "min by (process) (up)", started)
