@@ -30,7 +30,7 @@ from tests.deploy.pipeline_run import (
     running,
     wait_until,
 )
-from tests.deploy.test_generated import all_queries, concrete
+from tests.deploy.queries import all_queries, concrete
 from tests.tsdb_servers import require_alertmanager
 
 pytestmark = pytest.mark.slow

@@ -15,10 +15,10 @@ import yaml
 
 pytest.importorskip("grafana_foundation_sdk", reason="pip install -e '.[dev]'")
 
-from pipeline.deploy import health, latency
+from pipeline.deploy import latency
 from pipeline.deploy.generate import artefacts
-from pipeline.deploy.panels import Query, queries_of
 from tests.deploy.chart import CHART
+from tests.deploy.queries import all_queries, concrete
 
 RULES = CHART / "rules" / "metrics-pipeline.rules.yaml"
 RULES_TESTS = Path(__file__).with_name("rules_test.yaml")
@@ -29,21 +29,6 @@ def promtool() -> str:
     if path is None:
         pytest.skip("promtool is not installed: apt-get install prometheus")
     return path
-
-
-def all_queries() -> list[Query]:
-    return [*queries_of(health.ROWS), *queries_of(latency.ROWS), *latency.ANNOTATIONS]
-
-
-def concrete(expr: str, resolution: str = "1m") -> str:
-    """An expression with Grafana's variables replaced as a panel would send it."""
-    return (
-        expr.replace("$__rate_interval", "1m")
-        .replace("${metric}", "http_server_duration")
-        .replace("${resolution}", resolution)
-        .replace("$service", ".+")
-        .replace("$region", ".+")
-    )
 
 
 def _exprs(node: Any) -> list[str]:
