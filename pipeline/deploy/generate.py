@@ -20,7 +20,9 @@ def _json(board: object) -> str:
 
 def artefacts() -> dict[str, str]:
     """Chart-relative path → file content."""
-    health_board = build_dashboard(health.UID, health.TITLE, health.DESCRIPTION, health.ROWS)
+    health_board = build_dashboard(
+        health.UID, health.TITLE, health.DESCRIPTION, health.ROWS, variables=health.variables()
+    )
     latency_board = build_dashboard(
         latency.UID,
         latency.TITLE,

@@ -5,7 +5,12 @@ the kubelet's cAdvisor metrics (the processes serve no process_* metrics)."""
 
 from __future__ import annotations
 
-from pipeline.deploy.panels import Panel, Query, Row
+import re
+from dataclasses import replace
+
+from grafana_foundation_sdk.builders import dashboard as gd
+
+from pipeline.deploy.panels import DATASOURCE, Panel, Query, Row
 
 R = "$__rate_interval"
 CONTAINERS = 'container=~"worker|tier|detect|sink-remote-write|sink-local|alert-bridge"'
@@ -35,7 +40,7 @@ def quantile(q: str, histogram: str, by: str, match: str = "") -> str:
     return f"histogram_quantile({q}, sum by (le, {by}) (rate({buckets}[{R}])))"
 
 
-ROWS: tuple[Row, ...] = (
+_ROWS: tuple[Row, ...] = (
     Row(
         "Throughput",
         (
@@ -331,3 +336,41 @@ ROWS: tuple[Row, ...] = (
         ),
     ),
 )
+
+
+# Every selector also matches the dashboard's namespace variable: one Prometheus often scrapes
+# several releases (series without the label, e.g. outside Kubernetes, match ".*" too).
+_SELECTOR = re.compile(r"\b((?:metrics_pipeline|container)_\w+)(?:\{([^}]*)\})?")
+NAMESPACE = 'namespace=~"$namespace"'
+
+
+def _scoped(expr: str) -> str:
+    def add(match: re.Match[str]) -> str:
+        rest = f", {match[2]}" if match[2] else ""
+        return f"{match[1]}{{{NAMESPACE}{rest}}}"
+
+    return _SELECTOR.sub(add, expr)
+
+
+ROWS: tuple[Row, ...] = tuple(
+    replace(
+        row,
+        panels=tuple(
+            replace(p, queries=tuple(replace(q, expr=_scoped(q.expr)) for q in p.queries))
+            for p in row.panels
+        ),
+    )
+    for row in _ROWS
+)
+
+
+def variables() -> list[gd.QueryVariable]:
+    return [
+        gd.QueryVariable("namespace")
+        .label("Namespace")
+        .datasource(DATASOURCE)
+        .query("label_values(metrics_pipeline_assigned_partitions, namespace)")
+        .multi(True)
+        .include_all(True)
+        .all_value(".*")
+    ]

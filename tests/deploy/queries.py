@@ -18,4 +18,5 @@ def concrete(expr: str, resolution: str = "1m") -> str:
         .replace("${resolution}", resolution)
         .replace("$service", ".+")
         .replace("$region", ".+")
+        .replace("$namespace", ".*")
     )

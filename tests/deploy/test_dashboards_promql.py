@@ -93,15 +93,17 @@ def test_every_dashboard_query_on_a_real_run(
             metric = produce_demo_load(kafka_bootstrap, f"{unique_name}.raw", samples=30_000)
             name = metric.replace(".", "_")
             base = prometheus.base_url
+            # Generous bounds: on a loaded shared machine the windows take long to close; the
+            # test asserts what arrives, never how fast.
             for resolution in RESOLUTIONS:
                 wait_until(
                     lambda r=resolution: _has(base, f'{name}_count{{resolution="{r}"}}', started),
-                    120,
+                    300,
                     f"{resolution} rollups in Prometheus",
                 )
             wait_until(
                 lambda: _has(base, "metrics_pipeline_alert_bridge_active_episodes > 0", started),
-                120,
+                300,
                 "the incident's episode at the alert bridge",
             )
             time.sleep(6)  # a few more scrapes of the final counters
