@@ -29,10 +29,11 @@ test-fast: $(STAMP) ## Skip the tests marked slow
 bench: $(STAMP) ## Throughput, memory, delay and accuracy benchmark (load/, ~10 min)
 	$(BIN)/python -m load.bench $(BENCH_ARGS)
 
-lint: $(STAMP) ## ruff (lint + format check) and mypy --strict
+lint: $(STAMP) ## ruff (lint + format check), mypy --strict, hadolint (Dockerfile)
 	$(BIN)/ruff check pipeline tests load
 	$(BIN)/ruff format --check pipeline tests load
 	$(BIN)/mypy
+	$(BIN)/hadolint Dockerfile
 
 format: $(STAMP) ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix pipeline tests load

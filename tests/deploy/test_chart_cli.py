@@ -1,0 +1,159 @@
+"""Each rendered container's command line, environment and settings file go through the real
+`metrics-pipeline` CLI and settings classes: they parse, the processes accept every key, and the
+HTTP server binds 0.0.0.0 on the port the probes and Service use.
+
+The process a command would start is replaced by one that records its settings and stops: the
+test needs the parsed settings, not a Kafka connection."""
+
+from __future__ import annotations
+
+import re
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from tests.deploy.chart import of_kind, render, settings_files, workloads
+from tests.deploy.values_matrix import EVERYTHING, MATRIX
+
+MOUNT_ROOT = "/etc/metrics-pipeline/"
+STORE = "/var/lib/metrics-pipeline/store"
+SECRET_VALUE = "s3cret-from-a-Secret"
+
+
+class Captured(Exception):
+    def __init__(self, settings: Any) -> None:
+        super().__init__("captured")
+        self.settings = settings
+
+
+def _capture(settings: Any, *args: Any, **kwargs: Any) -> Any:
+    raise Captured(settings)
+
+
+@pytest.fixture
+def captured_cli(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stop every command right after its settings are built."""
+    import pipeline.alerting
+    import pipeline.cli
+    import pipeline.kafka.detect_worker
+    import pipeline.kafka.worker
+    import pipeline.observability
+    import pipeline.sinks.local
+    import pipeline.sinks.remote_write
+
+    monkeypatch.setattr(pipeline.kafka.worker, "RollupWorker", _capture)
+    monkeypatch.setattr(pipeline.kafka.detect_worker, "DetectWorker", _capture)
+    monkeypatch.setattr(pipeline.sinks.remote_write, "RemoteWriteSink", _capture)
+    monkeypatch.setattr(pipeline.sinks.local, "LocalStoreSink", lambda *a, **k: None)
+    monkeypatch.setattr(pipeline.cli, "_run_sink", _capture)
+    monkeypatch.setattr(pipeline.cli, "_run_tier_steps", lambda s, steps: _capture(steps))
+    monkeypatch.setattr(pipeline.alerting, "AlertBridge", _capture)
+    monkeypatch.setattr(pipeline.observability, "configure_logging", lambda *a: None)
+    monkeypatch.setattr(pipeline.cli, "_stop_on_signals", threading.Event)
+
+
+def _local(path: str, root: Path) -> str:
+    """A path under a pod's mounts, moved under the test's directory."""
+    return path.replace(MOUNT_ROOT, f"{root}/").replace(STORE, f"{root}/store")
+
+
+def _pod_environment(container: dict[str, Any], root: Path) -> dict[str, str]:
+    """The container's env as Kubernetes resolves it: Secret keys read, $(VAR) expanded."""
+    env: dict[str, str] = {}
+    for item in container.get("env", []):
+        if "valueFrom" in item:
+            env[item["name"]] = SECRET_VALUE
+        else:
+            value = re.sub(r"\$\((\w+)\)", lambda m: env.get(m[1], m[0]), item["value"])
+            env[item["name"]] = _local(value, root)
+    return env
+
+
+def _lay_out_mounts(objects: list[dict[str, Any]], root: Path) -> None:
+    """The settings ConfigMap and the files Secrets would put in the pods."""
+    (root / "config").mkdir(parents=True)
+    for name, text in settings_files(objects).items():
+        (root / "config" / name).write_text(_local(text, root))
+    for directory in ("kafka-tls", "http-tls", "http-token"):
+        (root / directory).mkdir()
+        for key in ("ca.crt", "tls.crt", "tls.key", "token"):
+            (root / directory / key).write_text("from a Secret\n")
+
+
+def _run(container: dict[str, Any], root: Path) -> Any:
+    args = [_local(a, root) for a in container["args"]]
+    result = CliRunner().invoke(app, args, env=_pod_environment(container, root))
+    if not isinstance(result.exception, Captured):
+        raise AssertionError(f"`metrics-pipeline {' '.join(args)}` failed:\n{result.output}")
+    return result.exception.settings
+
+
+@pytest.mark.parametrize("case", ["defaults", "everything", "tier-steps"])
+@pytest.mark.usefixtures("captured_cli")
+def test_every_container_command_parses(case: str, tmp_path: Path) -> None:
+    objects = render(MATRIX[case])
+    _lay_out_mounts(objects, tmp_path)
+    for workload in workloads(objects):
+        (container,) = workload["spec"]["template"]["spec"]["containers"]
+        settings = _run(container, tmp_path)
+        each = settings if isinstance(settings, list) else [settings]
+        (port,) = container["ports"]
+        for s in each:
+            assert s.http_host == "0.0.0.0", "a pod's probes and scrapes come from outside it"
+            assert s.http_port == port["containerPort"]
+            assert s.bootstrap_servers == (
+                EVERYTHING["kafka"]["bootstrapServers"] if case == "everything" else "kafka:9092"
+            )
+            if case == "everything":
+                assert s.kafka_config["sasl.password"] == SECRET_VALUE
+                assert s.kafka_config["security.protocol"] == "SASL_SSL"
+                assert s.kafka_config["client.rack"] == "eu-west-1a"
+                assert Path(s.kafka_config["ssl.ca.location"]).is_file()
+        assert (port["name"], container["livenessProbe"]["httpGet"]["port"]) == ("http", "http")
+
+
+@pytest.mark.usefixtures("captured_cli")
+def test_values_reach_the_processes(tmp_path: Path) -> None:
+    objects = render(MATRIX["everything"])
+    _lay_out_mounts(objects, tmp_path)
+    seen: dict[str, Any] = {}
+    for workload in workloads(objects):
+        (container,) = workload["spec"]["template"]["spec"]["containers"]
+        seen[container["name"]] = _run(container, tmp_path)
+    worker = seen["worker"]
+    assert (worker.input_topic, worker.group_id, worker.late_policy, worker.max_labels) == (
+        "metrics.raw",
+        "metrics-pipeline-rollup",
+        "count",
+        24,
+    )
+    assert [s.consumer_group for s in seen["tier"]] == [
+        "metrics-pipeline-tier-1m",
+        "metrics-pipeline-tier-5m",
+        "metrics-pipeline-tier-1h",
+    ]
+    assert seen["detect"].history == 30 and seen["detect"].resolution == "1m"
+    rw = seen["sink-remote-write"]
+    assert rw.url.startswith("http://vminsert") and rw.max_samples_per_request == 5000
+    assert rw.basic_auth_password.get_secret_value() == SECRET_VALUE
+    assert rw.tls_ca_file is not None and rw.tls_ca_file.is_file()
+    assert seen["sink-local"].path == tmp_path / "store"
+    bridge = seen["alert-bridge"]
+    assert bridge.extra_labels == {"team": "sre"} and bridge.bearer_token_file.is_file()
+
+
+@pytest.mark.usefixtures("captured_cli")
+def test_topics_job_command_parses(tmp_path: Path) -> None:
+    help_result = CliRunner().invoke(app, ["topics", "--help"])
+    if help_result.exit_code != 0:
+        pytest.skip("`metrics-pipeline topics` does not exist in this build yet")
+    objects = render(MATRIX["everything"])
+    (job,) = of_kind(objects, "Job")
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    args = [_local(a, tmp_path) for a in container["args"]] + ["--help"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
