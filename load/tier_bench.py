@@ -1,6 +1,6 @@
 """Tier worker throughput: 10 s rollups of the standard workload in, 1 m rollups out.
 
-`python -m load.tier_bench [--samples N]` builds the base rollups of DESIGN.md §5's standard
+`python -m load.tier_bench [--samples N]` builds the base rollups of the benchmark's standard
 workload with the framework-free core (no Kafka), pre-loads them into a rollup topic on the
 embedded broker (routed as the rollup worker routes them), then runs one tier step (10s → 1m) in
 this process and times it from its first consumed record to its last rollup acknowledged by

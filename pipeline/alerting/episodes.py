@@ -2,7 +2,7 @@
 
 An episode is active from its firing event until its resolved event. Its firing event's offset
 is the first record a restarted bridge must read again to know of it, so no offset past it is
-committed (DESIGN.md §3: commit only up to the first offset still needed).
+committed (as every stage: commit only up to the first offset still needed).
 """
 
 from __future__ import annotations

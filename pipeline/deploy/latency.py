@@ -1,10 +1,10 @@
 """The "service latency" dashboard over the rollups the remote-write sink stores.
 
 How a rollup statistic is named in the TSDB lives in one table, NAMING, so a change of the
-sink's naming is a change here only. CURRENT is the naming of pipeline/sinks/remote_write/naming.py
-(`name{quantile=...,resolution=...}`, `name_rate`, `name_count`); STREAM_AGGREGATION is
-VictoriaMetrics' stream-aggregation style (`name:1m_quantiles{quantile=...}`, `name:1m_rate`,
-`name:1m_count_samples`) for when the sink writes that.
+sink's naming is a change here only. STREAM_AGGREGATION is the sink's default scheme
+(`aggregation`, VictoriaMetrics' stream-aggregation style: `name:1m_quantiles{quantile=...}`,
+`name:1m_rate`, `name:1m_count_samples`); FLAT is its `naming: flat` scheme
+(`name{quantile=...,resolution=...}`, `name_rate`, `name_count`).
 
 Anomaly episodes are annotations from the alert bridge's own metrics (episodes active and
 resolved, not per series): the episodes themselves live in Kafka and Alertmanager, not in the TSDB.
@@ -29,7 +29,7 @@ class Naming:
     count: str
 
 
-CURRENT = Naming(
+FLAT = Naming(
     quantile='{metric}{{quantile="{quantile}", resolution="{resolution}", {labels}}}',
     rate='{metric}_rate{{resolution="{resolution}", {labels}}}',
     count='{metric}_count{{resolution="{resolution}", {labels}}}',
@@ -39,7 +39,7 @@ STREAM_AGGREGATION = Naming(
     rate="{metric}:{resolution}_rate{{{labels}}}",
     count="{metric}:{resolution}_count_samples{{{labels}}}",
 )
-NAMING = CURRENT
+NAMING = STREAM_AGGREGATION
 
 QUANTILES = (("0.5", "p50"), ("0.9", "p90"), ("0.99", "p99"))
 LABELS = 'service=~"$service", region=~"$region"'
@@ -125,7 +125,7 @@ def variables() -> list[gd.QueryVariable | gd.CustomVariable | gd.TextBoxVariabl
         metric="${metric}", resolution="${resolution}", quantile="", labels=""
     ).replace(", }", "}")
     return [
-        gd.TextBoxVariable("metric").label("Metric").default_value("http_server_duration"),
+        gd.TextBoxVariable("metric").label("Metric").default_value("http_server_duration_seconds"),
         gd.CustomVariable("resolution")
         .label("Resolution")
         .values(",".join(RESOLUTIONS))

@@ -1,7 +1,7 @@
 """Read whole partitions to their current end, without joining a consumer group.
 
 The end is where the broker reports end-of-partition after a fetch, which carries the true high
-watermark (Tansu's ListOffsets "latest" is wrong, DESIGN.md §4).
+watermark (Tansu's ListOffsets "latest" is wrong).
 """
 
 from __future__ import annotations

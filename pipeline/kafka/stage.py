@@ -2,7 +2,7 @@
 
 The rollup worker (raw samples → base rollups) and the tier worker (rollups → coarser rollups)
 differ only in what they do with a partition's records. Everything about time, ownership and
-commits is here, and is the same for both (DESIGN.md §3):
+commits is here, and is the same for both (docs/architecture.md):
 
 - each owned input partition has a state machine (`PartitionState`) restored from the partition's
   latest checkpoint, and is replayed from the checkpoint's offset;

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from load.tsdb import PrometheusServer, free_port
+from pipeline.sinks.remote_write.naming import base_name
 from pipeline.demo import DEMO_SPEC
 from pipeline.demo_alerts import inject_incident
 from pipeline.kafka.admin import TopicSpec, ensure_topics
@@ -161,7 +162,8 @@ def running(processes: list[Process], bootstrap: str, root: Path) -> Iterator[No
 
 def produce_demo_load(bootstrap: str, topic: str, samples: int) -> str:
     """The demo's workload (late samples, malformed messages, one latency incident in its last
-    50 s), smaller, with event times ending now; returns the incident's metric name."""
+    50 s), smaller, with event times ending now; returns the incident's metric name as the
+    remote-write sink names it (sanitized, base unit)."""
     now_ms = int(time.time() * 1000)
     spec = replace(
         DEMO_SPEC,
@@ -177,7 +179,8 @@ def produce_demo_load(bootstrap: str, topic: str, samples: int) -> str:
     # between two scrapes).
     incident = inject_incident(workload, start_s=250.0, end_s=DEMO_SPEC.duration_s)
     produce(bootstrap, topic, workload.messages())
-    return incident.series.name
+    series = incident.series
+    return base_name(series.name, series.type, series.unit)
 
 
 __all__ = ["Process", "ScrapingPrometheus", "chart_values", "produce_demo_load", "running"]

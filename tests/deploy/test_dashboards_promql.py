@@ -90,14 +90,13 @@ def test_every_dashboard_query_on_a_real_run(
             sink_file.read_text().replace(write_url_placeholder, prometheus.write_url)
         )
         with running(processes, kafka_bootstrap, tmp_path / "run"):
-            metric = produce_demo_load(kafka_bootstrap, f"{unique_name}.raw", samples=30_000)
-            name = metric.replace(".", "_")
+            name = produce_demo_load(kafka_bootstrap, f"{unique_name}.raw", samples=30_000)
             base = prometheus.base_url
             # Generous bounds: on a loaded shared machine the windows take long to close; the
             # test asserts what arrives, never how fast.
             for resolution in RESOLUTIONS:
                 wait_until(
-                    lambda r=resolution: _has(base, f'{name}_count{{resolution="{r}"}}', started),
+                    lambda r=resolution: _has(base, f"{name}:{r}_count_samples", started),
                     300,
                     f"{resolution} rollups in Prometheus",
                 )
