@@ -1,7 +1,7 @@
 """The benchmark's workloads, and loading them into the broker before anything is timed.
 
-Standard workload (README, Performance): 1,000 timer series (50 services × 4 regions × 5 names), 300 s of
-event time, 10 s windows, producer key `service|region`, one instance, no labels, no bad input.
+Standard workload (README, Performance): 1,000 timer series (50 services × 4 regions × 5 names), 300
+s of event time, 10 s windows, producer key `service|region`, one instance, no labels, no bad input.
 The encodings differ only in how samples are packed into messages:
 
 - single: one JSON sample per message, sent 0..2 s after its event time;

@@ -7,10 +7,10 @@ commit. Every `resend_interval` the active episodes' alerts are sent again with 
 TTL, as Prometheus does, so an Alertmanager that restarted learns them again and a bridge that
 died lets them resolve by themselves.
 
-Guarantees (those of the stages, see docs/architecture.md): a partition's offset is committed only up to the firing
-event of its oldest active episode and never past an unsent event, so a restarted bridge (or a
-partition's next owner) replays from there and rebuilds its active episodes; sending an alert
-twice is harmless (Alertmanager de-duplicates by labels). While Alertmanager is down the batch
+Guarantees (those of the stages, see docs/architecture.md): a partition's offset is committed only
+up to the firing event of its oldest active episode and never past an unsent event, so a restarted
+bridge (or a partition's next owner) replays from there and rebuilds its active episodes; sending an
+alert twice is harmless (Alertmanager de-duplicates by labels). While Alertmanager is down the batch
 is kept, consumption paused and retried with back-off: memory stays one batch.
 """
 

@@ -3,7 +3,8 @@
 Per batch: decode and validate (bad input → dead-letter topic), forward samples that belong to
 another partition, aggregate the rest per input partition, produce closed windows. Commits,
 checkpoints, idle partitions and rebalances are the shared stage loop's (kafka/stage.py): a crash
-at any point replays from the last checkpoint and re-emits byte-identical rollups (docs/architecture.md).
+at any point replays from the last checkpoint and re-emits byte-identical rollups
+(docs/architecture.md).
 """
 
 from __future__ import annotations

@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import IO, Any
 
 from load.tsdb import PrometheusServer, free_port
-from pipeline.sinks.remote_write.naming import base_name
 from pipeline.demo import DEMO_SPEC
 from pipeline.demo_alerts import inject_incident
 from pipeline.kafka.admin import TopicSpec, ensure_topics
 from pipeline.loadgen.build import generate
 from pipeline.loadgen.produce import produce
+from pipeline.sinks.remote_write.naming import base_name
 from tests.deploy.chart import render, settings_files, workloads
 
 SCRAPE_INTERVAL = "2s"
