@@ -3,8 +3,8 @@
 How a rollup statistic is named in the TSDB lives in one table, NAMING, so a change of the
 sink's naming is a change here only. STREAM_AGGREGATION is the sink's default scheme
 (`aggregation`, VictoriaMetrics' stream-aggregation style: `name:1m_quantiles{quantile=...}`,
-`name:1m_rate`, `name:1m_count_samples`); FLAT is its `naming: flat` scheme
-(`name{quantile=...,resolution=...}`, `name_rate`, `name_count`).
+`name:1m_count_samples`); FLAT is its `naming: flat` scheme
+(`name{quantile=...,resolution=...}`, `name_count`).
 
 Anomaly episodes are annotations from the alert bridge's own metrics (episodes active and
 resolved, not per series): the episodes themselves live in Kafka and Alertmanager, not in the TSDB.
@@ -25,18 +25,15 @@ class Naming:
     service/region matchers) are filled in."""
 
     quantile: str
-    rate: str
     count: str
 
 
 FLAT = Naming(
     quantile='{metric}{{quantile="{quantile}", resolution="{resolution}", {labels}}}',
-    rate='{metric}_rate{{resolution="{resolution}", {labels}}}',
     count='{metric}_count{{resolution="{resolution}", {labels}}}',
 )
 STREAM_AGGREGATION = Naming(
     quantile='{metric}:{resolution}_quantiles{{quantile="{quantile}", {labels}}}',
-    rate="{metric}:{resolution}_rate{{{labels}}}",
     count="{metric}:{resolution}_count_samples{{{labels}}}",
 )
 NAMING = STREAM_AGGREGATION
@@ -72,7 +69,7 @@ ROWS: tuple[Row, ...] = (
         (
             Panel(
                 "${metric} p50 / p90 / p99 by service and region (${resolution} windows)",
-                "ms",
+                "s",  # the sink converts time units to seconds
                 tuple(
                     Query(
                         f"max by (service, region) ({_newest(_selector(NAMING.quantile, q))})",
@@ -83,11 +80,15 @@ ROWS: tuple[Row, ...] = (
                 width=24,
             ),
             Panel(
-                "${metric} per second by service and region (${resolution} windows)",
+                # From the samples per window: the sink writes no per-second rate of a timer
+                # (it would repeat the count). Summed over the last hour, so that every tier,
+                # the 1 h one included, has a value at each point.
+                "${metric} per second by service and region (last hour, ${resolution} windows)",
                 "reqps",
                 (
                     Query(
-                        f"sum by (service, region) ({_newest(_selector(NAMING.rate))})",
+                        "sum by (service, region) "
+                        f"(sum_over_time({_selector(NAMING.count)}[{LOOKBACK}])) / 3600",
                         "{{service}} {{region}}",
                     ),
                 ),
