@@ -8,7 +8,8 @@ worker's consumer settings: it uses the fastest ones found for a bare consumer o
 (LIMIT_SETTINGS: large fetches, a longer fetch wait, a deep local queue — about twice the
 throughput of the worker's settings at the same CPU per message), so the limit is the best a bare
 consumer can do, chosen independently of the worker. Time and CPU run from the first non-empty
-`consume()` to the last message parsed; CPU is `time.process_time()` (every thread of the process, librdkafka's included).
+`consume()` to the last message parsed; CPU is `time.process_time()` (every thread of the
+process, librdkafka's included).
 """
 
 from __future__ import annotations
