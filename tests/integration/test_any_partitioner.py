@@ -108,7 +108,7 @@ def test_catch_up_with_any_partitioner_loses_nothing(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("partitioner", ["consistent_random", "null-key"])
+@pytest.mark.parametrize("partitioner", KEY_PRESERVING + SCATTERING)
 def test_live_stream_with_any_partitioner_loses_nothing(
     kafka_bootstrap: str, unique_name: str, partitioner: str
 ) -> None:
