@@ -95,6 +95,11 @@ class WorkerMetrics:
         self.active_series = Gauge(p + "active_series", "Series known to this process.", registry=r)
         self.open_windows = Gauge(p + "open_windows", "Open (series, window) pairs.", registry=r)
         self.assigned = Gauge(p + "assigned_partitions", "Input partitions owned.", registry=r)
+        self.paused_partitions = Gauge(
+            p + "alignment_paused_partitions",
+            "Input partitions paused because their clock ran ahead of the slowest partition's.",
+            registry=r,
+        )
         self.watermark_lag = Gauge(
             p + "watermark_lag_seconds",
             "Wall clock minus the lowest partition watermark.",

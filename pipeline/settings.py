@@ -119,6 +119,13 @@ def valid_duration(value: str) -> str:
     return value
 
 
+def duration_or_off_ms(value: str) -> int:
+    """A duration setting that "0s" (or "0") turns off: 0, else its milliseconds."""
+    if value.strip() in ("0", "0s", "0ms"):
+        return 0
+    return parse_duration_ms(value)
+
+
 class WorkerSettings(StageSettings):
     """The rollup worker: raw samples in, base-resolution rollups out."""
 
@@ -141,14 +148,26 @@ class WorkerSettings(StageSettings):
     )
     # A partition's clock moves at most this far in one message; further only once confirmed
     # by clock_quorum series, or by clock_streak messages in a row beyond it ("0s": no limit).
+    # A partition whose clock runs further ahead of the watermark its windows close at (the
+    # slowest partition's) pauses its input until the others catch up ("0s": never).
+    watermark_alignment: str = "30s"
     clock_jump: str = "1m"
     clock_quorum: int = Field(2, ge=1)
     clock_streak: int = Field(20, ge=1)
 
-    @field_validator("allowed_lateness", "max_age", "max_future", "clock_jump")
+    @field_validator("allowed_lateness", "max_age", "max_future")
     @classmethod
     def _duration(cls, value: str) -> str:
         return valid_duration(value)
+
+    @field_validator("clock_jump", "watermark_alignment")
+    @classmethod
+    def _duration_or_off(cls, value: str) -> str:
+        try:
+            duration_or_off_ms(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return value
 
     @property
     def source_topic(self) -> str:
@@ -174,7 +193,9 @@ class WorkerSettings(StageSettings):
         return DigestConfig(tuple(self.percentiles), self.compression, self.raw_limit)
 
     def clock(self) -> ClockConfig:
-        return ClockConfig(parse_duration_ms(self.clock_jump), self.clock_quorum, self.clock_streak)
+        return ClockConfig(
+            duration_or_off_ms(self.clock_jump), self.clock_quorum, self.clock_streak
+        )
 
     def limits(self) -> DecodeLimits:
         return DecodeLimits(

@@ -271,6 +271,7 @@ class PartitionedStage(ABC, Generic[StateT]):
                 "partition.assignment.strategy": "range",
             }
         )
+        self.consumer = consumer
         consumer.subscribe(
             [s.source_topic] + ([self.side_topic] if self.side_topic else []),
             on_assign=self._on_assign,

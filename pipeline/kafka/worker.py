@@ -34,7 +34,7 @@ from pipeline.kafka.forwarding import (
 from pipeline.kafka.partitioner import OwnerPartitions
 from pipeline.kafka.stage import OwnedPartition, PartitionedStage
 from pipeline.observability import Health, WorkerMetrics
-from pipeline.settings import WorkerSettings
+from pipeline.settings import WorkerSettings, duration_or_off_ms
 
 _VALUE = methodcaller("value")
 _OFFSET = methodcaller("offset")
@@ -75,6 +75,8 @@ class RollupWorker(PartitionedStage[PartitionAggregator]):
         self.decoder = Decoder(self.series, settings.limits())
         self.forwards: dict[int, ForwardDedup] = {}
         self._sent_watermark: dict[int, int] = {}  # partition → last window boundary sent
+        self._alignment_ms = duration_or_off_ms(settings.watermark_alignment)
+        self._paused: set[int] = set()  # input partitions paused by watermark alignment
         self.totals = Totals()
         # Records per consume(), adapted so a batch holds about batch_samples samples whatever
         # the encoding: a batch of 10,000 columnar records would hold millions of samples and
@@ -114,6 +116,7 @@ class RollupWorker(PartitionedStage[PartitionAggregator]):
         stored = None if checkpoint is None else checkpoint.extra.get("forwarded")
         self.forwards[partition] = ForwardDedup(stored)
         self._sent_watermark.pop(partition, None)
+        self._paused.discard(partition)  # an assignment starts unpaused
 
     def _checkpoint_extra(self, partition: int, checkpoint: Checkpoint) -> None:
         forward = checkpoint.extra.get(FORWARD_STATE)
@@ -125,6 +128,35 @@ class RollupWorker(PartitionedStage[PartitionAggregator]):
         super()._handle(messages, received_at)
         self._adapt_batch(len(messages), self.totals.samples_in - samples_before)
         self.metrics.active_series.set(len(self.series))
+        self._align_watermarks()
+
+    def _align_watermarks(self) -> None:
+        """Pause the input of a partition whose own clock ran more than `watermark_alignment`
+        ahead of the watermark its windows close at (Flink's watermark alignment).
+
+        While catching up, a partition can read minutes ahead of the slowest one; its windows
+        wait for the slowest partition's watermark anyway, so reading further only holds more
+        of them open, and the watermark records sit behind its read-ahead in the consumer's
+        queue. The slowest partition is never paused (its clock is the minimum), so this cannot
+        stall; once the others catch up, the paused one resumes where it stopped."""
+        if self.input_partitions == 1 or self._alignment_ms <= 0:
+            return
+        topic = self.settings.input_topic
+        pause, resume = [], []
+        for partition, owned in self.owned.items():
+            state = owned.state
+            ahead = state.source_watermark - state.watermark > self._alignment_ms
+            if ahead and partition not in self._paused:
+                pause.append(partition)
+            elif not ahead and partition in self._paused:
+                resume.append(partition)
+        if pause:
+            self.consumer.pause([TopicPartition(topic, p) for p in pause])
+            self._paused.update(pause)
+        if resume:
+            self.consumer.resume([TopicPartition(topic, p) for p in resume])
+            self._paused.difference_update(resume)
+        self.metrics.paused_partitions.set(len(self._paused))
 
     def _adapt_batch(self, records: int, samples: int) -> None:
         if records == 0:
