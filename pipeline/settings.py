@@ -133,6 +133,29 @@ class WorkerSettings(StageSettings):
     batch_samples: int = Field(
         20_000, ge=100, description="Aim for about this many samples per processed batch."
     )
+    max_series: int = Field(
+        200_000,
+        ge=0,
+        description="Series per window aggregated on their own by a worker owning every input "
+        "partition (split evenly over the partitions); later new series of a window go to "
+        "their metric's overflow series. 0: no limit.",
+    )
+    max_series_per_metric: int = Field(
+        20_000,
+        ge=0,
+        description="Series per window of one metric (service, region, name) in one input "
+        "partition; beyond it, the metric's overflow series. 0: no limit.",
+    )
+    series_idle_timeout: str = Field(
+        "5m",
+        description="A series without samples, open windows or counter state for this "
+        "long is forgotten (its memory is returned).",
+    )
+
+    @field_validator("series_idle_timeout")
+    @classmethod
+    def _idle_duration(cls, value: str) -> str:
+        return valid_duration(value)
 
     @field_validator("allowed_lateness", "max_age", "max_future")
     @classmethod

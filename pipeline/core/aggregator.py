@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipeline.core.advances import IdleAdvances
+from pipeline.core.cardinality import WindowAdmission
 from pipeline.core.checkpoint import Checkpoint, resume_point
 from pipeline.core.columns import SampleColumns
 from pipeline.core.counters import CumulativeCounters
@@ -81,6 +82,7 @@ class PartitionAggregator:
         self._resolution_name = format_duration(self.window.resolution_ms)
         self._percentile_names = self.digest.percentile_names()
         self._prefixes: dict[int, bytes] = {}  # series id → its rollups' JSON up to window_start
+        self.admission: WindowAdmission | None = None  # cardinality budget (core/cardinality.py)
 
     @property
     def watermark(self) -> int:
@@ -144,6 +146,8 @@ class PartitionAggregator:
             return
         series = cols.series[keep]
         start = start[keep]
+        if self.admission is not None:  # series over budget are aggregated as overflow
+            series = self.admission.route(series, start)
         values = cols.value[keep]
         contribution = contribution[keep]
         kinds = kinds[keep]
@@ -178,6 +182,8 @@ class PartitionAggregator:
             return []
         ends = sorted(e for e in self.windows.by_end if e <= watermark)
         self.emitted_wm = watermark
+        if self.admission is not None:
+            self.admission.close_until(watermark)
         if not ends:
             return []
         closing = np.array([s for e in ends for s in self.windows.by_end.pop(e)], np.int64)
@@ -261,6 +267,16 @@ class PartitionAggregator:
             )
             self._prefixes[sid] = prefix
         return prefix
+
+    def referenced_series(self) -> np.ndarray:
+        """Series ids this partition still needs: open windows and cumulative-counter state."""
+        open_series = self.windows.series[self.windows.series >= 0]
+        return np.concatenate([open_series, self.counters.series_ids()]).astype(np.int64)
+
+    def forget_series(self, series_ids: list[int]) -> None:
+        """The series table is about to forget (and later reuse) these ids."""
+        for sid in series_ids:
+            self._prefixes.pop(sid, None)
 
     # -- checkpoints ------------------------------------------------------------------------
 

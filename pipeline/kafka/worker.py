@@ -13,9 +13,10 @@ from operator import methodcaller
 from typing import cast
 
 import numpy as np
-from confluent_kafka import Message
+from confluent_kafka import Consumer, Message
 
 from pipeline.core.aggregator import PartitionAggregator
+from pipeline.core.cardinality import CardinalityGuard
 from pipeline.core.checkpoint import Checkpoint
 from pipeline.core.decode import Decoder
 from pipeline.core.series import SeriesTable
@@ -63,6 +64,14 @@ class RollupWorker(PartitionedStage[PartitionAggregator]):
         self.digest = settings.digest()
         self.series = SeriesTable()
         self.decoder = Decoder(self.series, settings.limits())
+        self.cardinality = CardinalityGuard(
+            self.series,
+            settings.max_series,
+            settings.max_series_per_metric,
+            settings.seconds("series_idle_timeout"),
+            overflow_counter=self.metrics.series_overflow,
+            forgotten_counter=self.metrics.series_forgotten,
+        )
         self.forwards: dict[int, ForwardDedup] = {}
         self.totals = Totals()
         # Records per consume(), adapted so a batch holds about batch_samples samples whatever
@@ -74,11 +83,14 @@ class RollupWorker(PartitionedStage[PartitionAggregator]):
     def _topics_ready(self, input_partitions: int) -> None:
         input_owner = OwnerPartitions(input_partitions)
         self.series.set_owner_function(lambda key: input_owner(key.encode()))
+        self.cardinality.partitions_known(input_partitions)
 
     def _new_state(self, partition: int) -> PartitionAggregator:
-        return PartitionAggregator(
+        state = PartitionAggregator(
             self.settings.input_topic, partition, self.series, self.window, self.digest
         )
+        state.admission = self.cardinality.admission(self.window.resolution_ms)
+        return state
 
     def _restore_extra(self, partition: int, checkpoint: Checkpoint | None) -> None:
         stored = None if checkpoint is None else checkpoint.extra.get("forwarded")
@@ -91,6 +103,12 @@ class RollupWorker(PartitionedStage[PartitionAggregator]):
         samples_before = self.totals.samples_in
         super()._handle(messages, received_at)
         self._adapt_batch(len(messages), self.totals.samples_in - samples_before)
+        self.metrics.active_series.set(len(self.series))
+
+    def _close_idle(self, consumer: Consumer) -> None:
+        super()._close_idle(consumer)
+        # Once per loop turn: report overflow, forget idle and refused series.
+        self.cardinality.after_batch(o.state for o in self.owned.values())
         self.metrics.active_series.set(len(self.series))
 
     def _adapt_batch(self, records: int, samples: int) -> None:
