@@ -9,9 +9,8 @@ from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
 
 import pytest
-from prometheus_client import CollectorRegistry
-
 from confluent_kafka import Consumer, KafkaError
+from prometheus_client import CollectorRegistry
 
 from pipeline.kafka.clients import KafkaStatus
 from pipeline.observability import AllHealthy, Health, WorkerMetrics, serve_http

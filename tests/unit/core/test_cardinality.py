@@ -57,7 +57,9 @@ def build(
     table = SeriesTable()
     agg = PartitionAggregator("raw", 0, table, WINDOW, DigestConfig(compression=50))
     tally = OverflowTally()
-    agg.admission = WindowAdmission(table, limits, WINDOW.resolution_ms, tally, clock or FakeClock())
+    agg.admission = WindowAdmission(
+        table, limits, WINDOW.resolution_ms, tally, clock or FakeClock()
+    )
     return agg, Decoder(table), table, tally
 
 
