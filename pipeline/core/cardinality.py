@@ -23,6 +23,7 @@ at open windows, and a forgotten series that comes back is interned again.
 
 from __future__ import annotations
 
+import ctypes
 import math
 import time
 from collections import Counter
@@ -39,6 +40,17 @@ OVERFLOW_LABEL = "otel_metric_overflow"
 Metric = tuple[str, str, str]  # (service, region, name)
 
 log = structlog.get_logger("cardinality")
+_TRIM_AFTER = 10_000  # forgotten series in one sweep worth handing freed heap back to the OS
+
+
+def _return_freed_memory() -> None:
+    """glibc keeps freed heap for reuse; malloc_trim gives what it can back to the OS, so RSS
+    shows that forgotten series were forgotten. A no-op where there is no glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    libc.malloc_trim(0)
 
 
 def overflow_identity(identity: SeriesIdentity) -> SeriesIdentity:
@@ -237,24 +249,39 @@ class CardinalityGuard:
         now = self._clock()
         self._count_overflow(now)
         refused = self.tally.refused_series
-        if refused or now - self._last_sweep >= min(5.0, self.idle_seconds / 2):
+        crowded = self.max_series and len(self.table) > self.max_series
+        if refused or crowded or now - self._last_sweep >= min(5.0, self.idle_seconds / 2):
             self.tally.refused_series = 0
             self.sweep(list(states), now)
 
     def sweep(self, states: list[HoldsSeries], now: float) -> int:
-        """Forget series without open windows or counter state, idle for idle_seconds."""
+        """Forget series without open windows or counter state that were idle for idle_seconds.
+
+        While the table holds more than max_series series, unreferenced ones are forgotten
+        whether idle or not, least recently seen first, down to 3/4 of max_series: series
+        that arrive spread over many windows pass the per-window budget, and must not pile up
+        for a whole idle timeout."""
         self._last_sweep = now
         table = self.table
         if not table.capacity:
             return 0
-        idle = table.live() & (table.last_seen.view() < now - self.idle_seconds)
+        free = table.live()
         for state in states:
-            idle[state.referenced_series()] = False
+            free[state.referenced_series()] = False
+        last_seen = table.last_seen.view()
+        idle = free & (last_seen < now - self.idle_seconds)
+        excess = len(table) - int(idle.sum()) - self.max_series * 3 // 4
+        if self.max_series and len(table) > self.max_series and excess > 0:
+            candidates = np.flatnonzero(free & ~idle)
+            oldest = candidates[np.argsort(last_seen[candidates], kind="stable")[:excess]]
+            idle[oldest] = True
         victims = np.flatnonzero(idle).tolist()
         if victims:
             for state in states:
                 state.forget_series(victims)
             table.forget(victims)
+            if len(victims) >= _TRIM_AFTER:
+                _return_freed_memory()
             self.forgotten += len(victims)
             if self._forgotten_counter is not None:
                 self._forgotten_counter.inc(len(victims))
