@@ -226,3 +226,35 @@ def test_series_with_open_windows_or_counter_state_are_not_forgotten() -> None:
 def test_limits_split_over_partitions() -> None:
     assert CardinalityLimits.for_worker(100, 7, 8) == CardinalityLimits(13, 7)
     assert CardinalityLimits.for_worker(0, 0, 8).unlimited
+
+
+def test_a_flood_of_new_series_stays_within_the_budget_and_is_counted() -> None:
+    """Unique label values spread over many windows: each window admits them all (they fit its
+    budget), so it is the table's budget that must keep memory bounded."""
+    clock = FakeClock()
+    table = SeriesTable()
+    agg = PartitionAggregator("raw", 0, table, WINDOW, DigestConfig(compression=50))
+    guard = CardinalityGuard(table, 2_000, 500, idle_seconds=300.0, clock=clock)
+    agg.admission = guard.admission(WINDOW.resolution_ms)
+    decoder = Decoder(table)
+    n, batch = 8_000, 500
+    flood = [sample(BASE_MS + i * 6, f"r{i}") for i in range(n)]  # ~1,700 per 10 s window
+    msgs = messages(flood)
+    counted, most = 0, 0
+    for lo in range(0, n, batch):
+        part = msgs[lo : lo + batch]
+        counted += sum(
+            r.count for r in agg.process(decoder.decode(part).columns, lo + batch).rollups
+        )
+        guard.after_batch([agg])
+        most = max(most, len(table))
+        clock.now += 0.1
+    counted += sum(r.count for r in finish(agg))
+    assert counted == n  # every sample in some rollup
+    # Open windows (at most two here, 500 admitted each) + the series of one batch.
+    assert most <= 2_000 + batch
+    guard.sweep([agg], clock.now)
+    assert len(table) <= 2_000 * 3 // 4
+    clock.now += 301
+    guard.sweep([agg], clock.now)
+    assert len(table) == 0
