@@ -176,7 +176,7 @@ def test_replay_sends_the_same_samples_to_overflow(
 def test_forgetting_returns_series_and_reuses_ids_safely() -> None:
     clock = FakeClock()
     agg, decoder, table, _ = build(CardinalityLimits(), clock)
-    guard = CardinalityGuard(table, 50, 0, idle_seconds=60.0, clock=clock)
+    guard = CardinalityGuard(table, 0, 50, idle_seconds=60.0, clock=clock)
     agg.admission = guard.admission(WINDOW.resolution_ms)
     flood = [sample(BASE_MS + i, f"x{i}") for i in range(2_000)]
     out = feed(agg, decoder, messages(flood), 500)
