@@ -31,7 +31,7 @@ from .harness import expected_rollups, read_outputs, rollups_by_window, wait_for
 from .harness import worker_settings as make_worker_settings
 
 PARTITIONS = 4
-DOWN_SECONDS = 8.0
+DOWN_SECONDS = 6.0
 
 
 def free_port() -> int:
@@ -97,7 +97,7 @@ def spec() -> WorkloadSpec:
         delta_counters=1,
         cumulative_counters=1,
         duration_s=90.0,
-        samples=24_000,
+        samples=12_000,
     )
 
 
@@ -109,7 +109,7 @@ def test_worker_survives_a_broker_restart_with_its_data(
     workload = generate(spec())
     total = workload.manifest.samples_total
     http_port = free_port()
-    chunks = list(workload.chunks(chunk_samples=4_000))
+    chunks = list(workload.chunks(chunk_samples=3_000))
     with broker:
         settings = make_worker_settings(
             broker.bootstrap_servers,
