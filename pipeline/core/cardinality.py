@@ -249,8 +249,9 @@ class CardinalityGuard:
         now = self._clock()
         self._count_overflow(now)
         refused = self.tally.refused_series
-        crowded = self.max_series and len(self.table) > self.max_series
-        if refused or crowded or now - self._last_sweep >= min(5.0, self.idle_seconds / 2):
+        since = now - self._last_sweep
+        crowded = self.max_series and len(self.table) > self.max_series and since >= 1.0
+        if refused or crowded or since >= min(5.0, self.idle_seconds / 2):
             self.tally.refused_series = 0
             self.sweep(list(states), now)
 
