@@ -31,7 +31,7 @@ from .harness import expected_rollups, read_outputs, rollups_by_window, wait_for
 from .harness import worker_settings as make_worker_settings
 
 PARTITIONS = 4
-DOWN_SECONDS = 6.0
+DOWN_SECONDS = 20.0
 
 
 def free_port() -> int:
