@@ -15,8 +15,8 @@ setting is split evenly over the input partitions for the same reason: a decisio
 depend on which partitions a worker happens to own.
 
 Forgetting: the series table holds every series it has seen. A series is forgotten (its memory
-returned, its id reused) once it has no open window, no cumulative-counter state and no sample
-for `idle_seconds`; a series refused by the budget is forgotten at the next sweep, so a flood of
+returned, its id reused) once it has no open window, no cumulative-counter state (counters keep
+theirs while the partition is owned, so their series stay) and no sample for `idle_seconds`; a series refused by the budget is forgotten at the next sweep, so a flood of
 new series never accumulates in memory. Forgetting never changes an output: admission only looks
 at open windows, and a forgotten series that comes back is interned again.
 """
