@@ -242,12 +242,20 @@ def detect(
 def broker(
     port: Annotated[int, typer.Option(help="Loopback port to listen on.")] = 9092,
     host: Annotated[str, typer.Option(help="Loopback address.")] = "127.0.0.1",
+    storage: Annotated[
+        str,
+        typer.Option(
+            help="memory://tansu/ (lost on exit) or s3://BUCKET/ on an S3-compatible store "
+            "(AWS_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION, "
+            "AWS_ALLOW_HTTP from the environment): kept across restarts."
+        ),
+    ] = "memory://tansu/",
 ) -> None:
-    """Run the embedded Kafka-compatible broker (Tansu, memory only) until Ctrl-C."""
+    """Run the embedded Kafka-compatible broker (Tansu) until Ctrl-C."""
     from pipeline.kafka.broker import run_embedded_broker
 
     try:
-        run_embedded_broker(port=port, host=host)
+        run_embedded_broker(port=port, host=host, storage=storage)
     except PipelineError as exc:
         raise _fail(exc) from exc
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -93,6 +93,18 @@ class WorkerMetrics:
             registry=r,
         )
         self.active_series = Gauge(p + "active_series", "Series known to this process.", registry=r)
+        self.series_overflow = Counter(
+            p + "series_overflow",
+            "Samples aggregated into an overflow series because their series was over the "
+            "cardinality budget, by the limit it hit (worker or metric).",
+            ["limit"],
+            registry=r,
+        )
+        self.series_forgotten = Counter(
+            p + "series_forgotten",
+            "Series dropped from memory: idle, or refused by the cardinality budget.",
+            registry=r,
+        )
         self.open_windows = Gauge(p + "open_windows", "Open (series, window) pairs.", registry=r)
         self.assigned = Gauge(p + "assigned_partitions", "Input partitions owned.", registry=r)
         self.paused_partitions = Gauge(
@@ -116,6 +128,14 @@ class WorkerMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
             registry=r,
         )
+        self.kafka_reachable = Gauge(
+            p + "kafka_reachable",
+            "1 while Kafka answers; 0 from a client error saying it is unreachable (all "
+            "brokers down, transport, authentication or TLS failure) until a delivery, fetch "
+            "or metadata request succeeds again. /readyz says why.",
+            registry=r,
+        )
+        self.kafka_reachable.set(1)
         self.produce_errors = Counter(
             p + "produce_errors", "Kafka delivery failures (fatal for the batch).", registry=r
         )
@@ -139,12 +159,15 @@ class TierMetrics(WorkerMetrics):
 
 
 class Health:
-    """Liveness: the main loop turned recently. Readiness: it also owns work or waits for it."""
+    """Liveness: the main loop turned recently. Readiness: it also owns work or waits for it,
+    and nothing it depends on (Kafka, its outputs) is known to be failing."""
 
     def __init__(self, stall_seconds: float = 60.0) -> None:
         self._beat = time.monotonic()
         self._ready = False
         self._stall = stall_seconds
+        # source → why it is failing (a callable, so a duration in it is current when read)
+        self._problems: dict[str, Callable[[], str]] = {}
 
     def beat(self) -> None:
         self._beat = time.monotonic()
@@ -152,13 +175,30 @@ class Health:
     def set_ready(self, ready: bool) -> None:
         self._ready = ready
 
+    def set_problem(self, source: str, reason: Callable[[], str]) -> None:
+        """Not ready until `clear_problem(source)`; reason() says why (shown on /readyz)."""
+        self._problems[source] = reason
+
+    def clear_problem(self, source: str) -> None:
+        self._problems.pop(source, None)
+
     @property
     def alive(self) -> bool:
         return time.monotonic() - self._beat < self._stall
 
     @property
     def ready(self) -> bool:
-        return self._ready and self.alive
+        return self._ready and self.alive and not self._problems
+
+    @property
+    def reason(self) -> str | None:
+        """Why the process is not ready (None when it is)."""
+        reasons = [reason() for reason in list(self._problems.values())]
+        if not self.alive:
+            reasons.append(f"main loop stalled for more than {self._stall:.0f} s")
+        if not self._ready:
+            reasons.append("no input partitions assigned yet")
+        return "; ".join(reasons) or None
 
 
 def serve_http(
@@ -175,7 +215,9 @@ def serve_http(
                 self._send(200 if ok else 503, b"ok\n" if ok else b"stalled\n")
             elif self.path == "/readyz":
                 ok = health.ready
-                self._send(200 if ok else 503, b"ready\n" if ok else b"not ready\n")
+                reason = None if ok else health.reason or "not ready"
+                body = b"ready\n" if reason is None else f"not ready: {reason}\n".encode()
+                self._send(200 if ok else 503, body)
             else:
                 self._send(404, b"not found\n")
 
@@ -229,3 +271,8 @@ class AllHealthy(Health):
     @property
     def ready(self) -> bool:
         return all(p.ready for p in self._parts)
+
+    @property
+    def reason(self) -> str | None:
+        reasons = [r for r in (p.reason for p in self._parts if not p.ready) if r]
+        return "; ".join(dict.fromkeys(reasons)) or None

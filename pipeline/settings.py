@@ -146,14 +146,37 @@ class WorkerSettings(StageSettings):
     batch_samples: int = Field(
         20_000, ge=100, description="Aim for about this many samples per processed batch."
     )
-    # A partition's clock moves at most this far in one message; further only once confirmed
-    # by clock_quorum series, or by clock_streak messages in a row beyond it ("0s": no limit).
     # A partition whose clock runs further ahead of the watermark its windows close at (the
     # slowest partition's) pauses its input until the others catch up ("0s": never).
     watermark_alignment: str = "30s"
+    # A partition's clock moves at most this far in one message; further only once confirmed
+    # by clock_quorum series, or by clock_streak messages in a row beyond it ("0s": no limit).
     clock_jump: str = "1m"
     clock_quorum: int = Field(2, ge=1)
     clock_streak: int = Field(20, ge=1)
+    max_series: int = Field(
+        200_000,
+        ge=0,
+        description="Series per window aggregated on their own by a worker owning every input "
+        "partition (split evenly over the partitions); later new series of a window go to "
+        "their metric's overflow series. 0: no limit.",
+    )
+    max_series_per_metric: int = Field(
+        20_000,
+        ge=0,
+        description="Series per window of one metric (service, region, name) in one input "
+        "partition; beyond it, the metric's overflow series. 0: no limit.",
+    )
+    series_idle_timeout: str = Field(
+        "5m",
+        description="A series without samples, open windows or counter state for this "
+        "long is forgotten (its memory is returned).",
+    )
+
+    @field_validator("series_idle_timeout")
+    @classmethod
+    def _idle_duration(cls, value: str) -> str:
+        return valid_duration(value)
 
     @field_validator("allowed_lateness", "max_age", "max_future")
     @classmethod

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from pipeline.core.advances import IdleAdvances
+from pipeline.core.cardinality import WindowAdmission
 from pipeline.core.checkpoint import Checkpoint, resume_point
 from pipeline.core.clock import ClockConfig, PartitionClock
 from pipeline.core.columns import SampleColumns
@@ -109,6 +110,7 @@ class PartitionAggregator:
         self._resolution_name = format_duration(self.window.resolution_ms)
         self._percentile_names = self.digest.percentile_names()
         self._prefixes: dict[int, bytes] = {}  # series id → its rollups' JSON up to window_start
+        self.admission: WindowAdmission | None = None  # cardinality budget (core/cardinality.py)
 
     @property
     def max_ts(self) -> int:
@@ -180,6 +182,15 @@ class PartitionAggregator:
         if late.any():
             result.late_parts.append(cols.take(late))
         keep = ~late
+        if self.admission is not None and keep.any():
+            # Series over the budget are aggregated as their metric's overflow series. Decided
+            # here, where the samples land, in this partition's order (so a replay decides the
+            # same), before any is forwarded: the overflow series has the same owner.
+            routed = self.admission.route(cols.series[keep], end[keep] - res)
+            if not np.array_equal(routed, cols.series[keep]):
+                series = cols.series.copy()
+                series[keep] = routed
+                cols = replace(cols, series=series)
         kinds = self.series.kinds.view()[cols.series]
         if self._owners is not None:
             # Cumulative counters always take the repartition stream, even from their owner:
@@ -269,6 +280,8 @@ class PartitionAggregator:
             return []
         ends = sorted(e for e in self.windows.by_end if e <= watermark)
         self.emitted_wm = watermark
+        if self.admission is not None:
+            self.admission.close_until(watermark)
         if not ends:
             return []
         closing = np.array([s for e in ends for s in self.windows.by_end.pop(e)], np.int64)
@@ -360,6 +373,16 @@ class PartitionAggregator:
             )
             self._prefixes[sid] = prefix
         return prefix
+
+    def referenced_series(self) -> np.ndarray:
+        """Series ids this partition still needs: open windows and cumulative-counter state."""
+        open_series = self.windows.series[self.windows.series >= 0]
+        return np.concatenate([open_series, self.counters.series_ids()]).astype(np.int64)
+
+    def forget_series(self, series_ids: list[int]) -> None:
+        """The series table is about to forget (and later reuse) these ids."""
+        for sid in series_ids:
+            self._prefixes.pop(sid, None)
 
     # -- checkpoints ------------------------------------------------------------------------
 

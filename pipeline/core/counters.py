@@ -61,6 +61,10 @@ class CumulativeCounters:
             dense[i] = key
         return dense[inverse]
 
+    def series_ids(self) -> np.ndarray:
+        """Series ids with state here (the series table must not forget them)."""
+        return np.fromiter((sid for sid, _ in self._pairs), np.int64, len(self._pairs))
+
     def increases(
         self,
         series: np.ndarray,

@@ -61,6 +61,7 @@ class Decoder(SampleValidator):
 
     def __init__(self, series: SeriesTable, limits: DecodeLimits | None = None) -> None:
         super().__init__(series, limits)
+        self._fast = series.lookup_cache  # the table drops entries of series it forgets
         self._kept = np.empty(0, np.int64)  # rows of the last batch that became samples
 
     def decode(self, messages: Sequence[RawMessage]) -> DecodeResult:

@@ -121,11 +121,47 @@ class SeriesIdentity:
         )
 
 
+class LookupCache(dict[Any, int]):
+    """The decoder's (raw identity fields → series id) cache, which also remembers the keys of
+    each id so that forgetting a series removes them: a stale entry would hand a reused id to
+    another series."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._keys_of: dict[int, list[Any]] = {}
+
+    def __setitem__(self, key: Any, sid: int) -> None:
+        super().__setitem__(key, sid)
+        self._keys_of.setdefault(sid, []).append(key)
+
+    def drop(self, sid: int) -> None:
+        for key in self._keys_of.pop(sid, ()):
+            if self.get(key) == sid:
+                del self[key]
+
+    def compact(self) -> None:
+        """Re-pack after many deletions (a dict never shrinks its table on delete)."""
+        kept = dict(self)
+        keys_of = dict(self._keys_of)
+        self.clear()
+        self.update(kept)
+        self._keys_of = keys_of
+
+
+# What a forgotten id's slots hold until the id is reused.
+_FORGOTTEN = SeriesIdentity("", "", "", MetricKind.GAUGE)
+_NO_JSON: dict[str, Any] = {}
+
+
 class SeriesTable:
     """Interns series identities to dense int32 ids and keeps per-series columns.
 
     One table serves every partition of a process, so ids are only meaningful inside it;
     anything persisted (checkpoints, rollups) uses `SeriesIdentity.key` instead.
+
+    Series can be forgotten (`forget`) once nothing refers to their id any more; the id then
+    goes to a free list and is handed to the next new series. Callers decide what "nothing
+    refers" means (see core/cardinality.py); `last_seen` helps them tell idle series.
     """
 
     def __init__(self) -> None:
@@ -138,22 +174,75 @@ class SeriesTable:
         self._json: list[dict[str, Any]] = []
         self.instances: dict[str, int] = {}
         self.instance_names: list[str] = []
+        self.lookup_cache = LookupCache()
+        self.last_seen = GrowableArray(np.float64)  # caller's clock; see touch()
+        self._free: list[int] = []
+        self._deleted_since_compact = 0
+        self.forgotten_total = 0
 
     def __len__(self) -> int:
+        """Series currently known (interned and not forgotten)."""
+        return len(self.identities) - len(self._free)
+
+    @property
+    def capacity(self) -> int:
+        """One more than the largest id ever handed out."""
         return len(self.identities)
 
     def intern(self, identity: SeriesIdentity) -> int:
         sid = self._ids.get(identity)
-        if sid is None:
+        if sid is not None:
+            return sid
+        owner = self._owner_fn(identity.routing_key) if self._owner_fn else -1
+        if self._free:
+            sid = self._free.pop()
+            self.identities[sid] = identity
+            self.kinds.view()[sid] = int(identity.kind)
+            self._owner.view()[sid] = owner
+            self._keys[sid] = identity.key
+            self._json[sid] = identity.to_json()
+            self.last_seen.view()[sid] = -np.inf
+        else:
             sid = len(self.identities)
-            self._ids[identity] = sid
             self.identities.append(identity)
             self.kinds.append(int(identity.kind))
-            owner = self._owner_fn(identity.routing_key) if self._owner_fn else -1
             self._owner.append(owner)
             self._keys.append(identity.key)
             self._json.append(identity.to_json())
+            self.last_seen.append(-np.inf)
+        self._ids[identity] = sid
         return sid
+
+    def touch(self, series_ids: np.ndarray, now: float) -> None:
+        """Record that these series had samples at `now`."""
+        self.last_seen.view()[series_ids] = now
+
+    def live(self) -> np.ndarray:
+        """Bool per id below `capacity`: True for ids that hold a series."""
+        alive = np.ones(self.capacity, dtype=bool)
+        alive[self._free] = False
+        return alive
+
+    def forget(self, series_ids: list[int]) -> None:
+        """Drop these series; their ids are reused. Only for ids nothing refers to any more."""
+        dropped = 0
+        for sid in series_ids:
+            identity = self.identities[sid]
+            if identity is _FORGOTTEN:
+                continue
+            dropped += 1
+            del self._ids[identity]
+            self.lookup_cache.drop(sid)
+            self.identities[sid] = _FORGOTTEN
+            self._keys[sid] = ""
+            self._json[sid] = _NO_JSON
+            self._free.append(sid)
+        self.forgotten_total += dropped
+        self._deleted_since_compact += dropped
+        if self._deleted_since_compact > max(1024, len(self._ids)):
+            self._ids = dict(self._ids)
+            self.lookup_cache.compact()
+            self._deleted_since_compact = 0
 
     def key_of(self, sid: int) -> str:
         return self._keys[sid]

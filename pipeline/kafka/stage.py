@@ -30,7 +30,12 @@ from pipeline.core.rollup import Rollup
 from pipeline.errors import CheckpointError, PipelineError
 from pipeline.kafka.admin import TopicSpec, ensure_present
 from pipeline.kafka.checkpoints import CheckpointStore
-from pipeline.kafka.clients import OutputProducer, consumer_config, producer_config
+from pipeline.kafka.clients import (
+    KafkaStatus,
+    OutputProducer,
+    consumer_config,
+    producer_config,
+)
 from pipeline.kafka.deadletter import reject_records
 from pipeline.kafka.partitioner import OwnerPartitions
 from pipeline.observability import Health, WorkerMetrics
@@ -261,7 +266,9 @@ class PartitionedStage(ABC, Generic[StateT]):
     def run(self, stop: threading.Event) -> None:
         s = self.settings
         self._prepare_topics()
-        self.producer = OutputProducer(producer_config(s.bootstrap_servers, s.kafka_config))
+        m = self.metrics
+        kafka = KafkaStatus(s.bootstrap_servers, self.health, m.kafka_reachable, m.produce_errors)
+        self.producer = OutputProducer(producer_config(s.bootstrap_servers, s.kafka_config), kafka)
         consumer = Consumer(
             {
                 **consumer_config(
@@ -269,6 +276,7 @@ class PartitionedStage(ABC, Generic[StateT]):
                 ),
                 # Range gives partition N of the source and of the side topic to one member.
                 "partition.assignment.strategy": "range",
+                "error_cb": kafka.on_error,  # unreachable Kafka → not ready, with the reason
             }
         )
         self.consumer = consumer
@@ -286,6 +294,7 @@ class PartitionedStage(ABC, Generic[StateT]):
             while not stop.is_set():
                 self.health.beat()
                 messages = consumer.consume(self._batch_messages, timeout=0.1)
+                kafka.after_consume(consumer, messages)
                 if messages:
                     if not self._first_input_seen:
                         self._first_input_seen = True

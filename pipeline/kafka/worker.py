@@ -17,6 +17,7 @@ import numpy as np
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from pipeline.core.aggregator import FORWARD_STATE, PartitionAggregator, StepResult
+from pipeline.core.cardinality import CardinalityGuard
 from pipeline.core.checkpoint import Checkpoint
 from pipeline.core.columns import SampleColumns
 from pipeline.core.decode import Decoder, Reject
@@ -73,6 +74,14 @@ class RollupWorker(PartitionedStage[PartitionAggregator]):
         self.digest = settings.digest()
         self.series = SeriesTable()
         self.decoder = Decoder(self.series, settings.limits())
+        self.cardinality = CardinalityGuard(
+            self.series,
+            settings.max_series,
+            settings.max_series_per_metric,
+            settings.seconds("series_idle_timeout"),
+            overflow_counter=self.metrics.series_overflow,
+            forgotten_counter=self.metrics.series_forgotten,
+        )
         self.forwards: dict[int, ForwardDedup] = {}
         self._sent_watermark: dict[int, int] = {}  # partition → last window boundary sent
         self._alignment_ms = duration_or_off_ms(settings.watermark_alignment)
@@ -87,6 +96,7 @@ class RollupWorker(PartitionedStage[PartitionAggregator]):
     def _topics_ready(self, input_partitions: int) -> None:
         input_owner = OwnerPartitions(input_partitions)
         self.series.set_owner_function(lambda key: input_owner(key.encode()))
+        self.cardinality.partitions_known(input_partitions)
 
     def _side_topic(self, input_partitions: int) -> TopicSpec | None:
         # One partition owns every series: nothing is ever forwarded.
@@ -95,7 +105,7 @@ class RollupWorker(PartitionedStage[PartitionAggregator]):
         return TopicSpec(self.settings.repartition_topic_name, input_partitions)
 
     def _new_state(self, partition: int) -> PartitionAggregator:
-        return PartitionAggregator(
+        state = PartitionAggregator(
             self.settings.input_topic,
             partition,
             self.series,
@@ -105,6 +115,8 @@ class RollupWorker(PartitionedStage[PartitionAggregator]):
             owners=self.series.owners,
             clock=self.settings.clock(),
         )
+        state.admission = self.cardinality.admission(self.window.resolution_ms)
+        return state
 
     def _side_offset(self, state: PartitionAggregator) -> int:
         return state.forwarded_next_offset
@@ -157,6 +169,12 @@ class RollupWorker(PartitionedStage[PartitionAggregator]):
             self.consumer.resume([TopicPartition(topic, p) for p in resume])
             self._paused.difference_update(resume)
         self.metrics.paused_partitions.set(len(self._paused))
+
+    def _close_idle(self, consumer: Consumer) -> None:
+        super()._close_idle(consumer)
+        # Once per loop turn: report overflow, forget idle and refused series.
+        self.cardinality.after_batch(o.state for o in self.owned.values())
+        self.metrics.active_series.set(len(self.series))
 
     def _adapt_batch(self, records: int, samples: int) -> None:
         if records == 0:

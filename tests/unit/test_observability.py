@@ -9,9 +9,11 @@ from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
 
 import pytest
+from confluent_kafka import Consumer, KafkaError
 from prometheus_client import CollectorRegistry
 
-from pipeline.observability import Health, WorkerMetrics, serve_http
+from pipeline.kafka.clients import KafkaStatus
+from pipeline.observability import AllHealthy, Health, WorkerMetrics, serve_http
 
 HOST = "127.0.0.1"
 
@@ -107,7 +109,8 @@ def test_healthz_reports_a_stalled_loop(metrics: WorkerMetrics) -> None:
 def test_readyz_follows_set_ready(server: ThreadingHTTPServer, health: Health) -> None:
     port = port_of(server)
     try:
-        assert get(port, "/readyz")[::2] == (503, "not ready\n")  # not ready until told
+        # not ready until told
+        assert get(port, "/readyz")[::2] == (503, "not ready: no input partitions assigned yet\n")
         health.set_ready(True)
         assert get(port, "/readyz")[::2] == (200, "ready\n")
         health.set_ready(False)
@@ -128,3 +131,68 @@ def test_shutdown_stops_serving(metrics: WorkerMetrics, health: Health) -> None:
     srv.server_close()
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(f"http://{HOST}:{port}/healthz", timeout=2)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_readyz_says_kafka_is_unreachable_until_it_answers_again(
+    server: ThreadingHTTPServer, health: Health, metrics: WorkerMetrics
+) -> None:
+    port, clock = port_of(server), Clock()
+    status = KafkaStatus("127.0.0.1:9", health, metrics.kafka_reachable, clock=clock)
+    health.set_ready(True)
+    try:
+        # A KafkaError as librdkafka's error_cb hands it over.
+        status.on_error(KafkaError(KafkaError._ALL_BROKERS_DOWN, "1/1 brokers are down"))
+        clock.now += 12
+        code, _, body = get(port, "/readyz")
+        assert code == 503
+        assert body == (
+            "not ready: Kafka at 127.0.0.1:9 unreachable for 12 s: "
+            "all brokers down (1/1 brokers are down)\n"
+        )
+        assert "metrics_pipeline_kafka_reachable 0.0" in get(port, "/metrics")[2]
+        assert get(port, "/healthz")[0] == 200  # alive: the loop still turns
+        status.on_error(KafkaError(KafkaError._MSG_TIMED_OUT, "one request"))
+        assert "all brokers down" in (health.reason or "")  # a request's error is not a cause
+        status.reachable()  # e.g. a delivery report without error
+        assert get(port, "/readyz")[::2] == (200, "ready\n")
+        assert "metrics_pipeline_kafka_reachable 1.0" in get(port, "/metrics")[2]
+    finally:
+        health.set_ready(False)
+        health.clear_problem("kafka")
+
+
+def test_probe_keeps_kafka_unreachable_while_nothing_answers() -> None:
+    health = Health()
+    health.set_ready(True)
+    status = KafkaStatus(f"{HOST}:{free_port()}", health)
+    status.on_error(KafkaError(KafkaError._TRANSPORT, "Connection refused"))
+    consumer = Consumer(
+        {"bootstrap.servers": status.bootstrap_servers, "group.id": "probe", "log_level": 0}
+    )
+    try:
+        status.after_consume(consumer, [])  # a metadata request to a port nobody listens on
+    finally:
+        consumer.close()
+    assert status.down and not health.ready
+    assert "connection failed (Connection refused)" in (health.reason or "")
+
+
+def test_output_failures_and_parts_show_in_the_reason() -> None:
+    one, two = Health(), Health()
+    for h in (one, two):
+        h.set_ready(True)
+    status = KafkaStatus("k:9092", one)
+    status.delivery_failed("rollups[3]: Broker: Message size too large")
+    both = AllHealthy([one, two])
+    assert not both.ready
+    assert both.reason == "output not delivered: rollups[3]: Broker: Message size too large"
+    status.reachable()  # a refused output stays a problem: nothing may be committed past it
+    assert not one.ready
