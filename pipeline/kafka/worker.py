@@ -157,10 +157,12 @@ class RollupWorker(PartitionedStage[PartitionAggregator]):
         pause, resume = [], []
         for partition, owned in self.owned.items():
             state = owned.state
-            ahead = state.source_watermark - state.watermark > self._alignment_ms
-            if ahead and partition not in self._paused:
+            ahead = state.source_watermark - state.watermark
+            # Hysteresis: resuming at half the limit keeps a partition from flapping (each
+            # pause drops its prefetched records, which are fetched again on resume).
+            if ahead > self._alignment_ms and partition not in self._paused:
                 pause.append(partition)
-            elif not ahead and partition in self._paused:
+            elif ahead <= self._alignment_ms // 2 and partition in self._paused:
                 resume.append(partition)
         if pause:
             self.consumer.pause([TopicPartition(topic, p) for p in pause])
