@@ -19,7 +19,6 @@ where it happened and carried in the checkpoint, so a replay applies it at the s
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -30,11 +29,11 @@ from pipeline.core.advances import IdleAdvances
 from pipeline.core.cardinality import WindowAdmission
 from pipeline.core.checkpoint import Checkpoint, resume_point
 from pipeline.core.clock import ClockConfig, PartitionClock
+from pipeline.core.closing import WindowRenderer
 from pipeline.core.columns import SampleColumns
 from pipeline.core.counters import CumulativeCounters
-from pipeline.core.digest import DigestConfig, summarize_groups
-from pipeline.core.render import ClosingColumns, render_bodies, series_prefix
-from pipeline.core.rollup import Rollup, format_duration, rollup_key
+from pipeline.core.digest import DigestConfig
+from pipeline.core.rollup import Rollup
 from pipeline.core.series import MetricKind, SeriesTable
 from pipeline.core.upstream import NO_TIME, UpstreamWatermarks
 from pipeline.core.windows import FORWARDED, OWN, OpenWindows
@@ -107,9 +106,7 @@ class PartitionAggregator:
         self.advances = IdleAdvances()
         self.upstream = UpstreamWatermarks(sources, partition)
         self._owners = owners if sources > 1 else None
-        self._resolution_name = format_duration(self.window.resolution_ms)
-        self._percentile_names = self.digest.percentile_names()
-        self._prefixes: dict[int, bytes] = {}  # series id → its rollups' JSON up to window_start
+        self.renderer = WindowRenderer(series, self.window.resolution_ms, self.digest)
         self.admission: WindowAdmission | None = None  # cardinality budget (core/cardinality.py)
 
     @property
@@ -285,7 +282,7 @@ class PartitionAggregator:
         if not ends:
             return []
         closing = np.array([s for e in ends for s in self.windows.by_end.pop(e)], np.int64)
-        rollups = self._rollups(closing)
+        rollups = self.renderer.rollups(self.windows, closing)
         self.windows.release(closing)
         return rollups
 
@@ -310,70 +307,6 @@ class PartitionAggregator:
         self.max_ts = self.advances.at(self.next_offset, self.max_ts)
         return self._close()
 
-    def _rollups(self, closing: np.ndarray) -> list[Rollup]:
-        w = self.windows
-        order = closing[np.lexsort((w.series[closing], w.start[closing]))]
-        # Held values of slot order[g] are values[starts[g]:ends[g]] (none if all were folded).
-        values, starts, ends = w.take_closing(order)
-        digestable = self.series.kinds.view()[w.series[order]] <= MetricKind.GAUGE
-        slots = order.tolist()
-        folded = {
-            g: w.folded_digest(slot) for g, slot in enumerate(slots) if w.has_folded_digest(slot)
-        }
-        percentiles, digests = summarize_groups(
-            values, starts, ends, digestable, folded, self.digest
-        )
-
-        res = self.window.resolution_ms
-        held = values.tolist()
-        # math.fsum per window: correctly rounded, so the same whatever the arrival batching.
-        sums = w.folded_sum[order] + np.array(
-            [math.fsum(held[a:b]) for a, b in zip(starts.tolist(), ends.tolist(), strict=True)],
-            np.float64,
-        )
-        sids = w.series[order].tolist()
-        window_starts = w.start[order]
-        counts = w.count[order]
-        bodies = render_bodies(
-            ClosingColumns(
-                prefix=[self._prefix(sid) for sid in sids],
-                window_start=window_starts,
-                count=counts,
-                sum=sums,
-                min=w.min[order],
-                max=w.max[order],
-                percentiles=percentiles,
-                has_digest=digestable,
-                digests=digests,
-            ),
-            res,
-            self._percentile_names,
-        )
-        keys, identities = self.series.key_of, self.series.identities
-        return [
-            Rollup(
-                rollup_key(keys(sid), res, start),
-                identities[sid].routing_key,
-                encoded=body,
-                count=count,
-            )
-            for sid, start, count, body in zip(
-                sids, window_starts.tolist(), counts.tolist(), bodies, strict=True
-            )
-        ]
-
-    def _prefix(self, sid: int) -> bytes:
-        prefix = self._prefixes.get(sid)
-        if prefix is None:
-            prefix = series_prefix(
-                self.series.json_of(sid),
-                self.series.key_of(sid),
-                self._resolution_name,
-                self.window.resolution_ms,
-            )
-            self._prefixes[sid] = prefix
-        return prefix
-
     def referenced_series(self) -> np.ndarray:
         """Series ids this partition still needs: open windows and cumulative-counter state."""
         open_series = self.windows.series[self.windows.series >= 0]
@@ -381,8 +314,7 @@ class PartitionAggregator:
 
     def forget_series(self, series_ids: list[int]) -> None:
         """The series table is about to forget (and later reuse) these ids."""
-        for sid in series_ids:
-            self._prefixes.pop(sid, None)
+        self.renderer.forget(series_ids)
 
     # -- checkpoints ------------------------------------------------------------------------
 
