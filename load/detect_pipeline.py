@@ -35,7 +35,10 @@ from pipeline.core.tier import TierAggregator, TierConfig
 BASE_MS = 10_000
 TIER_MS = 60_000
 REGION = "bench"
-NAME = "http.server.duration"
+NAME = b"http.server.duration"
+COUNTER_NAME = b"http.server.requests"
+TIMER_TYPE = b'"type":"timer","unit":"ms",'
+COUNTER_TYPE = b'"type":"counter","temporality":"delta",'
 MESSAGES_PER_BATCH = 2_000
 
 
@@ -98,10 +101,11 @@ def messages(samples: list[Samples]) -> Iterator[tuple[bytes, int]]:
                 flushes.append((int(flush_of[a]), i, a, b))
     flushes.sort()
     prefixes = [
-        b'{"service":"%b","region":"%b","name":"%b","type":"timer","unit":"ms",'
-        % (s.service.encode(), REGION.encode(), NAME.encode())
+        b'{"service":"%b","region":"%b","name":"%b",%b'
+        % (s.service.encode(), REGION.encode(), COUNTER_NAME if s.counter else NAME,
+           COUNTER_TYPE if s.counter else TIMER_TYPE)
         for s in samples
-    ]
+    ]  # fmt: skip
     numpy = orjson.OPT_SERIALIZE_NUMPY
     for flush, i, a, b in flushes:
         s = samples[i]

@@ -84,10 +84,7 @@ def read_series(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def read_windows(nab_dir: Path) -> dict[str, list[tuple[np.datetime64, np.datetime64]]]:
     doc = json.loads((nab_dir / "labels" / "combined_windows.json").read_text())
-    return {
-        name: [tuple(parse_times(pair)) for pair in windows]
-        for name, windows in doc.items()
-    }
+    return {name: [tuple(parse_times(pair)) for pair in windows] for name, windows in doc.items()}
 
 
 def scorable_rows(

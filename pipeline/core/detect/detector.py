@@ -9,8 +9,8 @@ episode.
 Each window brings, per track, its value and its own sampling noise (noise.py); the models
 (models.py) score it against a baseline learnt only from windows outside episodes (tracks.py).
 
-Hysteresis: a track fires when `fire_k` of its last `fire_n` windows were anomalous and resolves
-after `resolve_m` normal windows in a row; one episode id per incident, derived from the series,
+Hysteresis: a track fires when `fire_k` of its last `fire_n` windows were anomalous (score ≥ 1)
+and resolves after `resolve_m` windows in a row back to normal (score < `resolve_score`); one episode id per incident, derived from the series,
 statistic and the window the incident began in, so a replay emits the same ids. An episode that
 lasts `rebaseline_windows` is a level shift: unless it is an outage (a count down to zero), its
 recent windows become the baseline and the episode ends with `ended_by: level_shift` — a
@@ -72,6 +72,7 @@ class DetectConfig:
     fire_k: int = 2
     fire_n: int = 3
     resolve_m: int = 3
+    resolve_score: float = 0.5  # a window is back to normal below this score
     critical_score: float = 2.0
     absence_windows: int = 3  # the least gap that can fire an absence
     absence_p: float = 1e-5  # chance of so long a gap by the series' own arrival rate
@@ -207,6 +208,8 @@ class PartitionDetector:
             info.seen_windows += 1
             present.append(info.slot)
             for statistic in self.config.statistics_of(rollup.series.name):
+                if statistic == "mean" and rollup.series.type == "counter":
+                    continue  # a counter's mean (events per report) repeats its rate
                 value = statistic_value(rollup, statistic)
                 if not math.isfinite(value):
                     continue
@@ -266,7 +269,11 @@ class PartitionDetector:
         st.flag_window[:, slot] = index
         recent_flags = st.flags & (st.flag_window > index - cfg.fire_n)
         count = recent_flags.sum(axis=1)
-        st.normal_run = np.where(anomalous, 0, st.normal_run + seen)
+        with np.errstate(invalid="ignore"):
+            calm = seen & (scores.score < cfg.resolve_score)
+        # Back to normal = well inside the band, not merely under the threshold: an episode of
+        # a shift that hovers around the threshold stays open instead of flapping.
+        st.normal_run = np.where(calm, st.normal_run + 1, np.where(seen, 0, st.normal_run))
         start, end = index * self.res, (index + 1) * self.res
         for track in np.flatnonzero(anomalous & (count >= cfg.fire_k)).tolist():
             if track in self.active:
@@ -289,7 +296,7 @@ class PartitionDetector:
         for track in [t for t in self.active if st.normal_run[t] >= cfg.resolve_m]:
             episode = self.active.pop(track)
             step.events.append(self._event(episode, "resolved", track, start, end, values, scores))
-        learn = ~anomalous
+        learn = np.ones(len(values), bool)  # isolated anomalies too: a heavy tail is learnt
         learn[list(self.active)] = False
         return learn
 

@@ -4,9 +4,10 @@ Values are on the model scale of pipeline/core/detect/noise.py (Anscombe square 
 event count for rates, log1p for latencies); each window also brings its own sampling noise.
 
 - robust: expected = median of the learnt windows (`history` of them); the spread of the
-  history is the larger of 1.4826 × MAD and the 5–95 % range / 3.29 (both a standard deviation
-  for Gaussian noise; the second stays honest when a statistic flips between two modes, where
-  the MAD of the usual mode is far too narrow).
+  history is the larger of 1.4826 × MAD and IQR / 1.349 (both a standard deviation for
+  Gaussian noise; the second stays honest when a statistic flips between two modes, where the
+  MAD of the usual mode alone is far too narrow, yet needs a quarter of the history to move,
+  so a ramp does not widen its own band before it is caught).
 - seasonal: expected = the same time of day over the last `seasonal_days` days (median over
   days of 5-minute slot means, interpolated between slots) plus the median of recent residuals;
   spread from the residuals, as above.
@@ -37,16 +38,14 @@ from dataclasses import dataclass
 import numpy as np
 
 MAD_TO_SIGMA = 1.4826
-QUANTILE_RANGE_TO_SIGMA = 3.29  # 5–95 % range of a Gaussian in sigmas
+IQR_TO_SIGMA = 1.349  # interquartile range of a Gaussian in sigmas
 
 
 @dataclass(frozen=True, slots=True)
 class ModelConfig:
     model: str = "auto"  # robust | seasonal | auto
     history: int = 60  # windows of the robust baseline
-    threshold: float = (
-        5.0  # sigmas at score 1.0 (measured by load/detect_bench.py, load/nab_bench.py)
-    )
+    threshold: float = 4.0  # sigmas at score 1.0 (measured: load/detect_bench.py)
     min_scale: float = 0.03  # floor of the scale (log scale: ~3 % relative)
     seasonal_days: int = 7
     min_seasonal_days: int = 2
@@ -100,10 +99,10 @@ def row_quantiles(rows: np.ndarray, qs: tuple[float, ...]) -> list[np.ndarray]:
 
 
 def robust_baseline(history: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(median, spread) of each row, ignoring NaN: spread = max(1.4826 × MAD, 5–95 % / 3.29)."""
-    center, low, high = row_quantiles(history, (0.5, 0.05, 0.95))
+    """(median, spread) of each row, ignoring NaN: spread = max(1.4826 × MAD, IQR / 1.349)."""
+    center, low, high = row_quantiles(history, (0.5, 0.25, 0.75))
     (mad,) = row_quantiles(np.abs(history - center[:, None]), (0.5,))
-    return center, np.fmax(mad * MAD_TO_SIGMA, (high - low) / QUANTILE_RANGE_TO_SIGMA)
+    return center, np.fmax(mad * MAD_TO_SIGMA, (high - low) / IQR_TO_SIGMA)
 
 
 def between_windows(history: np.ndarray, sampling: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -12,9 +12,10 @@ Model scales (deviations are measured there; the inverse gives the event's numbe
 
 Sampling noise (one standard deviation, model scale) of the window's own statistic:
 - rate/count: 1 (Poisson, by the transform above).
-- a percentile q over n samples: its rank is binomial, sd sqrt(q(1−q)/n), widened by half a
-  sample so that tiny windows are not trusted to one rank; the window's digest turns the rank
-  bounds q ± that into value bounds, and half their distance is the noise. Where a latency is
+- a percentile q over n samples: its rank is binomial, sd sqrt(q(1−q)/n); the window's digest
+  turns the rank bounds q ± 2 sd (widened by half a sample, so that tiny windows are not
+  trusted to one rank) into value bounds, and a quarter of their distance is the noise — the
+  same as ±1 sd for a smooth distribution, wider where the density drops between two modes. Where a latency is
   bimodal (cache hits and misses) and q sits near the boundary, the bounds straddle both modes,
   so a flip between them is noise — which it is.
 - mean: the digest's standard deviation / sqrt(n) (delta method onto log1p).
@@ -32,6 +33,7 @@ from pipeline.core.rollup_wire import WireDigest, WireRollup
 COUNT_STATISTICS = frozenset({"rate", "count"})
 LOG_STATISTICS = frozenset({"max", "mean", "sum"})
 ANSCOMBE_SHIFT = 0.375
+RANK_SIGMAS = 2.0  # rank bounds at ± this many binomial sigmas, the value distance / 2× this
 
 
 def statistic_value(rollup: WireRollup, statistic: str) -> float:
@@ -87,9 +89,9 @@ def sampling_sd(statistic: str, rollup: WireRollup, value: float) -> float:
     if q is None:
         return 0.0
     n = rollup.count
-    spread = math.sqrt(q * (1.0 - q) / n) + 0.5 / n
+    spread = RANK_SIGMAS * math.sqrt(q * (1.0 - q) / n) + 0.5 / n
     low, high = _quantiles(digest, (max(q - spread, 0.0), min(q + spread, 1.0)))
-    return (math.log1p(max(high, 0.0)) - math.log1p(max(low, 0.0))) / 2.0
+    return (math.log1p(max(high, 0.0)) - math.log1p(max(low, 0.0))) / (2.0 * RANK_SIGMAS)
 
 
 def _quantile_of(statistic: str) -> float | None:
