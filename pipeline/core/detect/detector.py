@@ -10,8 +10,9 @@ Each window brings, per track, its value and its own sampling noise (noise.py); 
 (models.py) score it against a baseline learnt only from windows outside episodes (tracks.py).
 
 Hysteresis: a track fires when `fire_k` of its last `fire_n` windows were anomalous (score ≥ 1)
-and resolves after `resolve_m` windows in a row back to normal (score < `resolve_score`); one episode id per incident, derived from the series,
-statistic and the window the incident began in, so a replay emits the same ids. An episode that
+and resolves after `resolve_m` windows in a row back to normal (score < `resolve_score`); one
+episode id per incident, derived from the series, statistic and the window the incident began
+in, so a replay emits the same ids. An episode that
 lasts `rebaseline_windows` is a level shift: unless it is an outage (a count down to zero), its
 recent windows become the baseline and the episode ends with `ended_by: level_shift` — a
 statement, not a silent resolve. A series silent for `forget_windows` is forgotten; its open
@@ -54,7 +55,6 @@ from pipeline.core.detect.noise import from_model, sampling_sd, statistic_value,
 from pipeline.core.detect.tracks import TrackState
 from pipeline.core.rollup import Rollup, format_duration
 from pipeline.core.rollup_wire import WireRollup, series_dict
-
 
 NO_TIME = -(2**62)
 DEFAULT_DIRECTIONS = {"rate": "both", "count": "both", "sum": "both", "min": "both"}

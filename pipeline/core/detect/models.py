@@ -39,6 +39,7 @@ import numpy as np
 
 MAD_TO_SIGMA = 1.4826
 IQR_TO_SIGMA = 1.349  # interquartile range of a Gaussian in sigmas
+MEAN_DEVIATION_TO_SIGMA = 1.2533  # mean absolute deviation of a Gaussian in sigmas
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,10 +100,17 @@ def row_quantiles(rows: np.ndarray, qs: tuple[float, ...]) -> list[np.ndarray]:
 
 
 def robust_baseline(history: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(median, spread) of each row, ignoring NaN: spread = max(1.4826 × MAD, IQR / 1.349)."""
+    """(median, spread) of each row, ignoring NaN: spread = max(1.4826 × MAD, IQR / 1.349);
+    where both are 0 (a series that is mostly one value, e.g. mostly zero), 1.2533 × the mean
+    absolute deviation, so its rare other values set the band instead of the floor alone."""
     center, low, high = row_quantiles(history, (0.5, 0.25, 0.75))
-    (mad,) = row_quantiles(np.abs(history - center[:, None]), (0.5,))
-    return center, np.fmax(mad * MAD_TO_SIGMA, (high - low) / IQR_TO_SIGMA)
+    deviation = np.abs(history - center[:, None])
+    (mad,) = row_quantiles(deviation, (0.5,))
+    spread = np.fmax(mad * MAD_TO_SIGMA, (high - low) / IQR_TO_SIGMA)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows give NaN, as wanted
+        mean_deviation = np.nanmean(deviation, axis=1) * MEAN_DEVIATION_TO_SIGMA
+    return center, np.where(spread > 0, spread, mean_deviation)
 
 
 def between_windows(history: np.ndarray, sampling: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

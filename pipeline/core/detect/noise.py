@@ -15,9 +15,9 @@ Sampling noise (one standard deviation, model scale) of the window's own statist
 - a percentile q over n samples: its rank is binomial, sd sqrt(q(1−q)/n); the window's digest
   turns the rank bounds q ± 2 sd (widened by half a sample, so that tiny windows are not
   trusted to one rank) into value bounds, and a quarter of their distance is the noise — the
-  same as ±1 sd for a smooth distribution, wider where the density drops between two modes. Where a latency is
-  bimodal (cache hits and misses) and q sits near the boundary, the bounds straddle both modes,
-  so a flip between them is noise — which it is.
+  same as ±1 sd for a smooth distribution, wider where the density drops between two modes.
+  Where a latency is bimodal (cache hits and misses) and q sits near the boundary, the bounds
+  straddle both modes, so a flip between them is noise — which it is.
 - mean: the digest's standard deviation / sqrt(n) (delta method onto log1p).
 - without a digest (counters, min/max/sum): 0 — the history's spread is then all there is.
 """
