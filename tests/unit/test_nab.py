@@ -21,7 +21,7 @@ from load.nab_score import (
 from pipeline.core.detect.detector import DetectConfig
 
 ROOT = Path(__file__).parents[2]
-NAB = ROOT.parent / "shared" / "datasets" / "nab"  # CI keeps a copy of it beside the clone
+NAB = ROOT.parent / "shared" / "datasets" / "nab"  # a NAB checkout beside the clone, if any
 DATA = ROOT / "tests" / "data" / "nab"
 STANDARD, LOW_FP, LOW_FN = PROFILES
 
