@@ -24,8 +24,8 @@ import orjson
 from load.detect_scenarios import Samples, Scenario, draw
 from pipeline.core.aggregator import PartitionAggregator, WindowConfig
 from pipeline.core.decode import Decoder
-from pipeline.core.detect.detector import DetectConfig, DetectStep, PartitionDetector
-from pipeline.core.detect.models import score_window
+from pipeline.core.detect.detector import DetectConfig, PartitionDetector
+from pipeline.core.detect.models import Scores
 from pipeline.core.digest import DigestConfig
 from pipeline.core.rollup import Rollup
 from pipeline.core.rollup_wire import WireRollup, decode_rollup
@@ -35,14 +35,17 @@ from pipeline.core.tier import TierAggregator, TierConfig
 BASE_MS = 10_000
 TIER_MS = 60_000
 REGION = "bench"
-NAME = "http.server.duration"
+NAME = b"http.server.duration"
+COUNTER_NAME = b"http.server.requests"
+TIMER_TYPE = b'"type":"timer","unit":"ms",'
+COUNTER_TYPE = b'"type":"counter","temporality":"delta",'
 MESSAGES_PER_BATCH = 2_000
 
 
 @dataclass(slots=True)
 class Trace:
     """Per scored 1 m window (`starts`, epoch ms) and per track: value, expected, band (model
-    scale: log1p for non-negative statistics) and score; NaN where the track had nothing."""
+    scale, pipeline/core/detect/noise.py) and score; NaN where the track had nothing."""
 
     starts: list[int] = field(default_factory=list)
     rows: list[np.ndarray] = field(default_factory=list)  # (tracks, 4) per window
@@ -63,13 +66,7 @@ class TracingDetector(PartitionDetector):
         super().__init__("bench.rollups.1m", 0, config)
         self.trace = Trace()
 
-    def _score(self, index: int, values: np.ndarray, level: np.ndarray, step: DetectStep) -> None:
-        super()._score(index, values, level, step)
-        # Same inputs as the detector's own call (its history is updated after _score).
-        scores = score_window(
-            values, self._hist, self._resid, level, self._days_known, self._daily_range,
-            self.config.model,
-        )  # fmt: skip
+    def _scored_window(self, index: int, values: np.ndarray, scores: Scores) -> None:
         self.trace.starts.append(index * self.res)
         self.trace.rows.append(np.stack([values, scores.expected, scores.band, scores.score], 1))
 
@@ -104,10 +101,11 @@ def messages(samples: list[Samples]) -> Iterator[tuple[bytes, int]]:
                 flushes.append((int(flush_of[a]), i, a, b))
     flushes.sort()
     prefixes = [
-        b'{"service":"%b","region":"%b","name":"%b","type":"timer","unit":"ms",'
-        % (s.service.encode(), REGION.encode(), NAME.encode())
+        b'{"service":"%b","region":"%b","name":"%b",%b'
+        % (s.service.encode(), REGION.encode(), COUNTER_NAME if s.counter else NAME,
+           COUNTER_TYPE if s.counter else TIMER_TYPE)
         for s in samples
-    ]
+    ]  # fmt: skip
     numpy = orjson.OPT_SERIALIZE_NUMPY
     for flush, i, a, b in flushes:
         s = samples[i]

@@ -21,6 +21,25 @@ end)) where a responder would want to be told. What counts as an anomaly, per sc
 - daily_cycle: business-hours traffic ×4 (1 h ramps) and latency ×1.4 at peak — no anomaly.
 - heavy_tail: latency with a Pareto tail (α 1.5) and bursty traffic (per-minute gamma factor)
   — no anomaly.
+
+Scenario classes for what a detector tuned on the seven above tends to get wrong (each series
+draws its own rate, magnitude and timing from the seed):
+- level_shift: latency or traffic ×1.3 or ×2, up or down, for 45–150 min, at 1–6 requests/s —
+  label = the whole shift (a detector should stay firing while it lasts).
+- ramp: latency or traffic rises to ×3 over one hour, holds 1–2 h, drops back — label = from
+  ×1.5 to the end of the plateau.
+- bimodal_steady: cache hits and misses (misses ×8–×15, a constant 1 % of requests), so p99
+  flips between the two modes — no anomaly.
+- bimodal_shift: the miss share goes 10 % → 40 % for 30–90 min (mean ×2–×3, p99 barely moves)
+  — label = the change.
+- low_rate: counters at 0.1–1 events/s reporting every second, with outages to zero (the
+  counter keeps reporting zeros) of 30–90 min — label = the outage.
+- sparse: timers with 1–3 requests a minute that stop for 30–90 min once — label = the stop.
+- appear_stop: series that start 2–6 h into the day and stop for good 6–10 h later (beside one
+  that keeps reporting, so the partition's event time moves on) — label = from the stop to
+  the end.
+- long_outage: busy counters (20–50/s) dropping to zero, or busy timers going silent, for
+  30–90 min — label = the outage.
 """
 
 from __future__ import annotations
@@ -63,6 +82,7 @@ class SeriesPlan:
     pareto_alpha: float = 0.0  # > 0: the slow path is ×(1 + Pareto(α)) instead of ×tail_factor
     burst_shape: float = 0.0  # > 0: per-minute gamma(shape) factor on the rate (bursty traffic)
     silent: np.ndarray | None = None  # bool per second: nothing reported
+    counter: bool = False  # a delta counter: one sample a second, the events of that second
 
 
 @dataclass(slots=True)
@@ -92,7 +112,8 @@ class Samples:
 
     service: str
     ts: np.ndarray  # int64 epoch ms
-    value: np.ndarray  # float64 ms
+    value: np.ndarray  # float64 ms (a timer) or events (a counter)
+    counter: bool = False
 
 
 def draw(plan: SeriesPlan, start_ms: int, rng: np.random.Generator) -> Samples:
@@ -104,6 +125,11 @@ def draw(plan: SeriesPlan, start_ms: int, rng: np.random.Generator) -> Samples:
         burst = rng.gamma(plan.burst_shape, 1.0 / plan.burst_shape, minutes)
         lam = lam * np.repeat(burst, 60)[:seconds]
     counts = rng.poisson(lam)
+    if plan.counter:
+        reported = np.ones(seconds, bool) if plan.silent is None else ~plan.silent
+        second = np.flatnonzero(reported).astype(np.int64)
+        ts = start_ms + second * SECOND + rng.integers(0, SECOND, len(second))
+        return Samples(plan.service, ts, counts[second].astype(float), counter=True)
     if plan.silent is not None:
         counts[plan.silent] = 0
     second = np.repeat(np.arange(seconds, dtype=np.int64), counts)
@@ -268,6 +294,162 @@ def heavy_tail(series: int, days: float, seed: int) -> Scenario:
     return sc
 
 
+def _rate_plan(
+    service: str, seconds: int, rng: np.random.Generator, low: float, high: float
+) -> SeriesPlan:
+    plan = _plan(service, seconds, rng)
+    plan.rate = float(np.exp(rng.uniform(np.log(low), np.log(high))))
+    return plan
+
+
+def level_shift(series: int, days: float, seed: int) -> Scenario:
+    rng = np.random.default_rng(seed)
+    seconds = int(days * DAY) // SECOND
+    sc = _scenario(
+        "level_shift", "latency or traffic ×1.3 / ×2, up or down, for 45–150 min (1–6 req/s)",
+        "mean", seconds,
+    )  # fmt: skip
+    for i in range(series):
+        plan = _rate_plan(f"level-{i}", seconds, rng, 1.0, 6.0)
+        for s in _incident_starts(rng, seconds, 2, 2 * 3600, 4 * 3600):
+            length = int(rng.integers(45, 151)) * 60
+            factor = float(rng.choice([1.3, 2.0]))
+            factor = factor if rng.random() < 0.5 else 1.0 / factor
+            target = plan.median_mult if rng.random() < 0.5 else plan.rate_mult
+            target[s : s + length] *= factor
+            what = "latency" if target is plan.median_mult else "traffic"
+            size = max(factor, 1.0 / factor)
+            sc.labels.append(_label(sc, plan, s, s + length, f"shift_{what}_x{size:g}"))
+        sc.series.append(plan)
+    return sc
+
+
+def ramp(series: int, days: float, seed: int) -> Scenario:
+    rng = np.random.default_rng(seed)
+    seconds = int(days * DAY) // SECOND
+    sc = _scenario("ramp", "latency or traffic ×3 over 1 h, holds 1–2 h, back", "mean", seconds)
+    for i in range(series):
+        plan = _rate_plan(f"ramp-{i}", seconds, rng, 1.0, 6.0)
+        target = plan.median_mult if i % 2 == 0 else plan.rate_mult
+        s = int(rng.integers(2 * 3600, seconds - 5 * 3600))
+        hold = int(rng.integers(60, 121)) * 60
+        target[s : s + 3600] = np.exp(np.log(3.0) * np.arange(3600) / 3600)
+        target[s + 3600 : s + 3600 + hold] = 3.0
+        half = s + int(3600 * np.log(1.5) / np.log(3.0))
+        what = "latency" if i % 2 == 0 else "traffic"
+        sc.labels.append(_label(sc, plan, half, s + 3600 + hold, f"ramp_{what}"))
+        sc.series.append(plan)
+    return sc
+
+
+def _bimodal_plan(service: str, seconds: int, rng: np.random.Generator, share: float) -> SeriesPlan:
+    plan = _rate_plan(service, seconds, rng, 1.0, 6.0)
+    plan.median_ms = float(rng.uniform(2.0, 8.0))
+    plan.sigma = 0.25
+    plan.tail_share = _flat(seconds, share)
+    plan.tail_factor = float(rng.uniform(8.0, 15.0))
+    return plan
+
+
+def bimodal_steady(series: int, days: float, seed: int) -> Scenario:
+    rng = np.random.default_rng(seed)
+    seconds = int(days * DAY) // SECOND
+    sc = _scenario(
+        "bimodal_steady", "cache misses ×8–×15 for a constant 1 % of requests", "p99", seconds
+    )
+    sc.series = [_bimodal_plan(f"cache-{i}", seconds, rng, 0.01) for i in range(series)]
+    return sc
+
+
+def bimodal_shift(series: int, days: float, seed: int) -> Scenario:
+    rng = np.random.default_rng(seed)
+    seconds = int(days * DAY) // SECOND
+    sc = _scenario("bimodal_shift", "cache-miss share 10 % → 40 % for 30–90 min", "mean", seconds)
+    for i in range(series):
+        plan = _bimodal_plan(f"miss-{i}", seconds, rng, 0.10)
+        for s in _incident_starts(rng, seconds, 2, 2 * 3600, 4 * 3600):
+            length = int(rng.integers(30, 91)) * 60
+            plan.tail_share[s : s + length] = 0.40
+            sc.labels.append(_label(sc, plan, s, s + length, "miss_share"))
+        sc.series.append(plan)
+    return sc
+
+
+def low_rate(series: int, days: float, seed: int) -> Scenario:
+    rng = np.random.default_rng(seed)
+    seconds = int(days * DAY) // SECOND
+    sc = _scenario(
+        "low_rate", "counters at 0.1–1 events/s, outages to zero for 30–90 min", "rate", seconds
+    )
+    for i in range(series):
+        plan = _rate_plan(f"low-{i}", seconds, rng, 0.1, 1.0)
+        plan.counter = True
+        for s in _incident_starts(rng, seconds, 2, 2 * 3600, 4 * 3600):
+            length = int(rng.integers(30, 91)) * 60
+            plan.rate_mult[s : s + length] = 0.0
+            sc.labels.append(_label(sc, plan, s, s + length, "outage_low_rate"))
+        sc.series.append(plan)
+    return sc
+
+
+def sparse(series: int, days: float, seed: int) -> Scenario:
+    rng = np.random.default_rng(seed)
+    seconds = int(days * DAY) // SECOND
+    sc = _scenario("sparse", "1–3 requests a minute; one 30–90 min stop", "rate", seconds)
+    for i in range(series):
+        plan = _rate_plan(f"sparse-{i}", seconds, rng, 1.0 / 60, 3.0 / 60)
+        plan.silent = np.zeros(seconds, bool)
+        (s,) = _incident_starts(rng, seconds, 1, 3 * 3600, 3 * 3600)
+        length = int(rng.integers(30, 91)) * 60
+        plan.silent[s : s + length] = True
+        sc.labels.append(_label(sc, plan, s, s + length, "absence_sparse"))
+        sc.series.append(plan)
+    return sc
+
+
+def appear_stop(series: int, days: float, seed: int) -> Scenario:
+    rng = np.random.default_rng(seed)
+    seconds = int(days * DAY) // SECOND
+    sc = _scenario(
+        "appear_stop", "series start 2–6 h in, stop for good 6–10 h later", "rate", seconds
+    )
+    for i in range(series):
+        plan = _rate_plan(f"new-{i}", seconds, rng, 1.0, 6.0)
+        plan.counter = i % 2 == 1
+        first = int(rng.integers(2 * 3600, 6 * 3600))
+        stop = min(first + int(rng.integers(6 * 3600, 10 * 3600)), seconds - 3600)
+        plan.silent = np.ones(seconds, bool)
+        plan.silent[first:stop] = False
+        sc.labels.append(_label(sc, plan, stop, seconds, "stopped"))
+        sc.series.append(plan)
+    # One series that keeps reporting: the partition's clock moves on after the others stop.
+    sc.series.append(_rate_plan("steady", seconds, rng, 1.0, 6.0))
+    return sc
+
+
+def long_outage(series: int, days: float, seed: int) -> Scenario:
+    rng = np.random.default_rng(seed)
+    seconds = int(days * DAY) // SECOND
+    sc = _scenario(
+        "long_outage", "busy counters to zero, or busy timers silent, for 30–90 min", "rate",
+        seconds,
+    )  # fmt: skip
+    for i in range(series):
+        plan = _rate_plan(f"outage-{i}", seconds, rng, 20.0, 50.0)
+        plan.counter = i % 2 == 0
+        plan.silent = np.zeros(seconds, bool)
+        for s in _incident_starts(rng, seconds, 2, 2 * 3600, 4 * 3600):
+            length = int(rng.integers(30, 91)) * 60
+            if plan.counter:
+                plan.rate_mult[s : s + length] = 0.0
+            else:
+                plan.silent[s : s + length] = True
+            kind = "outage_counter" if plan.counter else "outage_silent"
+            sc.labels.append(_label(sc, plan, s, s + length, kind))
+        sc.series.append(plan)
+    return sc
+
+
 def _scenario(name: str, description: str, statistic: str, seconds: int) -> Scenario:
     return Scenario(name, description, statistic, DEFAULT_START_MS, seconds * SECOND, [])
 
@@ -292,6 +474,14 @@ SUITE: dict[str, tuple[Builder, Size, Size]] = {
     "slow_drift": (slow_drift, Size(6, 1.0), Size(3, 0.75)),
     "daily_cycle": (daily_cycle, Size(4, 4.0), Size(1, 3.0)),
     "heavy_tail": (heavy_tail, Size(6, 2.0), Size(2, 1.0)),
+    "level_shift": (level_shift, Size(4, 1.0), Size(2, 0.5)),
+    "ramp": (ramp, Size(4, 1.0), Size(2, 0.5)),
+    "bimodal_steady": (bimodal_steady, Size(4, 1.0), Size(1, 0.5)),
+    "bimodal_shift": (bimodal_shift, Size(4, 1.0), Size(1, 0.5)),
+    "low_rate": (low_rate, Size(4, 1.0), Size(2, 0.5)),
+    "sparse": (sparse, Size(4, 1.0), Size(2, 0.5)),
+    "appear_stop": (appear_stop, Size(4, 1.0), Size(2, 0.6)),
+    "long_outage": (long_outage, Size(4, 1.0), Size(2, 0.5)),
 }
 
 

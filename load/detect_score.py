@@ -14,6 +14,9 @@ Definitions (windows are the detector's, 1 m by default):
   anomalous window; 1 is the least 2-of-3 hysteresis allows). A matching episode that was
   already firing before the label began counts 0.
 - False alarms per series per day: false-alarm episodes / (series × evaluated days).
+- Coverage of a label: the share of its duration during which some episode of its series was
+  open (firing); pooled as covered time / labelled time. An outage or shift that stays firing
+  for as long as it lasts has coverage 1.
 - Episodes that fire before the scenario's `evaluate_from_ms` (a learning period) are left out
   of all of the above and reported as `learning_alarms`.
 - Suite figures pool the counts of every scenario (micro-averages), no-anomaly scenarios
@@ -72,6 +75,8 @@ class Quality:
     learning_alarms: int = 0
     delays: list[int] = field(default_factory=list)
     missed: list[dict[str, Any]] = field(default_factory=list)
+    labelled_ms: int = 0
+    covered_ms: int = 0
     detected_by_kind: dict[str, list[int]] = field(default_factory=dict)  # kind → [found, all]
 
     @property
@@ -95,12 +100,16 @@ class Quality:
         return self.false_alarms / (self.series * self.days)
 
     @property
+    def coverage(self) -> float | None:
+        return self.covered_ms / self.labelled_ms if self.labelled_ms else None
+
+    @property
     def median_delay(self) -> float | None:
         return float(statistics.median(self.delays)) if self.delays else None
 
     def to_json(self) -> dict[str, Any]:
         doc = asdict(self)
-        for name in ("precision", "recall", "f1", "false_alarms", "median_delay"):
+        for name in ("precision", "recall", "f1", "false_alarms", "median_delay", "coverage"):
             doc[name] = getattr(self, name)
         doc["false_alarms_per_series_day"] = self.false_alarms_per_series_day
         return doc
@@ -139,6 +148,8 @@ def evaluate(
     quality.episodes = len(judged)
     quality.true_episodes = sum(any(_overlaps(s, lb, grace) for lb in labels) for s in judged)
     for label in labels:
+        quality.labelled_ms += label.end - label.start
+        quality.covered_ms += covered(judged, label)
         kind = quality.detected_by_kind.setdefault(label.kind, [0, 0])
         kind[1] += 1
         matching = [s for s in judged if _overlaps(s, label, grace)]
@@ -155,6 +166,22 @@ def evaluate(
     return quality
 
 
+def covered(spans: list[EpisodeSpan], label: Label) -> int:
+    """Milliseconds of the label during which an episode of its series was open."""
+    pieces = sorted(
+        (max(s.started_at, label.start), min(s.ended_at, label.end))
+        for s in spans
+        if s.series == label.series and s.started_at < label.end and s.ended_at > label.start
+    )
+    total, reach = 0, label.start
+    for a, b in pieces:
+        a = max(a, reach)
+        if b > a:
+            total += b - a
+            reach = b
+    return total
+
+
 def pooled(qualities: list[Quality]) -> dict[str, Any]:
     """Suite figures: counts summed over scenarios, the median of every delay."""
     episodes = sum(q.episodes for q in qualities)
@@ -164,6 +191,9 @@ def pooled(qualities: list[Quality]) -> dict[str, Any]:
     precision = true_episodes / episodes if episodes else None
     recall = detected / labels if labels else None
     delays = [d for q in qualities for d in q.delays]
+    labelled_ms = sum(q.labelled_ms for q in qualities)
+    false_alarms = sum(q.false_alarms for q in qualities)
+    series_days = sum(q.series * q.days for q in qualities)
     return {
         "episodes": episodes,
         "true_episodes": true_episodes,
@@ -173,4 +203,7 @@ def pooled(qualities: list[Quality]) -> dict[str, Any]:
         "recall": recall,
         "f1": f1(precision, recall),
         "median_delay": float(statistics.median(delays)) if delays else None,
+        "coverage": sum(q.covered_ms for q in qualities) / labelled_ms if labelled_ms else None,
+        "false_alarms": false_alarms,
+        "false_alarms_per_series_day": false_alarms / series_days if series_days else None,
     }

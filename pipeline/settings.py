@@ -320,7 +320,7 @@ class DetectSettings(StageSettings):
     resolution: str = "1m"  # the tier it reads
     anomaly_topic: str = "metrics.anomalies"
     allowed_lateness: str | None = Field(None, description="Default: one window.")
-    statistics: list[str] = Field(default_factory=lambda: ["p99", "rate"])
+    statistics: list[str] = Field(default_factory=lambda: list(DetectConfig().statistics))
     statistics_by_name: dict[str, list[str]] = Field(
         default_factory=dict, description="Metric name → statistics, instead of `statistics`."
     )
@@ -329,7 +329,7 @@ class DetectSettings(StageSettings):
     )
     model: Literal["auto", "robust", "seasonal"] = "auto"
     history: int = Field(60, ge=5, description="Windows of the robust baseline.")
-    threshold: float = Field(6.0, gt=0, description="Robust sigmas at score 1.0.")
+    threshold: float = Field(ModelConfig().threshold, gt=0, description="Sigmas at score 1.0.")
     min_scale: float = Field(0.03, gt=0, description="Scale floor (log scale: ~relative).")
     seasonal_days: int = Field(7, ge=1)
     min_seasonal_days: int = Field(2, ge=1)
@@ -337,7 +337,9 @@ class DetectSettings(StageSettings):
     fire_k: int = Field(2, ge=1)
     fire_n: int = Field(3, ge=1)
     resolve_m: int = Field(3, ge=1)
-    absence_windows: int = Field(5, ge=1)
+    absence_windows: int = Field(DetectConfig().absence_windows, ge=1)
+    absence_p: float = Field(DetectConfig().absence_p, gt=0, lt=1)
+    rebaseline_windows: int = Field(DetectConfig().rebaseline_windows, ge=0)
     forget_windows: int = Field(1_440, ge=1)
     idle_timeout: str = "5m"
     commit_interval: str = "5s"
@@ -391,6 +393,8 @@ class DetectSettings(StageSettings):
                 fire_n=self.fire_n,
                 resolve_m=self.resolve_m,
                 absence_windows=self.absence_windows,
+                absence_p=self.absence_p,
+                rebaseline_windows=self.rebaseline_windows,
                 forget_windows=self.forget_windows,
             )
         except ValueError as exc:

@@ -60,11 +60,11 @@ def incident_records() -> list[bytes]:
     return out
 
 
-def expected_events(records: list[bytes]) -> dict[str, bytes]:
+def expected_events(records: list[bytes], config: DetectConfig | None = None) -> dict[str, bytes]:
     """What the core detector emits for the same partition order (the worker must agree)."""
     from pipeline.core.rollup_wire import decode_rollup
 
-    detector = PartitionDetector("x", 0, DetectConfig())
+    detector = PartitionDetector("x", 0, config or DetectConfig())
     decoded = [(i, decode_rollup(r, MINUTE)) for i, r in enumerate(records)]
     return {e.key: e.encode() for e in detector.process(decoded, len(decoded)).events}
 
@@ -141,7 +141,7 @@ def test_detector_kill_9_mid_incident_then_restart_emits_the_same_episodes(
         )
         produce(kafka_bootstrap, settings.source_topic, records[:cut])
         fired = wait_for_events(kafka_bootstrap, settings.anomaly_topic, 1, timeout=60)
-        assert [orjson.loads(v)["state"] for v in fired.values()] == ["firing"]
+        assert {orjson.loads(v)["state"] for v in fired.values()} == {"firing"}
         time.sleep(1.0)  # let a checkpoint with the open episode be written
         os.kill(first.pid, signal.SIGKILL)
         first.wait(10)
@@ -158,3 +158,59 @@ def test_detector_kill_9_mid_incident_then_restart_emits_the_same_episodes(
     # Same keys (episode ids) and identical bytes: the resolution after the restart belongs to
     # the episode that fired before it.
     assert got == expected
+
+
+@pytest.mark.slow
+def test_the_detect_command_survives_a_series_silent_for_a_day_mid_deviation_and_restarts(
+    kafka_bootstrap: str, unique_name: str, tmp_path: Path
+) -> None:
+    """b's p99 deviates, then b stops for longer than `forget_windows` while a keeps the
+    partition's clock moving: the command used to die in its next checkpoint (KeyError for the
+    forgotten series' open deviation). Now the episode ends as `expired`, the command keeps
+    checkpointing, stops cleanly, and a restart carries on to the same events as the core."""
+    settings = detect_settings(
+        kafka_bootstrap, unique_name, forget_windows=120, statistics=["p99", "rate"]
+    )
+    ensure_topics(kafka_bootstrap, [TopicSpec(settings.source_topic, 1)])
+    rows = stream(
+        400,
+        services=("a", "b"),
+        p99=lambda s, m, v: v * 5 if s == "b" and m >= 100 else v,
+        silent=lambda s, m: s == "b" and 110 <= m < 380,
+    )
+    records = [
+        orjson.dumps(
+            rollup_body(r.series.service, (r.window_start - START) // MINUTE,
+                        r.percentiles["p99"], r.rate)
+        )
+        for _, r in rows
+    ]  # fmt: skip
+    expected = expected_events(records, settings.detect())
+    cut = next(
+        i for i, r in enumerate(rows) if r[1].window_start >= START + 300 * MINUTE
+    )  # past the forgetting (minute 110 + 120), b still silent
+    before = expected_events(records[:cut], settings.detect())
+    ended = [orjson.loads(v) for v in before.values() if orjson.loads(v)["state"] == "resolved"]
+    assert {(e["kind"], e["ended_by"]) for e in ended} == {
+        ("deviation", "expired"), ("absence", "expired"),
+    }  # fmt: skip
+    log = str(tmp_path / "detect.log")
+    first = worker_process(settings, log, ("detect",))
+    try:
+        produce(kafka_bootstrap, settings.source_topic, records[:cut])
+        got = wait_for_events(kafka_bootstrap, settings.anomaly_topic, len(before), timeout=90)
+        assert got == before
+        time.sleep(2.0)  # several checkpoint intervals after the series was forgotten
+        assert first.poll() is None, Path(log).read_text()[-2000:]
+    finally:
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(30) == 0, Path(log).read_text()[-2000:]
+    produce(kafka_bootstrap, settings.source_topic, records[cut:])
+    second = worker_process(settings, log, ("detect",))
+    try:
+        got = wait_for_events(kafka_bootstrap, settings.anomaly_topic, len(expected), timeout=90)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(30) == 0, Path(log).read_text()[-2000:]
+    assert got == expected
+    assert "KeyError" not in Path(log).read_text()

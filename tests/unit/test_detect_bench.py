@@ -12,7 +12,7 @@ import pytest
 
 from load.detect_bench import main
 from load.detect_pipeline import run
-from load.detect_scenarios import DAY, HOUR, MINUTE, SUITE, Label, Scenario, SeriesPlan
+from load.detect_scenarios import DAY, HOUR, MINUTE, Label, Scenario, SeriesPlan
 from load.detect_score import EpisodeSpan, episode_spans, evaluate, pooled
 from pipeline.loadgen.spec import DEFAULT_START_MS
 
@@ -114,8 +114,9 @@ def test_a_tiny_scenario_through_the_pipeline_has_its_known_answer() -> None:
     by_series = {s.series: s for s in spans}
     assert by_series["a"].statistic == "p99" and by_series["a"].kind == "deviation"
     assert by_series["b"].kind == "absence"
-    # The spike: 2 of 3 windows fire one window after the first; the absence after 5 gaps.
-    assert q.delays == [1, 4]
+    # The spike: 2 of 3 windows fire one window after the first; the absence of a busy series
+    # after 3 gaps (absence_windows: its own arrival rate makes even 1 gap unlikely).
+    assert q.delays == [1, 2]
     # The trace holds the per-window bounds the plot draws: the spike window is above them.
     rows = output.trace.track(output.tracks[("a", "p99")])
     spike_row = output.trace.starts.index(T0 + 3 * HOUR + MINUTE)
@@ -127,21 +128,31 @@ def test_a_tiny_scenario_through_the_pipeline_has_its_known_answer() -> None:
 def test_the_quick_suite_runs_and_writes_consistent_results(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    main(quick=True, out=tmp_path)
+    names = ["spike", "sparse", "bimodal_steady"]
+    main(quick=True, seed=[1], held_out=[5], only=names, out=tmp_path, jobs=1)
     (path,) = tmp_path.glob("detect-*-quick.json")
     doc = orjson.loads(path.read_bytes())
-    assert [s["scenario"] for s in doc["scenarios"]] == list(SUITE)
+    assert [(s["scenario"], s["seed"]) for s in doc["scenarios"]] == [
+        *((n, 1) for n in names), *((n, 5) for n in names),
+    ]  # fmt: skip
     for s in doc["scenarios"]:
         q = s["quality"]
-        assert Path(s["png"]).stat().st_size > 10_000
+        assert (s["png"] is not None) == (s["seed"] == 1)
+        if s["png"]:
+            assert Path(s["png"]).stat().st_size > 10_000
         assert q["episodes"] == len(s["episodes"]) - q["learning_alarms"]
         assert q["detected"] == q["labels"] - len(q["missed"]) == len(q["delays"])
         if q["f1"] is not None:
             p, r = q["precision"], q["recall"]
             assert math.isclose(q["f1"], 2 * p * r / (p + r) if p + r else 0.0)
         assert s["has_anomalies"] == (q["labels"] > 0)
-    suite = doc["suite"]
-    assert suite["labels"] == sum(s["quality"]["labels"] for s in doc["scenarios"]) > 0
-    assert suite["episodes"] == sum(s["quality"]["episodes"] for s in doc["scenarios"])
-    assert [t["verdict"] in ("PASS", "MISS") for t in doc["targets"]] == [True] * 3
-    assert "Targets (issue 5)" in capsys.readouterr().out
+    for group, seed in (("development", 1), ("held-out", 5)):
+        suite = doc["suites"][group]
+        mine = [s["quality"] for s in doc["scenarios"] if s["seed"] == seed]
+        assert suite["labels"] == sum(q["labels"] for q in mine) > 0
+        assert suite["episodes"] == sum(q["episodes"] for q in mine)
+        assert [t["verdict"] in ("PASS", "MISS") for t in doc["targets"][group]] == [True] * 3
+    out = capsys.readouterr().out
+    assert "Targets, held-out seeds [5]" in out
+    (summary,) = [line for line in out.splitlines() if line.startswith("detector suite — ")]
+    assert "development seeds 1: F1" in summary and "held-out seeds 5: F1" in summary

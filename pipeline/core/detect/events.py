@@ -9,7 +9,7 @@ from typing import Any
 
 from pipeline.core.rollup import Rollup
 
-DETECTOR_VERSION = "1"
+DETECTOR_VERSION = "2"
 
 
 @dataclass(slots=True)
@@ -59,13 +59,15 @@ def event(
     window_start: int,
     window_end: int,
     verdict: Verdict,
+    ended_by: str | None = None,
 ) -> Rollup:
-    """The keyed record of one episode transition (a `Rollup` is the stages' keyed output)."""
+    """The keyed record of one episode transition (a `Rollup` is the stages' keyed output).
+    `ended_by` (resolved events only): recovered | level_shift | expired."""
 
     def finite(x: float) -> float:
         return x if math.isfinite(x) else 0.0
 
-    body = {
+    body: dict[str, Any] = {
         "episode_id": episode.episode_id,
         "state": state,
         "kind": episode.kind,
@@ -85,4 +87,6 @@ def event(
         "started_at": episode.started_at,
         "detector": {"name": episode.detector, "version": DETECTOR_VERSION},
     }
+    if ended_by is not None:
+        body["ended_by"] = ended_by
     return Rollup(f"{episode.episode_id}@{state}", routing_key, body)

@@ -48,7 +48,9 @@ def test_a_quiet_series_stays_quiet_for_two_days() -> None:
 
 def test_a_latency_spike_fires_once_quickly_and_resolves() -> None:
     spike = range(200, 215)
-    events = run(stream(300, p99=lambda s, m, v: v * 5 if s == "b" and m in spike else v))
+    records = stream(300, p99=lambda s, m, v: v * 5 if s == "b" and m in spike else v)
+    # The synthetic mean moves with p99: watch p99 and rate only, for one episode.
+    events = run(records, DetectConfig(statistics=("p99", "rate")))
     found = episodes(events)
     assert len(found) == 1
     (bodies,) = found.values()
@@ -149,3 +151,30 @@ def test_a_daily_cycle_is_learnt_by_the_seasonal_model() -> None:
     robust, auto = false_alarms("robust"), false_alarms("auto")
     assert robust >= 4  # each ramp looks like a level shift to a one-hour baseline
     assert auto <= 1  # two days, two statistics
+
+
+def test_a_series_silent_for_a_day_mid_deviation_ends_its_episode_and_checkpoints() -> None:
+    """b's p99 deviates, then b goes silent for more than a day while a keeps the clock moving:
+    the series is forgotten, its open episode ends as `expired` and a checkpoint still works
+    (it used to raise KeyError for the forgotten series' open deviation)."""
+    config = DetectConfig(statistics=("p99", "rate"), forget_windows=120)
+    records = stream(
+        400,
+        services=("a", "b"),
+        p99=lambda s, m, v: v * 5 if s == "b" and m >= 100 else v,
+        silent=lambda s, m: s == "b" and m >= 110,
+    )
+    detector = PartitionDetector("rollups.1m", 0, config)
+    events = detector.process(records, len(records)).events
+    bodies = [e.body for e in events if e.body["kind"] == "deviation"]
+    assert [(b["state"], b.get("ended_by")) for b in bodies] == [
+        ("firing", None), ("resolved", "expired"),
+    ]  # fmt: skip
+    for body in bodies:
+        jsonschema.validate(body, SCHEMA)
+    assert not detector.active and detector.series.keys() == {records[0][1].series_key}
+    saved = Checkpoint.decode(detector.checkpoint().encode())
+    restored = PartitionDetector("rollups.1m", 0, config)
+    restored.restore(saved)
+    more = stream(460, services=("a", "b"))[len(records) :]
+    assert restored.process(more, more[-1][0] + 1).events == []  # b back, a quiet: nothing
