@@ -42,6 +42,8 @@ class RetryableSinkError(Exception):
 
 class RollupSink(Protocol):
     name: str
+    # False: the runner may hand the sink bodies without their `digest` (cheaper to parse).
+    reads_digest: bool
 
     def write(self, batch: Sequence[SinkRecord]) -> list[Rejection]:
         """Store the batch durably, or raise RetryableSinkError. Must be idempotent: after a

@@ -33,6 +33,7 @@ class LocalStoreSink:
     """RollupSink writing hive-partitioned Parquet under `path` (created if missing)."""
 
     name = "local"
+    reads_digest = True
 
     def __init__(self, path: Path | str = DEFAULT_STORE_PATH, compact_after: int = 64) -> None:
         self.path = Path(path)

@@ -35,6 +35,7 @@ class Converted(NamedTuple):
 
 class RemoteWriteSink:
     name = "remote_write"
+    reads_digest = False  # percentiles come from the rollup's own fields
 
     def __init__(self, settings: RemoteWriteSettings) -> None:
         self.settings = settings
