@@ -26,9 +26,13 @@ from .helpers import BASE_MS
 from .schemas import from_schema, schema_errors, standalone
 
 RECORD_SCHEMAS = ("sample", "batch-array", "batch-columnar")
-AGREEMENT = settings(
-    max_examples=300, deadline=None, suppress_health_check=list(HealthCheck), database=None
+# Generating from the schemas costs ~50 ms an example: a few dozen in every run, hundreds in the
+# slow ones. Mutating hand-written valid records is cheap: hundreds in every run.
+FROM_SCHEMA = settings(
+    max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None
 )
+THOROUGH = settings(FROM_SCHEMA, max_examples=300)
+MUTATIONS = settings(FROM_SCHEMA, max_examples=250)
 GOOD: dict[str, Any] = {
     "service": "checkout",
     "region": "eu-west-1",
@@ -86,7 +90,11 @@ def test_integral_float_ts_is_accepted_by_schema_and_worker() -> None:
     ts = 1796020000000.0
     single = {**GOOD, "ts": ts}
     batch = {**GOOD, "ts": [ts, ts + 1000.0], "value": [1.0, 2.0]}
-    for name, doc in (("sample", single), ("batch-array", [single, GOOD]), ("batch-columnar", batch)):
+    for name, doc in (
+        ("sample", single),
+        ("batch-array", [single, GOOD]),
+        ("batch-columnar", batch),
+    ):
         assert schema_errors(name, doc) == []
         result = decode(doc)
         assert result.rejects == []
@@ -167,10 +175,12 @@ def test_unknown_fields_are_forbidden_by_the_schema_and_ignored_by_the_worker() 
 
 # -- schema-valid ⇒ decoded -----------------------------------------------------------------------
 
+SAMPLES = from_schema(standalone("sample"))
+ARRAYS = st.lists(SAMPLES, min_size=1, max_size=3)
+COLUMNAR = from_schema(standalone("batch-columnar"))
 
-@AGREEMENT
-@given(from_schema(standalone("sample")))
-def test_every_sample_the_schema_accepts_is_decoded(doc: dict[str, Any]) -> None:
+
+def check_sample(doc: dict[str, Any]) -> None:
     assert schema_errors("sample", doc) == []
     result = decode(doc)
     assert result.rejects == []
@@ -178,24 +188,50 @@ def test_every_sample_the_schema_accepts_is_decoded(doc: dict[str, Any]) -> None
     assert result.columns.value.tolist() == [float(doc["value"])]
 
 
-@AGREEMENT
-@given(st.lists(from_schema(standalone("sample")), min_size=1, max_size=4))
-def test_every_array_batch_the_schema_accepts_is_decoded(docs: list[dict[str, Any]]) -> None:
+def check_array(docs: list[dict[str, Any]]) -> None:
     assert schema_errors("batch-array", docs) == []
     result = decode(docs)
     assert result.rejects == []
     assert result.columns.index.tolist() == list(range(len(docs)))
 
 
-@AGREEMENT
-@given(from_schema(standalone("batch-columnar")))
-def test_every_columnar_batch_the_schema_accepts_is_decoded(doc: dict[str, Any]) -> None:
+def check_columnar(doc: dict[str, Any]) -> None:
     points = min(len(doc["ts"]), len(doc["value"]))  # equal lengths: beyond JSON Schema
     doc = {**doc, "ts": doc["ts"][:points], "value": doc["value"][:points]}
     assert schema_errors("batch-columnar", doc) == []
     result = decode(doc)
     assert result.rejects == []
     assert result.columns.ts.tolist() == [int(t) for t in doc["ts"]]
+
+
+@FROM_SCHEMA
+@given(SAMPLES)
+def test_every_sample_the_schema_accepts_is_decoded(doc: dict[str, Any]) -> None:
+    check_sample(doc)
+
+
+@FROM_SCHEMA
+@given(ARRAYS)
+def test_every_array_batch_the_schema_accepts_is_decoded(docs: list[dict[str, Any]]) -> None:
+    check_array(docs)
+
+
+@FROM_SCHEMA
+@given(COLUMNAR)
+def test_every_columnar_batch_the_schema_accepts_is_decoded(doc: dict[str, Any]) -> None:
+    check_columnar(doc)
+
+
+@pytest.mark.slow
+@THOROUGH
+@given(SAMPLES | ARRAYS | COLUMNAR)
+def test_many_records_the_schemas_accept_are_decoded(doc: Any) -> None:
+    if isinstance(doc, list):
+        check_array(doc)
+    elif isinstance(doc["ts"], list):
+        check_columnar(doc)
+    else:
+        check_sample(doc)
 
 
 # -- schema rejects ⇔ decoder rejects ------------------------------------------------------------
@@ -256,13 +292,32 @@ def assert_agree(doc: dict[str, Any]) -> None:
     assert schema_ok == decoder_ok, (doc, schema_errors("sample", doc), decode(doc).rejects)
 
 
-@AGREEMENT
-@given(mutated(from_schema(standalone("sample"))))
+VALID_SAMPLES: list[dict[str, Any]] = [
+    GOOD,
+    {**GOOD, "type": "gauge", "unit": "%", "labels": {"cpu": "0", "state": "user"}},
+    {**GOOD, "type": "counter", "unit": "{request}", "value": 3, "instance": "pod-1"},
+    {**GOOD, "type": "counter", "temporality": "cumulative", "instance": "pod-1", "value": 9},
+    {**GOOD, "ts": 1796020000000.0, "value": -MAX_ABS_VALUE, "labels": None, "unit": None},
+]
+VALID_COLUMNAR = [
+    {**s, "ts": [s["ts"], s["ts"] + 1.0], "value": [s["value"], 0]} for s in VALID_SAMPLES
+]
+
+
+@MUTATIONS
+@given(mutated(st.sampled_from(VALID_SAMPLES)))
 def test_schema_and_decoder_agree_on_mutated_samples(doc: dict[str, Any]) -> None:
     assert_agree(doc)
 
 
-@AGREEMENT
-@given(mutated(from_schema(standalone("batch-columnar"))))
+@MUTATIONS
+@given(mutated(st.sampled_from(VALID_COLUMNAR)))
 def test_schema_and_decoder_agree_on_mutated_columnar_batches(doc: dict[str, Any]) -> None:
+    assert_agree(doc)
+
+
+@pytest.mark.slow
+@THOROUGH
+@given(mutated(SAMPLES) | mutated(COLUMNAR))
+def test_schema_and_decoder_agree_on_mutated_generated_records(doc: dict[str, Any]) -> None:
     assert_agree(doc)
