@@ -22,6 +22,7 @@ from typing import Any, NamedTuple, cast
 import msgspec
 import numpy as np
 
+from pipeline.core.columnar import ColumnarPart, append_columnar, read_columnar
 from pipeline.core.columns import SampleColumns
 from pipeline.core.reasons import Reason
 from pipeline.core.rejects import (
@@ -36,10 +37,6 @@ from pipeline.core.series import MetricKind, SeriesTable
 from pipeline.core.validate import (
     EXCERPT_BYTES,
     MAX_ABS_VALUE,
-    MAX_TS,
-    NUMBER_TYPES,
-    REQUIRED_FIELDS,
-    TS_RULE,
     VALUE_RULE,
     DecodeLimits,
     Invalid,
@@ -157,7 +154,7 @@ class Decoder(SampleValidator):
         raw_of: RecordExcerpts,
     ) -> DecodeResult:
         rejects: list[Reject] = []
-        col_parts: list[tuple[int, np.ndarray, np.ndarray, int, int, int]] = []
+        col_parts: list[ColumnarPart] = []
         items: list[Any] = []  # sample objects of single and array messages, in order
         item_offset: list[int] = []
         item_index: list[int] = []
@@ -223,7 +220,7 @@ class Decoder(SampleValidator):
         if len(cols) != len(items):
             time_arr = time_arr[self._kept]
         if col_parts:
-            cols, time_arr = self._append_columnar(cols, time_arr, col_parts)
+            cols, time_arr = append_columnar(cols, time_arr, col_parts)
         return self._vector_checks(cols, time_arr, raw_of, rejects)
 
     def _rows_fast(
@@ -340,73 +337,16 @@ class Decoder(SampleValidator):
         offset: int,
         mtime: int,
         raw: bytes,
-        parts: list[tuple[int, np.ndarray, np.ndarray, int, int, int]],
+        parts: list[ColumnarPart],
         rejects: list[Reject],
     ) -> None:
-        excerpt = raw[:EXCERPT_BYTES]
         try:
-            missing = [f for f in REQUIRED_FIELDS if f not in doc]
-            if missing:
-                raise Invalid(Reason.MISSING_FIELD, f"missing {', '.join(missing)}")
-            ts_list, val_list = doc["ts"], doc["value"]
-            if not isinstance(val_list, list):
-                raise Invalid(Reason.WRONG_TYPE, "columnar batch: value must be an array")
-            if len(ts_list) != len(val_list):
-                raise Invalid(
-                    Reason.LENGTH_MISMATCH, f"{len(ts_list)} timestamps, {len(val_list)} values"
-                )
-            if not ts_list:
-                raise Invalid(Reason.EMPTY_BATCH, "columnar batch without points")
-            if not set(map(type, val_list)) <= NUMBER_TYPES:
-                raise Invalid(Reason.WRONG_TYPE, "value must be an array of numbers")
-            ts_arr = _columnar_ts(ts_list)
-            try:
-                val_arr = np.array(val_list, np.float64)
-            except OverflowError:  # an integer beyond the float range
-                raise Invalid(Reason.VALUE_OUT_OF_RANGE, VALUE_RULE) from None
-            identity = self.identity(
-                doc["service"],
-                doc["region"],
-                doc["name"],
-                doc["type"],
-                doc.get("temporality"),
-                doc.get("unit"),
-                doc.get("labels"),
-            )
-            inst = doc.get("instance")
-            iid = -1 if inst is None else self.instance(inst)
-            if inst is None and identity.kind is MetricKind.COUNTER_CUMULATIVE:
-                raise Invalid(Reason.MISSING_INSTANCE, "cumulative counter without instance")
+            sid, ts_arr, val_arr, iid = read_columnar(self, doc)
         except Invalid as bad:  # the whole batch: it accounts for all of its points
             points = columnar_points(doc)
-            rejects.append(Reject(offset, -1, bad.reason, bad.detail, excerpt, points))
+            rejects.append(Reject(offset, -1, bad.reason, bad.detail, raw[:EXCERPT_BYTES], points))
             return
-        sid = self.series.intern(identity)
-        parts.append((sid, ts_arr.astype(np.int64), val_arr.astype(np.float64), iid, offset, mtime))
-
-    @staticmethod
-    def _append_columnar(
-        cols: SampleColumns,
-        times: np.ndarray,
-        parts: list[tuple[int, np.ndarray, np.ndarray, int, int, int]],
-    ) -> tuple[SampleColumns, np.ndarray]:
-        lengths = np.array([len(p[1]) for p in parts])
-        # Columnar parts must keep partition order relative to the row-wise samples.
-        pieces = [
-            cols,
-            SampleColumns(
-                np.repeat(np.array([p[0] for p in parts], np.int32), lengths),
-                np.concatenate([p[1] for p in parts]),
-                np.concatenate([p[2] for p in parts]),
-                np.repeat(np.array([p[3] for p in parts], np.int32), lengths),
-                np.repeat(np.array([p[4] for p in parts], np.int64), lengths),
-                np.concatenate([np.arange(n, dtype=np.int32) for n in lengths]),
-            ),
-        ]
-        all_times = np.concatenate([times, np.repeat(np.array([p[5] for p in parts]), lengths)])
-        merged = SampleColumns.concat(pieces)
-        order = np.lexsort((merged.index, merged.offset))
-        return merged.take(order), all_times[order]
+        parts.append((sid, ts_arr, val_arr, iid, offset, mtime))
 
     # -- vectorized checks ------------------------------------------------------------------
 
@@ -455,28 +395,6 @@ class Decoder(SampleValidator):
         if bad_any.any():
             cols = cols.take(~bad_any)
         return DecodeResult(cols, finish_rejects(rejects, raw_of))
-
-
-def _columnar_ts(ts_list: list[Any]) -> np.ndarray:
-    """A columnar batch's timestamps as int64, integral floats included, or Invalid."""
-    kinds = set(map(type, ts_list))
-    rule = TS_RULE.replace("ts must be", "ts must hold")
-    if not kinds <= NUMBER_TYPES:
-        raise Invalid(Reason.WRONG_TYPE, rule)
-    try:
-        if float in kinds:  # below 2**42 every integer is exact in a float64
-            as_float = np.array(ts_list, np.float64)
-            if not (np.floor(as_float) == as_float).all():  # also false for NaN and inf
-                raise Invalid(Reason.WRONG_TYPE, rule)
-            if (as_float < 0).any() or (as_float >= MAX_TS).any():
-                raise Invalid(Reason.WRONG_TYPE, rule)
-            return as_float.astype(np.int64)
-        ts_arr = np.array(ts_list, np.int64)
-    except OverflowError:  # an integer beyond 64 bits (or the float range)
-        raise Invalid(Reason.WRONG_TYPE, rule) from None
-    if (ts_arr < 0).any() or (ts_arr >= MAX_TS).any():
-        raise Invalid(Reason.WRONG_TYPE, rule)
-    return ts_arr
 
 
 _TS = attrgetter("ts")
