@@ -17,7 +17,7 @@ from pipeline.core.reasons import Reason
 from pipeline.core.series import SeriesTable
 
 EXCERPT_CHARS = 512
-ERROR_CHARS = 512
+ERROR_CHARS = 256
 MAX_INDEX_RANGES = 64
 # Every character of excerpt and error may take 6 bytes as a JSON escape; the rest is small.
 MAX_RECORD_BYTES = 8192

@@ -31,7 +31,7 @@ RECORD_SCHEMAS = ("sample", "batch-array", "batch-columnar")
 FROM_SCHEMA = settings(
     max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None
 )
-THOROUGH = settings(FROM_SCHEMA, max_examples=300)
+THOROUGH = settings(FROM_SCHEMA, max_examples=100)
 MUTATIONS = settings(FROM_SCHEMA, max_examples=250)
 GOOD: dict[str, Any] = {
     "service": "checkout",

@@ -37,7 +37,7 @@ LIMITS = DecodeLimits(max_message_bytes=64 * 1024)  # small, so oversize records
 FUZZ = settings(
     max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), database=None
 )
-LONG_FUZZ = settings(FUZZ, max_examples=3000)
+LONG_FUZZ = settings(FUZZ, max_examples=400)
 
 # -- building hostile records ---------------------------------------------------------------------
 

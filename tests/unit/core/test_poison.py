@@ -13,7 +13,8 @@ from typing import Any
 import orjson
 import pytest
 
-from pipeline.core.decode import DecodeLimits, Decoder, DecodeResult
+from pipeline.core.decode import DecodeLimits, Decoder, DecodeResult, Reject
+from pipeline.core.reasons import Reason
 from pipeline.core.series import SeriesTable
 from pipeline.kafka.deadletter import reject_records
 
@@ -209,3 +210,21 @@ def test_indices_of_an_alternating_pattern_are_bounded() -> None:
     assert body["samples"] == points // 2
     assert body["indices_truncated"] is True
     assert body["indices"][:2] == [[1, 1], [3, 3]]
+
+
+def test_worst_case_dead_letter_stays_within_its_size_bound() -> None:
+    # Control characters take 6 bytes as JSON escapes, lone surrogates in an error text 7.
+    worst = Reject(
+        2**62,
+        3,
+        Reason.UNDECODABLE,
+        "\ud800" * 2000,
+        b"\x01" * 5000,
+        10**6,
+        [(i, i) for i in range(3, 100_000, 2)],
+    )
+    ((_key, value),) = reject_records("t" * 249, 2**30, [worst], stage="worker")
+    assert len(value) <= MAX_DEADLETTER_BYTES
+    body = orjson.loads(value)
+    assert schema_errors("deadletter", body) == []
+    assert body["indices_truncated"] is True and len(body["indices"]) == 64
