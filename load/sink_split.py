@@ -29,6 +29,7 @@ class DiscardingSink:
     """Acknowledges every batch without storing it: isolates the runner's own cost."""
 
     name = "discard"
+    reads_digest = False  # as remote-write: the runner's cost for that sink
 
     def write(self, batch: Sequence[SinkRecord]) -> list[Rejection]:
         return []

@@ -5,11 +5,14 @@ and a columnar series batch (one series, arrays `ts` and `value`). Checks that o
 columns (finite values, negative delta counters, timestamps against the message time) run
 vectorized over the whole consumed batch; the per-sample Python work is limited to pulling
 fields out of the parsed JSON and a dictionary lookup of the series identity.
+
+No record can escape as an exception: if decoding a batch raises anyway (a defect of ours), the
+batch is decoded again record by record and the record that raises is dead-lettered as
+`undecodable`, so a replay does not meet the same crash again and again.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, repeat
@@ -18,24 +21,27 @@ from typing import Any, NamedTuple, cast
 
 import msgspec
 import numpy as np
-import orjson
 
+from pipeline.core.columnar import ColumnarPart, append_columnar, read_columnar
 from pipeline.core.columns import SampleColumns
 from pipeline.core.reasons import Reason
+from pipeline.core.rejects import (
+    RecordExcerpts,
+    columnar_points,
+    count_points,
+    finish_rejects,
+    parse_any,
+    point_rejects,
+)
 from pipeline.core.series import MetricKind, SeriesTable
 from pipeline.core.validate import (
     EXCERPT_BYTES,
-    INT_TYPES,
     MAX_ABS_VALUE,
-    MAX_TS,
-    NUMBER_TYPES,
-    REQUIRED_FIELDS,
-    TS_RULE,
+    VALUE_RULE,
     DecodeLimits,
     Invalid,
     Reject,
     SampleValidator,
-    dump,
 )
 from pipeline.core.wire import WIRE_DECODER, WIRE_ERRORS, WireSample
 
@@ -81,7 +87,34 @@ class Decoder(SampleValidator):
         """
         # Tombstones (null values) are malformed input, not a crash.
         records = [v or b"" for v in values] if None in values else cast(list[bytes], values)
-        raw_of = _RawIndex(offsets, records)
+        try:
+            return self._decode_batch(records, offsets, times)
+        except Exception:  # isolate the record that raised, below
+            return self._decode_isolated(records, offsets, times)
+
+    def _decode_isolated(
+        self, records: list[bytes], offsets: list[int], times: list[int]
+    ) -> DecodeResult:
+        parts: list[SampleColumns] = []
+        rejects: list[Reject] = []
+        for raw, offset, mtime in zip(records, offsets, times, strict=True):
+            try:
+                one = self._decode_batch([raw], [offset], [mtime])
+            except Exception as exc:  # whatever it is, it is this record's
+                detail = f"decoder failed: {type(exc).__name__}: {str(exc)[:200]}"
+                samples = count_points(raw) if len(raw) <= self.limits.max_message_bytes else 1
+                rejects.append(
+                    Reject(offset, -1, Reason.UNDECODABLE, detail, raw[:EXCERPT_BYTES], samples)
+                )
+                continue
+            parts.append(one.columns)
+            rejects.extend(one.rejects)
+        return DecodeResult(SampleColumns.concat(parts), rejects)
+
+    def _decode_batch(
+        self, records: list[bytes], offsets: list[int], times: list[int]
+    ) -> DecodeResult:
+        raw_of = RecordExcerpts(offsets, records)
         docs = self._parse_wire(records)
         if docs:
             shape = set(map(type, docs))
@@ -110,7 +143,7 @@ class Decoder(SampleValidator):
             return None
         try:
             return list(map(WIRE_DECODER.decode, values))
-        except (*WIRE_ERRORS, RecursionError):
+        except (*WIRE_ERRORS, RecursionError, MemoryError):
             return None
 
     def _decode_general(
@@ -119,10 +152,10 @@ class Decoder(SampleValidator):
         offsets: list[int],
         times: list[int],
         docs: list[Any] | None,
-        raw_of: _RawIndex,
+        raw_of: RecordExcerpts,
     ) -> DecodeResult:
         rejects: list[Reject] = []
-        col_parts: list[tuple[int, np.ndarray, np.ndarray, int, int, int]] = []
+        col_parts: list[ColumnarPart] = []
         items: list[Any] = []  # sample objects of single and array messages, in order
         item_offset: list[int] = []
         item_index: list[int] = []
@@ -145,15 +178,15 @@ class Decoder(SampleValidator):
                 doc = docs[position]
             else:
                 try:
-                    doc = orjson.loads(raw)
-                except orjson.JSONDecodeError:
-                    try:
-                        doc = _parse_lenient(raw)
-                    except (ValueError, RecursionError) as exc:
-                        rejects.append(
-                            Reject(offset, -1, Reason.MALFORMED_JSON, str(exc), raw[:EXCERPT_BYTES])
-                        )
-                        continue
+                    # The stdlib parser (after orjson) also reads NaN, Infinity and 1e999: such
+                    # a message gets its own reason code, and a batch keeps its valid samples.
+                    doc = parse_any(raw)
+                except (ValueError, RecursionError) as exc:
+                    detail = str(exc)[:200] or type(exc).__name__
+                    rejects.append(
+                        Reject(offset, -1, Reason.MALFORMED_JSON, detail, raw[:EXCERPT_BYTES])
+                    )
+                    continue
             kind = type(doc)
             if kind is dict:
                 if type(doc.get("ts")) is list:
@@ -183,16 +216,20 @@ class Decoder(SampleValidator):
 
         offset_arr = np.array(item_offset, np.int64)
         index_arr = np.array(item_index, np.int32)
-        cols = self._rows_slow(items, offset_arr, index_arr, raw_of, rejects)
+        cols = self._rows_slow(items, offset_arr, index_arr, rejects)
         time_arr = np.array(item_time, np.int64)
         if len(cols) != len(items):
             time_arr = time_arr[self._kept]
         if col_parts:
-            cols, time_arr = self._append_columnar(cols, time_arr, col_parts)
+            cols, time_arr = append_columnar(cols, time_arr, col_parts)
         return self._vector_checks(cols, time_arr, raw_of, rejects)
 
     def _rows_fast(
-        self, items: list[WireSample], offsets: np.ndarray, index: np.ndarray, raw_of: _RawIndex
+        self,
+        items: list[WireSample],
+        offsets: np.ndarray,
+        index: np.ndarray,
+        raw_of: RecordExcerpts,
     ) -> tuple[SampleColumns, list[Reject]]:
         """Samples msgspec has type-checked, as columns, plus rejects for the invalid ones.
 
@@ -238,10 +275,10 @@ class Decoder(SampleValidator):
                 sample = msgspec.structs.asdict(items[i])
                 try:
                     series_ids[i], _, _, instance_ids[i] = self.sample(sample)
-                except Invalid as bad:
-                    offset, idx = int(offsets[i]), int(index[i])
-                    excerpt = _excerpt_of(raw_of[offset], idx)
-                    rejects.append(Reject(offset, idx, bad.reason, bad.detail, excerpt))
+                except Invalid as bad:  # excerpt: finish_rejects, once per record and reason
+                    rejects.append(
+                        Reject(int(offsets[i]), int(index[i]), bad.reason, bad.detail, b"")
+                    )
                     dropped.append(i)
             if dropped:
                 keep = np.ones(len(items), dtype=bool)
@@ -263,7 +300,6 @@ class Decoder(SampleValidator):
         items: list[Any],
         offsets: np.ndarray,
         index: np.ndarray,
-        raw_of: _RawIndex,
         rejects: list[Reject],
     ) -> SampleColumns:
         series: list[int] = []
@@ -276,9 +312,8 @@ class Decoder(SampleValidator):
         ):
             try:
                 sid, t, v, iid = self.sample(item)
-            except Invalid as bad:
-                excerpt = raw_of[offset] if idx < 0 else dump(item)
-                rejects.append(Reject(offset, idx, bad.reason, bad.detail, excerpt[:EXCERPT_BYTES]))
+            except Invalid as bad:  # excerpt: finish_rejects, once per record and reason
+                rejects.append(Reject(offset, idx, bad.reason, bad.detail, b""))
                 continue
             series.append(sid)
             ts.append(t)
@@ -303,79 +338,16 @@ class Decoder(SampleValidator):
         offset: int,
         mtime: int,
         raw: bytes,
-        parts: list[tuple[int, np.ndarray, np.ndarray, int, int, int]],
+        parts: list[ColumnarPart],
         rejects: list[Reject],
     ) -> None:
-        excerpt = raw[:EXCERPT_BYTES]
         try:
-            missing = [f for f in REQUIRED_FIELDS if f not in doc]
-            if missing:
-                raise Invalid(Reason.MISSING_FIELD, f"missing {', '.join(missing)}")
-            ts_list, val_list = doc["ts"], doc["value"]
-            if not isinstance(val_list, list):
-                raise Invalid(Reason.WRONG_TYPE, "columnar batch: value must be an array")
-            if len(ts_list) != len(val_list):
-                raise Invalid(
-                    Reason.LENGTH_MISMATCH, f"{len(ts_list)} timestamps, {len(val_list)} values"
-                )
-            if not ts_list:
-                raise Invalid(Reason.EMPTY_BATCH, "columnar batch without points")
-            if not set(map(type, ts_list)) <= INT_TYPES:
-                raise Invalid(Reason.WRONG_TYPE, TS_RULE.replace("ts must be", "ts must hold"))
-            if not set(map(type, val_list)) <= NUMBER_TYPES:
-                raise Invalid(Reason.WRONG_TYPE, "value must be an array of numbers")
-            try:
-                ts_arr = np.array(ts_list, np.int64)
-            except OverflowError:
-                raise Invalid(Reason.WRONG_TYPE, TS_RULE) from None
-            if (ts_arr < 0).any() or (ts_arr >= MAX_TS).any():
-                raise Invalid(Reason.WRONG_TYPE, TS_RULE.replace("ts must be", "ts must hold"))
-            try:
-                val_arr = np.array(val_list, np.float64)
-            except OverflowError:  # an integer beyond the float range
-                raise Invalid(Reason.NON_FINITE_VALUE, "value beyond the float range") from None
-            identity = self.identity(
-                doc["service"],
-                doc["region"],
-                doc["name"],
-                doc["type"],
-                doc.get("temporality"),
-                doc.get("unit"),
-                doc.get("labels"),
-            )
-            inst = doc.get("instance")
-            iid = -1 if inst is None else self.instance(inst)
-            if inst is None and identity.kind is MetricKind.COUNTER_CUMULATIVE:
-                raise Invalid(Reason.MISSING_INSTANCE, "cumulative counter without instance")
-        except Invalid as bad:
-            rejects.append(Reject(offset, -1, bad.reason, bad.detail, excerpt))
+            sid, ts_arr, val_arr, iid = read_columnar(self, doc)
+        except Invalid as bad:  # the whole batch: it accounts for all of its points
+            points = columnar_points(doc)
+            rejects.append(Reject(offset, -1, bad.reason, bad.detail, raw[:EXCERPT_BYTES], points))
             return
-        sid = self.series.intern(identity)
-        parts.append((sid, ts_arr.astype(np.int64), val_arr.astype(np.float64), iid, offset, mtime))
-
-    @staticmethod
-    def _append_columnar(
-        cols: SampleColumns,
-        times: np.ndarray,
-        parts: list[tuple[int, np.ndarray, np.ndarray, int, int, int]],
-    ) -> tuple[SampleColumns, np.ndarray]:
-        lengths = np.array([len(p[1]) for p in parts])
-        # Columnar parts must keep partition order relative to the row-wise samples.
-        pieces = [
-            cols,
-            SampleColumns(
-                np.repeat(np.array([p[0] for p in parts], np.int32), lengths),
-                np.concatenate([p[1] for p in parts]),
-                np.concatenate([p[2] for p in parts]),
-                np.repeat(np.array([p[3] for p in parts], np.int32), lengths),
-                np.repeat(np.array([p[4] for p in parts], np.int64), lengths),
-                np.concatenate([np.arange(n, dtype=np.int32) for n in lengths]),
-            ),
-        ]
-        all_times = np.concatenate([times, np.repeat(np.array([p[5] for p in parts]), lengths)])
-        merged = SampleColumns.concat(pieces)
-        order = np.lexsort((merged.index, merged.offset))
-        return merged.take(order), all_times[order]
+        parts.append((sid, ts_arr, val_arr, iid, offset, mtime))
 
     # -- vectorized checks ------------------------------------------------------------------
 
@@ -383,18 +355,20 @@ class Decoder(SampleValidator):
         self,
         cols: SampleColumns,
         times: np.ndarray,
-        raw_of: _RawIndex,
+        raw_of: RecordExcerpts,
         rejects: list[Reject],
     ) -> DecodeResult:
         if len(cols) == 0:
-            return DecodeResult(cols, rejects)
+            return DecodeResult(cols, finish_rejects(rejects, raw_of))
         kinds = self.series.kinds.view()[cols.series]
         has_time = times >= 0
+        finite = np.isfinite(cols.value)
         checks = (
+            (~finite, Reason.NON_FINITE_VALUE, "value is NaN or infinite"),
             (
-                ~(np.abs(cols.value) <= MAX_ABS_VALUE),  # also catches NaN
-                Reason.NON_FINITE_VALUE,
-                f"value is NaN, infinite or beyond ±{MAX_ABS_VALUE:g}",
+                finite & (np.abs(cols.value) > MAX_ABS_VALUE),
+                Reason.VALUE_OUT_OF_RANGE,
+                VALUE_RULE,
             ),
             (
                 (kinds == MetricKind.COUNTER_DELTA) & (cols.value < 0),
@@ -417,25 +391,11 @@ class Decoder(SampleValidator):
             hit = mask & ~bad_any
             if not hit.any():
                 continue
-            for i in np.flatnonzero(hit):
-                excerpt = _excerpt_of(raw_of[int(cols.offset[i])], int(cols.index[i]))
-                rejects.append(
-                    Reject(int(cols.offset[i]), int(cols.index[i]), reason, detail, excerpt)
-                )
+            rejects.extend(point_rejects(cols.offset[hit], cols.index[hit], reason, detail))
             bad_any |= hit
         if bad_any.any():
             cols = cols.take(~bad_any)
-        rejects.sort(key=lambda r: (r.offset, r.index))
-        return DecodeResult(cols, rejects)
-
-
-def _parse_lenient(raw: bytes) -> Any:
-    """The stdlib parser, which also reads NaN, Infinity and 1e999 (orjson rejects them).
-
-    Re-reading such a message lets the vectorized check give it its own reason code, and keeps
-    the valid samples of a batch.
-    """
-    return json.loads(raw)
+        return DecodeResult(cols, finish_rejects(rejects, raw_of))
 
 
 _TS = attrgetter("ts")
@@ -443,38 +403,3 @@ _VALUE = attrgetter("value")
 _IDENTITY = attrgetter("service", "region", "name", "type", "temporality", "unit")
 _LABELS = attrgetter("labels")
 _INSTANCE = attrgetter("instance")
-
-
-class _RawIndex:
-    """Record bytes by offset, indexed only when an excerpt is actually needed."""
-
-    def __init__(self, offsets: list[int], values: list[bytes]) -> None:
-        self._offsets = offsets
-        self._values = values
-        self._by_offset: dict[int, bytes] | None = None
-
-    def __getitem__(self, offset: int) -> bytes:
-        if self._by_offset is None:
-            self._by_offset = dict(zip(self._offsets, self._values, strict=True))
-        return self._by_offset[offset]
-
-
-def _excerpt_of(raw: bytes, index: int) -> bytes:
-    """The offending sample of a message: the whole message, or one element of a batch."""
-    if index < 0:
-        return raw[:EXCERPT_BYTES]
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        try:
-            doc = _parse_lenient(raw)
-        except (ValueError, RecursionError):
-            return raw[:EXCERPT_BYTES]
-    if isinstance(doc, list) and index < len(doc):
-        return dump(doc[index])[:EXCERPT_BYTES]
-    if isinstance(doc, dict) and isinstance(doc.get("ts"), list):
-        point = {k: v for k, v in doc.items() if k not in ("ts", "value")}
-        point["ts"] = doc["ts"][index]
-        point["value"] = doc["value"][index]
-        return dump(point)[:EXCERPT_BYTES]
-    return raw[:EXCERPT_BYTES]

@@ -11,6 +11,8 @@ class Reason(StrEnum):
     INVALID_IDENTIFIER = "invalid_identifier"
     UNKNOWN_METRIC_TYPE = "unknown_metric_type"
     NON_FINITE_VALUE = "non_finite_value"
+    # Finite, but |value| > MAX_ABS_VALUE (pipeline/core/contract.py): window sums could overflow.
+    VALUE_OUT_OF_RANGE = "value_out_of_range"
     NEGATIVE_DELTA_COUNTER = "negative_delta_counter"
     MISSING_INSTANCE = "missing_instance"
     TS_TOO_OLD = "ts_too_old"
@@ -20,6 +22,9 @@ class Reason(StrEnum):
     INVALID_LABEL = "invalid_label"
     LENGTH_MISMATCH = "length_mismatch"
     EMPTY_BATCH = "empty_batch"
+    # The decoder itself failed on the record (a defect of ours): counted and dead-lettered so
+    # one record can never stop the worker.
+    UNDECODABLE = "undecodable"
     LATE = "late"
     # A record in a worker's repartition topic that no worker wrote (producers must not write it).
     UNEXPECTED_RECORD = "unexpected_record"

@@ -7,23 +7,35 @@ series or instance, and every sample of a batch that holds anything unusual.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+import reprlib
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from pipeline.core.contract import (
+    IDENTIFIER_MAX_CHARS,
+    IDENTIFIER_PATTERN,
+    INSTANCE_MAX_CHARS,
+    LABEL_NAME_PATTERN,
+    MAX_ABS_VALUE,
+    MAX_LABEL_VALUE_CHARS,
+    MAX_LABELS,
+    MAX_TS,
+    UNIT_MAX_CHARS,
+    UNIT_PATTERN,
+)
 from pipeline.core.reasons import Reason
 from pipeline.core.series import Labels, MetricKind, SeriesIdentity, SeriesTable
 
-_IDENTIFIER = re.compile(r"[A-Za-z0-9_.:/-]{1,200}")
-_LABEL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+__all__ = ["MAX_ABS_VALUE", "MAX_TS"]
+
+# Applied with search(), as a JSON Schema validator applies the schema's patterns.
+_IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
+_UNIT = re.compile(UNIT_PATTERN)
+_LABEL_NAME = re.compile(LABEL_NAME_PATTERN)
 REQUIRED_FIELDS = ("service", "region", "name", "type", "value", "ts")
-# Epoch ms below 2**42 (year 2109): leaves room to pack keys beside a timestamp in an int64.
-MAX_TS = 2**42
-# Sums of up to ~1e18 values this large stay finite in float64.
-MAX_ABS_VALUE = 1e290
-TS_RULE = "ts must be an integer epoch ms in [0, 2**42)"
-INT_TYPES = frozenset({int})
+TS_RULE = "ts must be an integral epoch ms in [0, 2**42)"
 NUMBER_TYPES = frozenset({int, float})
 # Longer than the record's excerpt, so the record can tell that it cut.
 EXCERPT_BYTES = 1024
@@ -34,15 +46,20 @@ class DecodeLimits:
     """Bounds beyond which input is dead-lettered instead of aggregated."""
 
     max_message_bytes: int = 1_048_576
-    max_labels: int = 16
-    max_label_value_chars: int = 256
+    max_labels: int = MAX_LABELS
+    max_label_value_chars: int = MAX_LABEL_VALUE_CHARS
     max_age_ms: int = 6 * 3_600_000
     max_future_ms: int = 10 * 60_000
 
 
 @dataclass(slots=True)
 class Reject:
-    """Input that will not be aggregated. index is -1 when the whole message is rejected."""
+    """Input that will not be aggregated. index is -1 when the whole message is rejected.
+
+    samples: how many points it accounts for. A reject of points of a batch (index >= 0) stands
+    for every point of that record rejected for the same reason: index is the first of them,
+    ranges the inclusive (first, last) index runs of all of them (empty: just index).
+    """
 
     offset: int
     index: int
@@ -50,6 +67,7 @@ class Reject:
     detail: str
     excerpt: bytes
     samples: int = 1
+    ranges: list[tuple[int, int]] = field(default_factory=list)
 
 
 class Invalid(Exception):
@@ -93,14 +111,16 @@ class SampleValidator:
             raise Invalid(Reason.MISSING_FIELD, f"missing {', '.join(missing)}") from None
         except (TypeError, AttributeError):
             raise Invalid(Reason.WRONG_TYPE, "labels must be an object of strings") from None
-        if type(t) is not int or not 0 <= t < MAX_TS:
+        if type(t) is not int:
+            t = integral_ts(t)
+        elif not 0 <= t < MAX_TS:
             raise Invalid(Reason.WRONG_TYPE, TS_RULE)
         if type(v) is not float and type(v) is not int:
             raise Invalid(Reason.WRONG_TYPE, f"value must be a number, not {type(v).__name__}")
         try:
             value = float(v)
         except OverflowError:  # an integer literal beyond the float range
-            raise Invalid(Reason.NON_FINITE_VALUE, "value beyond the float range") from None
+            raise Invalid(Reason.VALUE_OUT_OF_RANGE, VALUE_RULE) from None
         try:
             sid = self._fast[fast_key]
         except KeyError:
@@ -119,7 +139,7 @@ class SampleValidator:
         iid = self.series.instances.get(name) if type(name) is str else None
         if iid is not None:
             return iid
-        if type(name) is not str or not 0 < len(name) <= 256 or not utf8(name):
+        if type(name) is not str or not 0 < len(name) <= INSTANCE_MAX_CHARS or not utf8(name):
             raise Invalid(Reason.WRONG_TYPE, "instance must be 1..256 characters of UTF-8")
         return self.series.instance_id(name)
 
@@ -150,7 +170,7 @@ class SampleValidator:
         for what, text in (("service", service), ("region", region), ("name", name)):
             if type(text) is not str:
                 raise Invalid(Reason.WRONG_TYPE, f"{what} must be a string")
-            if not _IDENTIFIER.fullmatch(text):
+            if len(text) > IDENTIFIER_MAX_CHARS or not _IDENTIFIER.search(text):
                 raise Invalid(
                     Reason.INVALID_IDENTIFIER, f"{what} {text[:80]!r} not [A-Za-z0-9_.:/-]{{1,200}}"
                 )
@@ -169,8 +189,14 @@ class SampleValidator:
             raise Invalid(Reason.UNKNOWN_METRIC_TYPE, f"type {type_name[:40]!r}")
         if unit is None:
             unit = ""
-        elif type(unit) is not str or (unit and not _IDENTIFIER.fullmatch(unit)) or len(unit) > 32:
-            raise Invalid(Reason.INVALID_IDENTIFIER, "unit must match [A-Za-z0-9_.:/-]{0,32}")
+        elif type(unit) is not str:
+            raise Invalid(Reason.WRONG_TYPE, "unit must be a string")
+        elif len(unit) > UNIT_MAX_CHARS or not _UNIT.search(unit):
+            raise Invalid(
+                Reason.INVALID_IDENTIFIER,
+                f"unit {unit[:40]!r}: up to {UNIT_MAX_CHARS} printable ASCII characters, "
+                'no space, " or \\',
+            )
         return SeriesIdentity(service, region, name, kind, unit, self.labels(labels))
 
     def labels(self, labels: Any) -> Labels:
@@ -183,7 +209,7 @@ class SampleValidator:
                 Reason.TOO_MANY_LABELS, f"{len(labels)} labels > limit {self.limits.max_labels}"
             )
         for key, val in labels.items():
-            if not _LABEL_NAME.fullmatch(key):
+            if not _LABEL_NAME.search(key):
                 raise Invalid(Reason.INVALID_LABEL, f"label name {key[:80]!r}")
             if (
                 type(val) is not str
@@ -216,8 +242,28 @@ def label_key(labels: Any) -> Any:
     return tuple(sorted(labels.items()))
 
 
+def integral_ts(t: Any) -> int:
+    """A float ts with no fractional part as an int (JSON Schema's "integer" admits 1.7e12)."""
+    if type(t) is float and t.is_integer() and 0 <= t < MAX_TS:
+        return int(t)
+    raise Invalid(Reason.WRONG_TYPE, TS_RULE)
+
+
+VALUE_RULE = f"value beyond ±{MAX_ABS_VALUE:g}"
+# Bounded in depth and width: an excerpt of anything, at a cost independent of its nesting.
+_BOUNDED = reprlib.Repr()
+_BOUNDED.maxlevel = 8
+_BOUNDED.maxstring = _BOUNDED.maxother = _BOUNDED.maxlong = 400
+_BOUNDED.maxdict = _BOUNDED.maxlist = 32
+
+
 def dump(item: Any) -> bytes:
+    """`item` as JSON, or a bounded Python repr of it; never raises, whatever its shape."""
     try:
         return orjson.dumps(item)
-    except TypeError:
-        return repr(item).encode()
+    except Exception:  # nesting beyond 254 levels, integers beyond 64 bits, ...
+        pass
+    try:
+        return _BOUNDED.repr(item).encode("utf-8", "backslashreplace")
+    except Exception:  # the excerpt is a courtesy, never a reason to fail
+        return f"<unprintable {type(item).__name__}>".encode()

@@ -1,7 +1,8 @@
 """Dead-letter records (schemas/deadletter.schema.json), keyed by their source position.
 
 The key "<topic>/<partition>/<offset>/<index>" and the content depend only on the input, so a
-replay re-produces byte-identical records that a keyed consumer can de-duplicate.
+replay re-produces byte-identical records that a keyed consumer can de-duplicate. A record is at
+most MAX_RECORD_BYTES whatever it rejects: excerpt and error are cut, index runs capped.
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ from pipeline.core.reasons import Reason
 from pipeline.core.series import SeriesTable
 
 EXCERPT_CHARS = 512
+ERROR_CHARS = 256
+MAX_INDEX_RANGES = 64
+# Every character of excerpt and error may take 6 bytes as a JSON escape; the rest is small.
+MAX_RECORD_BYTES = 8192
 
 
 def deadletter_key(topic: str, partition: int, offset: int, index: int) -> bytes:
@@ -32,11 +37,13 @@ def _record(
     excerpt: bytes,
     samples: int,
     stage: str,
+    ranges: list[tuple[int, int]] | None = None,
 ) -> bytes:
     text = excerpt.decode("utf-8", errors="replace")
     body: dict[str, Any] = {
         "reason": reason.value,
-        "error": error,
+        # Lone surrogates from an exception's text would make orjson refuse the record.
+        "error": error[:ERROR_CHARS].encode("utf-8", "backslashreplace").decode(),
         "topic": topic,
         "partition": partition,
         "offset": offset,
@@ -46,6 +53,10 @@ def _record(
         "excerpt_truncated": len(text) > EXCERPT_CHARS,
         "stage": stage,
     }
+    if index >= 0:
+        runs = ranges or [(index, index)]
+        body["indices"] = [list(run) for run in runs[:MAX_INDEX_RANGES]]
+        body["indices_truncated"] = len(runs) > MAX_INDEX_RANGES
     return orjson.dumps(body)
 
 
@@ -57,7 +68,16 @@ def reject_records(
         (
             deadletter_key(topic, partition, r.offset, r.index),
             _record(
-                topic, partition, r.offset, r.index, r.reason, r.detail, r.excerpt, r.samples, stage
+                topic,
+                partition,
+                r.offset,
+                r.index,
+                r.reason,
+                r.detail,
+                r.excerpt,
+                r.samples,
+                stage,
+                r.ranges,
             ),
         )
         for r in rejects

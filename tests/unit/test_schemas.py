@@ -21,7 +21,8 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from pipeline.core.aggregator import PartitionAggregator, WindowConfig
-from pipeline.core.decode import Decoder, RawMessage
+from pipeline.core.contract import schema_defs
+from pipeline.core.decode import DecodeLimits, Decoder, RawMessage
 from pipeline.core.reasons import Reason
 from pipeline.core.series import SeriesTable
 from pipeline.kafka.deadletter import late_records, reject_records
@@ -118,11 +119,17 @@ def test_deadletter_reasons_match_the_code() -> None:
     assert sorted(enum) == sorted(r.value for r in Reason)
 
 
-def test_schema_identifier_pattern_matches_the_decoder() -> None:
-    identifier = load("sample")["$defs"]["identifier"]
-    assert identifier["pattern"] == "^[A-Za-z0-9_.:/-]+$"
-    assert (identifier["minLength"], identifier["maxLength"]) == (1, 200)
-    assert load("sample")["$defs"]["labels"]["maxProperties"] == 16
+def test_sample_schema_defs_are_generated_from_the_decoders_contract() -> None:
+    # pipeline/core/contract.py is the single source of truth; `python -m
+    # pipeline.core.contract` rewrites the $defs after a change there.
+    assert load("sample")["$defs"] == schema_defs()
+
+
+def test_decoder_limits_default_to_the_contract() -> None:
+    limits = DecodeLimits()
+    defs = load("sample")["$defs"]
+    assert limits.max_labels == defs["labels"]["maxProperties"]
+    assert limits.max_label_value_chars == defs["labels"]["additionalProperties"]["maxLength"]
 
 
 # -- hand-written examples ----------------------------------------------------------------------

@@ -2,8 +2,9 @@
 
 Each bad input is checked three ways where that makes sense: as a single message (index -1), as
 one element of a JSON-array batch between two valid samples (index = its position; the neighbours
-must still come out), and as a point of a columnar batch for the column-only checks. Every reject
-of the decoder accounts for exactly one sample (`samples == 1`, schemas/deadletter.schema.json).
+must still come out), and as a point of a columnar batch for the column-only checks. A reject
+accounts for the samples it stands for (`samples`, schemas/deadletter.schema.json): 1 for a
+single sample or an unreadable message, every point of a rejected columnar batch.
 """
 
 from __future__ import annotations
@@ -97,11 +98,13 @@ def only_reject(result: DecodeResult) -> Reject:
     return result.rejects[0]
 
 
-def assert_whole_message_rejected(bad: bytes | None, reason: Reason, **kw: Any) -> Reject:
+def assert_whole_message_rejected(
+    bad: bytes | None, reason: Reason, samples: int = 1, **kw: Any
+) -> Reject:
     """`bad` between two valid single-sample messages: only it is rejected, as a whole."""
     result = decode([GOOD, bad, GOOD], **kw)
     rej = only_reject(result)
-    assert (rej.reason, rej.offset, rej.index, rej.samples) == (reason, 1, -1, 1), rej
+    assert (rej.reason, rej.offset, rej.index, rej.samples) == (reason, 1, -1, samples), rej
     assert rej.detail
     assert result.columns.offset.tolist() == [0, 2]
     assert result.columns.index.tolist() == [-1, -1]
@@ -136,8 +139,8 @@ SAMPLE_DEFECTS: list[tuple[str, bytes, Reason]] = [
     ("value_as_bool", orjson.dumps(sample(value=True)), Reason.WRONG_TYPE),
     ("value_as_list", orjson.dumps(sample(value=[12.5])), Reason.WRONG_TYPE),
     ("ts_as_string", orjson.dumps(sample(ts=str(BASE_MS))), Reason.WRONG_TYPE),
-    ("ts_as_float", with_token("ts", b"1767225600000.0"), Reason.WRONG_TYPE),
-    ("ts_as_float_seconds", orjson.dumps(sample(ts=BASE_MS / 1000)), Reason.WRONG_TYPE),
+    ("ts_with_fraction", with_token("ts", b"1767225600000.5"), Reason.WRONG_TYPE),
+    ("ts_as_float_seconds", orjson.dumps(sample(ts=BASE_MS / 1000 + 0.25)), Reason.WRONG_TYPE),
     ("ts_negative", orjson.dumps(sample(ts=-1)), Reason.WRONG_TYPE),
     ("ts_as_bool", orjson.dumps(sample(ts=True)), Reason.WRONG_TYPE),
     ("service_as_list", orjson.dumps(sample(service=["checkout"])), Reason.WRONG_TYPE),
@@ -352,7 +355,9 @@ COLUMNAR_WHOLE = [
 @pytest.mark.parametrize(("doc", "reason"), COLUMNAR_WHOLE)
 def test_columnar_defect_rejects_the_whole_batch(doc: dict[str, Any], reason: Reason) -> None:
     bad = orjson.dumps(doc)
-    rej = assert_whole_message_rejected(bad, reason)
+    # It accounts for all of its points: the longer of its arrays.
+    points = max(1, *(len(doc[k]) for k in ("ts", "value") if isinstance(doc.get(k), list)))
+    rej = assert_whole_message_rejected(bad, reason, samples=points)
     assert rej.excerpt == bad
 
 
@@ -519,6 +524,8 @@ def test_all_decoder_reasons_are_covered() -> None:
     covered = {r for _, _, r in SAMPLE_DEFECTS}
     covered |= {p.values[1] for p in COLUMNAR_WHOLE}
     covered |= {Reason.MALFORMED_JSON, Reason.OVERSIZE_MESSAGE, Reason.EMPTY_BATCH}
+    covered |= {Reason.VALUE_OUT_OF_RANGE}  # test_values_beyond_the_magnitude_limit_...
+    covered |= {Reason.UNDECODABLE}  # test_poison.py: a fault injected into the decoder
     # Late is the aggregator's verdict; the rollup reasons are the tier's (test_tier.py) and the
     # sinks' (tests/unit/sinks), the anomaly ones the alert bridge's (tests/unit/alerting).
     not_decoder = {
@@ -669,13 +676,13 @@ def test_columnar_ts_out_of_range_is_wrong_type(ts: int) -> None:
     head = orjson.dumps(sample(ts=None, value=None))[:-1]
     bad = head + b',"ts":[' + str(BASE_MS).encode() + b"," + str(ts).encode()
     bad += b'],"value":[1.0,2.0]}'
-    assert_whole_message_rejected(bad, Reason.WRONG_TYPE, timestamp_ms=None)
+    assert_whole_message_rejected(bad, Reason.WRONG_TYPE, samples=2, timestamp_ms=None)
 
 
-def test_integer_value_beyond_float_range_is_non_finite() -> None:
+def test_integer_value_beyond_float_range_is_out_of_range() -> None:
     bad = with_token("value", b"1" + b"0" * 309)
-    assert_whole_message_rejected(bad, Reason.NON_FINITE_VALUE)
-    assert_element_rejected(bad, Reason.NON_FINITE_VALUE)
+    assert_whole_message_rejected(bad, Reason.VALUE_OUT_OF_RANGE)
+    assert_element_rejected(bad, Reason.VALUE_OUT_OF_RANGE)
 
 
 def test_large_integer_values_are_kept_as_floats() -> None:
@@ -692,7 +699,7 @@ def test_large_integer_values_are_kept_as_floats() -> None:
 def test_ragged_columnar_array_is_wrong_type(field: str) -> None:
     doc = columnar([BASE_MS, BASE_MS + 1], [1.0, 2.0])
     doc[field] = [doc[field][0], [doc[field][1]]]
-    assert_whole_message_rejected(orjson.dumps(doc), Reason.WRONG_TYPE)
+    assert_whole_message_rejected(orjson.dumps(doc), Reason.WRONG_TYPE, samples=2)
 
 
 def lone_surrogate(field: str, **changes: Any) -> bytes:
@@ -748,22 +755,24 @@ def test_columnar_boolean_elements_are_wrong_type(field: str) -> None:
     # np.array coerced [true, 1767...] to int64 [1, 1767...]: aggregated as ts=1 / value=1.0.
     doc = columnar([BASE_MS, BASE_MS + 1], [1.0, 2.5])
     doc[field] = [True, doc[field][1]]
-    assert_whole_message_rejected(orjson.dumps(doc), Reason.WRONG_TYPE, timestamp_ms=None)
+    assert_whole_message_rejected(
+        orjson.dumps(doc), Reason.WRONG_TYPE, samples=2, timestamp_ms=None
+    )
 
 
-def test_values_beyond_the_magnitude_limit_are_non_finite() -> None:
+def test_values_beyond_the_magnitude_limit_are_out_of_range() -> None:
     # |value| <= MAX_ABS_VALUE (1e290) keeps every window sum finite (math.fsum raised
     # OverflowError at window close for two samples of 1e308: a poison pill on every replay).
     limit = MAX_ABS_VALUE
     for token in (b"1e291", b"-1e300", b"1.7e308"):
-        assert_whole_message_rejected(with_token("value", token), Reason.NON_FINITE_VALUE)
-        assert_element_rejected(with_token("value", token), Reason.NON_FINITE_VALUE)
+        assert_whole_message_rejected(with_token("value", token), Reason.VALUE_OUT_OF_RANGE)
+        assert_element_rejected(with_token("value", token), Reason.VALUE_OUT_OF_RANGE)
     result = decode([orjson.dumps([sample(value=limit), sample(value=-limit)])])
     assert result.rejects == [] and result.columns.value.tolist() == [limit, -limit]
     head = orjson.dumps(sample(ts=None, value=None))[:-1]
     bad = head + b',"ts":[%d,%d],"value":[1.0,1e299]}' % (BASE_MS, BASE_MS + 1)
     result = decode([bad])
-    assert [(r.reason, r.index) for r in result.rejects] == [(Reason.NON_FINITE_VALUE, 1)]
+    assert [(r.reason, r.index) for r in result.rejects] == [(Reason.VALUE_OUT_OF_RANGE, 1)]
 
 
 def test_null_record_value_is_malformed_not_a_crash() -> None:
