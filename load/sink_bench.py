@@ -127,6 +127,7 @@ def run_once(
                 concurrency=concurrency,
                 session_timeout_ms=6000,
                 http_port=0,
+                create_topics=True,
             )
             sink = RemoteWriteSink(settings)
             runner = SinkRunner(settings, sink)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from pipeline.errors import PipelineError
+from pipeline.ops.commands import config_app, tail, topics_app
 from pipeline.store import DEFAULT_STORE_PATH
 
 if TYPE_CHECKING:
@@ -293,6 +294,10 @@ def load(
         Optional[Path],  # noqa: UP045
         typer.Option(help="Also write the manifest (exact counts) to this JSON file."),
     ] = None,
+    start: Annotated[
+        Optional[datetime],  # noqa: UP045
+        typer.Option(help="First event time (UTC); default: --duration before now."),
+    ] = None,
 ) -> None:
     """Generate a deterministic workload, produce it, print the manifest (JSON) of what was sent."""
     # Settings as the worker reads them (flags > env > --config): bootstrap servers, kafka_config
@@ -302,6 +307,7 @@ def load(
 
     from pipeline.errors import ConfigError
     from pipeline.kafka.admin import TopicSpec, ensure_topics
+    from pipeline.loadgen.anchor import event_start_ms
     from pipeline.loadgen.build import generate
     from pipeline.loadgen.partitioning import KEY_FORMATS, partitioner_choice, rekeyed
     from pipeline.loadgen.produce import produce
@@ -326,6 +332,7 @@ def load(
             services=services,
             regions=regions,
             duration_s=duration,
+            start_ms=event_start_ms(duration, start),
             samples=samples,
             encoding=encoding,  # type: ignore[arg-type]  # validated by WorkloadSpec
             batch_size=batch_size,
@@ -333,14 +340,16 @@ def load(
             mismatched_key_fraction=mismatched_key_fraction,
             malformed=MalformedCounts.each(malformed_each),
         )
-        servers = settings.bootstrap_servers
-        ensure_topics(servers, [TopicSpec(settings.input_topic, settings.topic_partitions)])
+        servers = settings.client_config()
+        # A load generator feeds test clusters: it creates the raw topic if it is missing.
+        ensure_topics(
+            servers, [TopicSpec(settings.input_topic, settings.topic_partitions)], exact=False
+        )
         workload = generate(spec)
         stats = produce(
             servers,
             settings.input_topic,
             rekeyed(workload.messages(), key_format),
-            config=settings.kafka_config,
             partitioner=choice,
         )
     except PipelineError as exc:
@@ -379,10 +388,15 @@ def demo(
         Optional[str],  # noqa: UP045
         typer.Option(help="Send the demo's anomaly episodes to this Alertmanager."),
     ] = None,
+    start: Annotated[
+        Optional[datetime],  # noqa: UP045
+        typer.Option(help="First event time (UTC); default: five minutes before now."),
+    ] = None,
 ) -> None:
     """Embedded broker + load + worker + tiers + sinks + detector (one injected incident) +
     summary + plot, all in one process; stops what it started."""
     from pipeline.demo import run_demo
+    from pipeline.loadgen.anchor import event_start_ms
     from pipeline.observability import configure_logging
 
     configure_logging("warning")
@@ -394,6 +408,7 @@ def demo(
             plot_path=plot,
             remote_write_url=remote_write_url,
             alertmanager_url=alertmanager_url,
+            start_ms=None if start is None else event_start_ms(0, start),
         )
     except PipelineError as exc:
         raise _fail(exc) from exc
@@ -729,6 +744,33 @@ def alert_bridge(
                 server.shutdown()
     except PipelineError as exc:
         raise _fail(exc) from exc
+
+
+# -- operators: topics, tail, config show, --version ---------------------------------------------
+
+app.add_typer(topics_app, name="topics")
+app.add_typer(config_app, name="config")
+app.command()(tail)
+
+
+def _print_version(requested: bool) -> None:
+    if requested:
+        from importlib.metadata import version
+
+        typer.echo(f"metrics-pipeline {version('metrics-pipeline')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_print_version, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Streaming metrics rollups: Kafka in, windowed t-digest rollups out."""
 
 
 if __name__ == "__main__":

@@ -157,7 +157,7 @@ class PartitionedStage(ABC, Generic[StateT]):
     def _prepare_topics(self) -> None:
         s = self.settings
         (n,) = ensure_present(
-            s.bootstrap_servers, [TopicSpec(s.source_topic, s.topic_partitions)], s.create_topics
+            s.client_config(), [TopicSpec(s.source_topic, s.topic_partitions)], s.create_topics
         ).values()
         self.input_partitions = n
         outputs = [
@@ -168,7 +168,7 @@ class PartitionedStage(ABC, Generic[StateT]):
         side = self._side_topic(n)
         if side is not None:
             outputs.append(side)
-        counts = ensure_present(s.bootstrap_servers, outputs, s.create_topics)
+        counts = ensure_present(s.client_config(), outputs, s.create_topics)
         if side is not None and counts[side.name] != n:
             raise PipelineError(
                 f"topic {side.name!r} has {counts[side.name]} partitions, but {s.source_topic!r} "
@@ -177,11 +177,7 @@ class PartitionedStage(ABC, Generic[StateT]):
         self.side_topic = None if side is None else side.name
         self.rollup_owner = OwnerPartitions(counts[s.rollup_topic])
         self.checkpoints = CheckpointStore(
-            s.bootstrap_servers,
-            s.checkpoint_topic,
-            s.consumer_group,
-            counts[s.checkpoint_topic],
-            s.kafka_config,
+            s.client_config(), s.checkpoint_topic, s.consumer_group, counts[s.checkpoint_topic]
         )
         self._topics_ready(n)
 
@@ -261,12 +257,10 @@ class PartitionedStage(ABC, Generic[StateT]):
     def run(self, stop: threading.Event) -> None:
         s = self.settings
         self._prepare_topics()
-        self.producer = OutputProducer(producer_config(s.bootstrap_servers, s.kafka_config))
+        self.producer = OutputProducer(producer_config(s.client_config()))
         consumer = Consumer(
             {
-                **consumer_config(
-                    s.bootstrap_servers, s.consumer_group, s.session_timeout_ms, s.kafka_config
-                ),
+                **consumer_config(s.client_config(), s.consumer_group, s.session_timeout_ms),
                 # Range gives partition N of the source and of the side topic to one member.
                 "partition.assignment.strategy": "range",
             }
