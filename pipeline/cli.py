@@ -16,6 +16,8 @@ from pipeline.ops.commands import config_app, tail, topics_app
 from pipeline.store import DEFAULT_STORE_PATH
 
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
     from pipeline.settings import TierSettings
     from pipeline.sinks.base import RollupSink
     from pipeline.sinks.settings import SinkSettings
@@ -34,6 +36,12 @@ BootstrapOpt = Annotated[
     Optional[str],  # noqa: UP045
     typer.Option(help="Kafka bootstrap servers [env METRICS_PIPELINE_BOOTSTRAP_SERVERS]."),
 ]
+
+
+def add_process_collectors(registry: CollectorRegistry) -> None:
+    from pipeline.selfmetrics import add_process_collectors as add
+
+    add(registry)
 
 
 def _stop_on_signals() -> threading.Event:
@@ -92,6 +100,7 @@ def worker(
         stop = _stop_on_signals()
         rollup_worker = RollupWorker(settings)
         if settings.http_port:
+            add_process_collectors(rollup_worker.metrics.registry)
             serve_http(
                 settings.http_host,
                 settings.http_port,
@@ -167,6 +176,7 @@ def _run_tier_steps(settings: TierSettings, steps: list[TierSettings]) -> None:
             LabelledRegistries("tier", {r: w.metrics.registry for r, w in workers.items()})
         )
         health = AllHealthy([w.health for w in workers.values()])
+        add_process_collectors(registry)
         serve_http(settings.http_host, settings.http_port, registry, health)
     errors: list[BaseException] = []
 
@@ -231,6 +241,7 @@ def detect(
         stop = _stop_on_signals()
         detector = DetectWorker(settings)
         if settings.http_port:
+            add_process_collectors(detector.metrics.registry)
             serve_http(
                 settings.http_host, settings.http_port, detector.metrics.registry, detector.health
             )
@@ -449,6 +460,7 @@ def _run_sink(settings: SinkSettings, sink: RollupSink) -> None:
     runner = SinkRunner(settings, sink)
     server = None
     if settings.http_port:
+        add_process_collectors(runner.metrics.registry)
         server = serve_http(
             settings.http_host, settings.http_port, runner.metrics.registry, runner.health
         )
@@ -734,6 +746,7 @@ def alert_bridge(
         bridge = AlertBridge(settings)
         server = None
         if settings.http_port:
+            add_process_collectors(bridge.metrics.registry)
             server = serve_http(
                 settings.http_host, settings.http_port, bridge.metrics.registry, bridge.health
             )

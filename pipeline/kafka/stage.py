@@ -34,6 +34,7 @@ from pipeline.kafka.clients import OutputProducer, consumer_config, producer_con
 from pipeline.kafka.deadletter import reject_records
 from pipeline.kafka.partitioner import OwnerPartitions
 from pipeline.observability import Health, WorkerMetrics
+from pipeline.selfmetrics import stage_self_metrics
 from pipeline.settings import StageSettings
 
 log = structlog.get_logger("stage")
@@ -440,6 +441,11 @@ class PartitionedStage(ABC, Generic[StateT]):
 
     def _commit(self, consumer: Consumer, partitions: list[int], force: bool = False) -> None:
         started = time.perf_counter()
+        # Every tick, committing or not: lags move while nothing is dirty, windows close idle.
+        truth = stage_self_metrics(self.metrics.registry)
+        marks = {p: o.state.watermark for p, o in self.owned.items()}
+        truth.refresh(consumer, self.settings.source_topic, marks)
+        self.metrics.open_windows.set(self.open_windows)
         todo = [p for p in partitions if p in self.owned and (force or self.owned[p].dirty)]
         if not todo or self._failed:
             return
@@ -457,6 +463,7 @@ class PartitionedStage(ABC, Generic[StateT]):
         self.producer.flush()
         try:
             consumer.commit(offsets=offsets, asynchronous=False)
+            truth.checkpointed()
         except Exception as exc:
             self._log.warning("offset commit failed", error=str(exc))
         lag = 0
@@ -467,7 +474,7 @@ class PartitionedStage(ABC, Generic[StateT]):
             owned.dirty = False
             lag += owned.state.next_offset - tp.offset
         self.metrics.commit_lag.set(lag)
-        watermarks = [o.state.watermark for o in self.owned.values()]
-        if watermarks and min(watermarks) > 0:
+        watermarks = [w for w in marks.values() if w > 0]  # partitions without data have none
+        if watermarks:
             self.metrics.watermark_lag.set(time.time() - min(watermarks) / 1000.0)
         self.metrics.flush_duration.observe(time.perf_counter() - started)
