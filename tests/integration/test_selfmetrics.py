@@ -7,11 +7,12 @@ import urllib.request
 
 import orjson
 from confluent_kafka import Producer
-from harness import worker_settings, worker_thread
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.observability import serve_http
 from pipeline.selfmetrics import add_process_collectors, package_version
+
+from .harness import worker_settings, worker_thread
 
 # Event time far behind the wall clock, as in a replay of old data.
 EVENT_START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z

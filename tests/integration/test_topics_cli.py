@@ -128,3 +128,24 @@ def test_a_tier_created_first_with_another_count_is_taken_as_it_is(
     ensure_topics(kafka_bootstrap, [TopicSpec(topic, 4)])
     counts = ensure_present(kafka_bootstrap, [TopicSpec(topic, 8)], create=True)
     assert counts == {topic: 4}
+
+
+def test_tls_against_a_plaintext_listener_fails_fast_in_one_line(
+    kafka_bootstrap: str, unique_name: str, tmp_path: Path
+) -> None:
+    """A client set up for SASL over TLS meets a broker that speaks neither: it must stop with a
+    message naming the address and what went wrong, not retry forever."""
+    config = settings_file(
+        tmp_path,
+        unique_name,
+        "kafka_config:\n  security.protocol: SASL_SSL\n  sasl.mechanism: PLAIN\n"
+        "  sasl.username: u\n  sasl.password: p\n",
+    )
+    result = runner.invoke(
+        app, ["worker", "-c", str(config), "--bootstrap-servers", kafka_bootstrap]
+    )
+    assert result.exit_code == 2
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1
+    assert errors[0].startswith(f"error: cannot reach Kafka at {kafka_bootstrap} within 10 s: ")
+    assert "SSL" in errors[0] or "ssl" in errors[0]
