@@ -75,9 +75,11 @@ class StageSelfMetrics:
         owned = [TopicPartition(topic, p) for p in sorted(watermarks)]
         seen: set[tuple[str, str]] = set()
         for tp in consumer.position(owned) if owned else []:
-            _, high = consumer.get_watermark_offsets(tp, cached=True)
-            if tp.offset >= 0 and high >= 0:  # both known (negative: not fetched yet)
-                self.consumer_lag.labels(topic, str(tp.partition)).set(max(0, high - tp.offset))
+            low, high = consumer.get_watermark_offsets(tp, cached=True)
+            # No position before the first record is consumed: all that is retained is unread.
+            position = tp.offset if tp.offset >= 0 else low
+            if position >= 0 and high >= 0:  # negative: not fetched yet
+                self.consumer_lag.labels(topic, str(tp.partition)).set(max(0, high - position))
                 seen.add((topic, str(tp.partition)))
         for gone in self._labelled - seen:
             self.consumer_lag.remove(*gone)

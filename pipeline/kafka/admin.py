@@ -148,6 +148,9 @@ def _all_partition_counts(
     except KafkaException as exc:
         admin.poll(0)  # serve queued librdkafka log lines: the last one names the cause
         last = last_librdkafka_warning()
+        # The traceback keeps this frame: without the client in it, the client (and its
+        # reconnect attempts) ends now, not when the error is collected.
+        del admin
         raise KafkaAdminError(
             f"cannot reach Kafka at {_bootstrap_of(connection)} within {timeout:.0f} s: "
             + (last or _reason(exc))

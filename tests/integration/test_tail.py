@@ -7,6 +7,7 @@ from confluent_kafka import Producer
 from typer.testing import CliRunner
 
 from pipeline.cli import app
+from pipeline.kafka.admin import TopicSpec, ensure_topics
 
 runner = CliRunner()
 
@@ -48,8 +49,9 @@ def tail(bootstrap: str, *args: str) -> list[str]:
     return result.output.splitlines()
 
 
-def test_tail_rollups_and_dead_letters(kafka_bootstrap: str, make_topics, unique_name: str) -> None:  # type: ignore[no-untyped-def]
-    rollups, dead = make_topics(f"rollups-{unique_name}", f"dl-{unique_name}", partitions=2)
+def test_tail_rollups_and_dead_letters(kafka_bootstrap: str, unique_name: str) -> None:
+    rollups, dead = f"rollups-{unique_name}", f"dl-{unique_name}"
+    ensure_topics(kafka_bootstrap, [TopicSpec(rollups, 2), TopicSpec(dead, 2)])
     sent = [rollup(f"svc|r{i % 3}|lat", 1_767_225_600_000 + 10_000 * i) for i in range(30)]
     produce(kafka_bootstrap, rollups, sent)
     produce(

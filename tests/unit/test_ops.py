@@ -135,3 +135,30 @@ def test_librdkafka_logs_are_rate_limited_per_complaint(capsys: pytest.CaptureFi
         handler.last_warning
         == "Connect to ipv4#127.0.0.1:49 failed: Connection refused (after 49ms in state CONNECT)"
     )
+
+
+def test_version_option_prints_the_installed_version() -> None:
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+    from pipeline.selfmetrics import package_version
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output == f"metrics-pipeline {package_version()}\n"
+    assert package_version() != "unknown"
+
+
+def test_config_show_command_masks_in_its_output(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    monkeypatch.setenv("METRICS_PIPELINE_KAFKA_CONFIG", '{"sasl.password": "hunter2"}')
+    result = CliRunner().invoke(app, ["config", "show", "tier", "--bootstrap-servers", "k:9092"])
+    assert result.exit_code == 0, result.output
+    lines = {line.split()[0]: line.split(None, 2)[1:] for line in result.output.splitlines()}
+    assert lines["bootstrap_servers"] == ["flag", '"k:9092"']
+    assert lines["kafka_config"] == ["env", '{"sasl.password":"***"}']
+    assert lines["chain"] == ["default", '["10s","1m","5m","1h"]']
+    assert "hunter2" not in result.output
