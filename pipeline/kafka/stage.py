@@ -445,6 +445,9 @@ class PartitionedStage(ABC, Generic[StateT]):
         truth = stage_self_metrics(self.metrics.registry)
         marks = {p: o.state.watermark for p, o in self.owned.items()}
         truth.refresh(consumer, self.settings.source_topic, marks)
+        watermarks = [w for w in marks.values() if w > 0]  # partitions without data have none
+        if watermarks:
+            self.metrics.watermark_lag.set(time.time() - min(watermarks) / 1000.0)
         self.metrics.open_windows.set(self.open_windows)
         todo = [p for p in partitions if p in self.owned and (force or self.owned[p].dirty)]
         if not todo or self._failed:
@@ -474,7 +477,4 @@ class PartitionedStage(ABC, Generic[StateT]):
             owned.dirty = False
             lag += owned.state.next_offset - tp.offset
         self.metrics.commit_lag.set(lag)
-        watermarks = [w for w in marks.values() if w > 0]  # partitions without data have none
-        if watermarks:
-            self.metrics.watermark_lag.set(time.time() - min(watermarks) / 1000.0)
         self.metrics.flush_duration.observe(time.perf_counter() - started)

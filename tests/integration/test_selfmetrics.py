@@ -6,6 +6,7 @@ import time
 import urllib.request
 
 import orjson
+import pytest
 from confluent_kafka import Producer
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -34,7 +35,7 @@ def test_metrics_follow_what_the_worker_did(kafka_bootstrap: str, unique_name: s
     ensure_topics(kafka_bootstrap, [TopicSpec(settings.input_topic, 2)])
     producer = Producer({"bootstrap.servers": kafka_bootstrap})
     sent = 200
-    for i in range(sent):  # all on partition 0: partition 1 has no data, hence no watermark
+    for i in range(sent):  # all on partition 0
         sample = {
             "service": "svc",
             "region": "eu",
@@ -78,8 +79,9 @@ def test_metrics_follow_what_the_worker_did(kafka_bootstrap: str, unique_name: s
         for (name, labels), value in m.items()
         if name == "metrics_pipeline_partition_watermark_lag_seconds"
     }
-    assert list(per_partition) == ["0"]
-    assert per_partition["0"] == lag
+    # Partition 1 got no samples; its watermark (if any) is the one partition 0 forwards to it.
+    assert "0" in per_partition
+    assert lag == pytest.approx(max(per_partition.values()), rel=1e-6)  # the same tick
     # Everything read: no consumer lag on either partition.
     for p in ("0", "1"):
         assert (
