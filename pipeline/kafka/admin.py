@@ -37,7 +37,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 
 from pipeline.errors import PipelineError
 from pipeline.kafka.clients import Connection, admin_config, client_config
-from pipeline.kafka.logs import last_librdkafka_warning
+from pipeline.kafka.logs import forget_librdkafka_warning, last_librdkafka_warning
 
 _ClientT = TypeVar("_ClientT")
 
@@ -139,10 +139,23 @@ def _bootstrap_of(connection: Connection | None) -> str:
     return "the bootstrap servers"
 
 
+def _security_hint(connection: Connection | None) -> str:
+    """A TLS or SASL failure often looks like an unreachable broker: say what was attempted."""
+    protocol = None if isinstance(connection, str | None) else connection.get("security.protocol")
+    if protocol is None or protocol.lower() == "plaintext":
+        return ""
+    mechanism = connection.get("sasl.mechanism") if isinstance(connection, Mapping) else None
+    attempted = f"security.protocol={protocol}" + (
+        f", sasl.mechanism={mechanism}" if mechanism else ""
+    )
+    return f" ({attempted}: does the listener speak it, and are the CA and credentials right?)"
+
+
 def _all_partition_counts(
     admin: AdminClient | Consumer, timeout: float, connection: Connection | None = None
 ) -> dict[str, int]:
     """Partition count per existing topic. Lists *all* topics: naming one would auto-create it."""
+    forget_librdkafka_warning()
     try:
         metadata = admin.list_topics(timeout=timeout)
     except KafkaException as exc:
@@ -154,6 +167,7 @@ def _all_partition_counts(
         raise KafkaAdminError(
             f"cannot reach Kafka at {_bootstrap_of(connection)} within {timeout:.0f} s: "
             + (last or _reason(exc))
+            + _security_hint(connection)
         ) from None
     return {
         name: len(topic.partitions)

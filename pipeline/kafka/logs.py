@@ -69,3 +69,8 @@ def librdkafka_logger() -> logging.Logger:
 def last_librdkafka_warning() -> str | None:
     """The latest warning or error any client of this process logged (None if none)."""
     return _handler.last_warning
+
+
+def forget_librdkafka_warning() -> None:
+    """Start afresh before a check whose failure message quotes the last warning."""
+    _handler.last_warning = None
