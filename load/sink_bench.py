@@ -160,6 +160,7 @@ def run_once(
                 http_port=0,
                 naming=naming,
                 max_samples_per_request=max_samples_per_request,
+                create_topics=True,
             )
             sink = RemoteWriteSink(settings)
             runner = SinkRunner(settings, sink)

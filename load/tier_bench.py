@@ -95,6 +95,7 @@ def run_once(bootstrap: str, prefix: str, expected: int, samples: int) -> tuple[
         session_timeout_ms=6000,
         http_port=0,
         topic_partitions=PARTITIONS,
+        create_topics=True,
     )
     worker = TierWorker(settings)
     stop = threading.Event()

@@ -150,6 +150,7 @@ def worker_env(
         "idle_timeout": "120s",
         "session_timeout_ms": "6000",
         "topic_partitions": "8",
+        "create_topics": "true",
         "http_host": "127.0.0.1",
         "http_port": str(port),
         "log_level": "warning",

@@ -12,9 +12,12 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from pipeline.errors import PipelineError
+from pipeline.ops.commands import config_app, tail, topics_app
 from pipeline.store import DEFAULT_STORE_PATH
 
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
     from pipeline.settings import TierSettings
     from pipeline.sinks.base import RollupSink
     from pipeline.sinks.settings import SinkSettings
@@ -33,6 +36,12 @@ BootstrapOpt = Annotated[
     Optional[str],  # noqa: UP045
     typer.Option(help="Kafka bootstrap servers [env METRICS_PIPELINE_BOOTSTRAP_SERVERS]."),
 ]
+
+
+def add_process_collectors(registry: CollectorRegistry) -> None:
+    from pipeline.selfmetrics import add_process_collectors as add
+
+    add(registry)
 
 
 def _stop_on_signals() -> threading.Event:
@@ -91,6 +100,7 @@ def worker(
         stop = _stop_on_signals()
         rollup_worker = RollupWorker(settings)
         if settings.http_port:
+            add_process_collectors(rollup_worker.metrics.registry)
             serve_http(
                 settings.http_host,
                 settings.http_port,
@@ -166,6 +176,7 @@ def _run_tier_steps(settings: TierSettings, steps: list[TierSettings]) -> None:
             LabelledRegistries("tier", {r: w.metrics.registry for r, w in workers.items()})
         )
         health = AllHealthy([w.health for w in workers.values()])
+        add_process_collectors(registry)
         serve_http(settings.http_host, settings.http_port, registry, health)
     errors: list[BaseException] = []
 
@@ -230,6 +241,7 @@ def detect(
         stop = _stop_on_signals()
         detector = DetectWorker(settings)
         if settings.http_port:
+            add_process_collectors(detector.metrics.registry)
             serve_http(
                 settings.http_host, settings.http_port, detector.metrics.registry, detector.health
             )
@@ -301,6 +313,10 @@ def load(
         Optional[Path],  # noqa: UP045
         typer.Option(help="Also write the manifest (exact counts) to this JSON file."),
     ] = None,
+    start: Annotated[
+        Optional[datetime],  # noqa: UP045
+        typer.Option(help="First event time (UTC); default: --duration before now."),
+    ] = None,
 ) -> None:
     """Generate a deterministic workload, produce it, print the manifest (JSON) of what was sent."""
     # Settings as the worker reads them (flags > env > --config): bootstrap servers, kafka_config
@@ -310,6 +326,7 @@ def load(
 
     from pipeline.errors import ConfigError
     from pipeline.kafka.admin import TopicSpec, ensure_topics
+    from pipeline.loadgen.anchor import event_start_ms
     from pipeline.loadgen.build import generate
     from pipeline.loadgen.partitioning import KEY_FORMATS, partitioner_choice, rekeyed
     from pipeline.loadgen.produce import produce
@@ -334,6 +351,7 @@ def load(
             services=services,
             regions=regions,
             duration_s=duration,
+            start_ms=event_start_ms(duration, start),
             samples=samples,
             encoding=encoding,  # type: ignore[arg-type]  # validated by WorkloadSpec
             batch_size=batch_size,
@@ -341,14 +359,16 @@ def load(
             mismatched_key_fraction=mismatched_key_fraction,
             malformed=MalformedCounts.each(malformed_each),
         )
-        servers = settings.bootstrap_servers
-        ensure_topics(servers, [TopicSpec(settings.input_topic, settings.topic_partitions)])
+        servers = settings.client_config()
+        # A load generator feeds test clusters: it creates the raw topic if it is missing.
+        ensure_topics(
+            servers, [TopicSpec(settings.input_topic, settings.topic_partitions)], exact=False
+        )
         workload = generate(spec)
         stats = produce(
             servers,
             settings.input_topic,
             rekeyed(workload.messages(), key_format),
-            config=settings.kafka_config,
             partitioner=choice,
         )
     except PipelineError as exc:
@@ -387,10 +407,15 @@ def demo(
         Optional[str],  # noqa: UP045
         typer.Option(help="Send the demo's anomaly episodes to this Alertmanager."),
     ] = None,
+    start: Annotated[
+        Optional[datetime],  # noqa: UP045
+        typer.Option(help="First event time (UTC); default: five minutes before now."),
+    ] = None,
 ) -> None:
     """Embedded broker + load + worker + tiers + sinks + detector (one injected incident) +
     summary + plot, all in one process; stops what it started."""
     from pipeline.demo import run_demo
+    from pipeline.loadgen.anchor import event_start_ms
     from pipeline.observability import configure_logging
 
     configure_logging("warning")
@@ -402,6 +427,7 @@ def demo(
             plot_path=plot,
             remote_write_url=remote_write_url,
             alertmanager_url=alertmanager_url,
+            start_ms=None if start is None else event_start_ms(0, start),
         )
     except PipelineError as exc:
         raise _fail(exc) from exc
@@ -442,6 +468,7 @@ def _run_sink(settings: SinkSettings, sink: RollupSink) -> None:
     runner = SinkRunner(settings, sink)
     server = None
     if settings.http_port:
+        add_process_collectors(runner.metrics.registry)
         server = serve_http(
             settings.http_host, settings.http_port, runner.metrics.registry, runner.health
         )
@@ -727,6 +754,7 @@ def alert_bridge(
         bridge = AlertBridge(settings)
         server = None
         if settings.http_port:
+            add_process_collectors(bridge.metrics.registry)
             server = serve_http(
                 settings.http_host, settings.http_port, bridge.metrics.registry, bridge.health
             )
@@ -737,6 +765,33 @@ def alert_bridge(
                 server.shutdown()
     except PipelineError as exc:
         raise _fail(exc) from exc
+
+
+# -- operators: topics, tail, config show, --version ---------------------------------------------
+
+app.add_typer(topics_app, name="topics")
+app.add_typer(config_app, name="config")
+app.command()(tail)
+
+
+def _print_version(requested: bool) -> None:
+    if requested:
+        from importlib.metadata import version
+
+        typer.echo(f"metrics-pipeline {version('metrics-pipeline')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_print_version, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Streaming metrics rollups: Kafka in, windowed t-digest rollups out."""
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ from pipeline.kafka.broker import EmbeddedBroker
 from pipeline.kafka.stage import PartitionedStage
 from pipeline.kafka.tier_worker import TierWorker
 from pipeline.kafka.worker import RollupWorker
+from pipeline.loadgen.anchor import event_start_ms
 from pipeline.loadgen.build import generate
 from pipeline.loadgen.produce import produce
 from pipeline.loadgen.spec import MalformedCounts, WorkloadSpec
@@ -67,11 +68,16 @@ def run_demo(
     plot_path: Path = Path("metrics-demo.png"),
     remote_write_url: str | None = None,
     alertmanager_url: str | None = None,
+    start_ms: int | None = None,
 ) -> bool:
     """Run the whole job; returns True when every sample sent is accounted for."""
     # A pipe or a CI log gets 80 columns by default: too narrow for the tables.
     console = console or Console(width=None if sys.stdout.isatty() else 120)
-    spec = replace(DEMO_SPEC, samples=samples)
+    spec = replace(
+        DEMO_SPEC,
+        samples=samples,
+        start_ms=event_start_ms(DEMO_SPEC.duration_s) if start_ms is None else start_ms,
+    )
     with ExitStack() as stack:
         if bootstrap_servers is None:
             broker = stack.enter_context(EmbeddedBroker())
@@ -84,6 +90,7 @@ def run_demo(
             session_timeout_ms=6000,
             http_port=0,
             topic_partitions=partitions,
+            create_topics=True,  # the demo owns its (often embedded) broker
         )
         ensure_topics(bootstrap_servers, [TopicSpec(settings.input_topic, partitions)])
 
@@ -244,6 +251,7 @@ def _tier_settings(worker: WorkerSettings) -> TierSettings:
         session_timeout_ms=worker.session_timeout_ms,
         http_port=0,
         topic_partitions=worker.topic_partitions,
+        create_topics=True,
     )
 
 

@@ -62,6 +62,7 @@ def detect_settings(worker: WorkerSettings) -> DetectSettings:
         session_timeout_ms=worker.session_timeout_ms,
         http_port=0,
         topic_partitions=worker.topic_partitions,
+        create_topics=True,
     )
 
 
@@ -96,6 +97,7 @@ def start_bridge(
             alertmanager_url=alertmanager_url,
             session_timeout_ms=settings.session_timeout_ms,
             http_port=0,
+            create_topics=True,
         )
     )
     thread = threading.Thread(target=bridge.run, args=(stop,), name="alert-bridge")

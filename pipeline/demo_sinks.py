@@ -44,6 +44,7 @@ def start_sinks(
         "session_timeout_ms": worker.session_timeout_ms,
         "http_port": 0,
         "topic_partitions": worker.topic_partitions,
+        "create_topics": True,
         "batch_interval": "500ms",
     }
     local_settings = LocalSinkSettings(

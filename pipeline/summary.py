@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pipeline.kafka.admin import UnknownTopicError, partition_count
+from pipeline.kafka.clients import Connection
 from pipeline.kafka.reader import read_to_end
 
 
@@ -41,7 +42,9 @@ class OutputSummary:
         return self.samples_in_rollups + sum(self.deadletter_samples("worker").values())
 
 
-def read_outputs(bootstrap_servers: str, rollup_topic: str, deadletter_topic: str) -> OutputSummary:
+def read_outputs(
+    bootstrap_servers: Connection, rollup_topic: str, deadletter_topic: str
+) -> OutputSummary:
     """Rollups and dead letters keyed like a compacted topic would keep them.
 
     A topic that does not exist (yet) reads as empty.
@@ -61,7 +64,7 @@ def read_outputs(bootstrap_servers: str, rollup_topic: str, deadletter_topic: st
     return summary
 
 
-def _read_all(bootstrap_servers: str, topic: str) -> Iterator[Message]:
+def _read_all(bootstrap_servers: Connection, topic: str) -> Iterator[Message]:
     try:
         partitions = partition_count(bootstrap_servers, topic)
     except UnknownTopicError:

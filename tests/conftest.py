@@ -27,6 +27,10 @@ __all__ = ["consumer_config", "produce_all", "producer_config", "read_all"]
 
 MakeTopics = Callable[..., list[str]]
 
+# Processes verify their topics by default (production); tests create theirs on the fly, as
+# the embedded broker starts empty. Tests of the verifying default pass create_topics=False.
+os.environ.setdefault("METRICS_PIPELINE_CREATE_TOPICS", "true")
+
 
 def _docker_answers() -> bool:
     """True if a Docker engine responds; silent and fast (~0.1 s) when there is none."""

@@ -124,7 +124,7 @@ class AlertBridge:
         specs = [
             TopicSpec(topic, s.topic_partitions) for topic in (s.deadletter_topic, s.anomaly_topic)
         ]
-        ensure_present(s.bootstrap_servers, specs, s.create_topics)
+        ensure_present(s.client_config(), specs, s.create_topics)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         consumer.assign(partitions)
@@ -157,10 +157,8 @@ class AlertBridge:
         s = self.settings
         self._prepare_topics()
         self.client = AlertmanagerClient(s)
-        self.producer = OutputProducer(producer_config(s.bootstrap_servers, s.kafka_config))
-        consumer = Consumer(
-            consumer_config(s.bootstrap_servers, s.group_id, s.session_timeout_ms, s.kafka_config)
-        )
+        self.producer = OutputProducer(producer_config(s.client_config()))
+        consumer = Consumer(consumer_config(s.client_config(), s.group_id, s.session_timeout_ms))
         consumer.subscribe(
             [s.anomaly_topic],
             on_assign=self._on_assign,

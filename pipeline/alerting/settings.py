@@ -61,7 +61,11 @@ class AlertBridgeSettings(CommonSettings, HttpAuthSettings):
     )
     headers: dict[str, str] = Field(default_factory=dict, description="Extra HTTP headers.")
     session_timeout_ms: int = Field(10_000, ge=1000)
-    create_topics: bool = True
+    create_topics: bool = Field(
+        False,
+        description="Create missing topics (single replica); off: verify them, and name "
+        "`metrics-pipeline topics create` when one is missing.",
+    )
     topic_partitions: int = Field(8, ge=1, description="Partitions of topics this process creates.")
 
     @field_validator(

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from confluent_kafka import (
     OFFSET_END,
@@ -36,6 +36,10 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 )
 
 from pipeline.errors import PipelineError
+from pipeline.kafka.clients import Connection, admin_config, client_config
+from pipeline.kafka.logs import forget_librdkafka_warning, last_librdkafka_warning
+
+_ClientT = TypeVar("_ClientT")
 
 #: Written explicitly at creation because Tansu reports only configs set at creation (no broker
 #: defaults), and anything that reads configs back must see real values. 7 days, like Kafka.
@@ -54,6 +58,17 @@ class TopicMismatchError(KafkaAdminError):
 
 class UnknownTopicError(KafkaAdminError):
     """The topic does not exist."""
+
+
+class KafkaConfigError(KafkaAdminError):
+    """librdkafka refused a client setting (an unknown key or an invalid value)."""
+
+
+#: Named wherever a missing topic stops a process.
+CREATE_TOPICS_HINT: Final = (
+    "create the topics with `metrics-pipeline topics create` (same settings), "
+    "or set create_topics: true"
+)
 
 
 @dataclass(frozen=True)
@@ -99,16 +114,61 @@ _GIVE_UP: Final = frozenset(
 )
 
 
-def _admin(bootstrap_servers: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap_servers})
+def new_client(factory: Callable[[dict[str, Any]], _ClientT], config: dict[str, Any]) -> _ClientT:
+    """Build a librdkafka client; a setting it refuses becomes one line naming it."""
+    try:
+        return factory(config)
+    except KafkaException as exc:
+        raise KafkaConfigError(f"invalid Kafka client setting: {_reason(exc)}") from None
 
 
-def _all_partition_counts(admin: AdminClient | Consumer, timeout: float) -> dict[str, int]:
+def _admin(connection: Connection) -> AdminClient:
+    return new_client(AdminClient, admin_config(connection))
+
+
+def _reason(exc: KafkaException) -> str:
+    error = exc.args[0] if exc.args else None
+    return error.str() if isinstance(error, KafkaError) else str(exc)
+
+
+def _bootstrap_of(connection: Connection | None) -> str:
+    if isinstance(connection, str):
+        return connection
+    if connection is not None:
+        return connection.get("bootstrap.servers", "?")
+    return "the bootstrap servers"
+
+
+def _security_hint(connection: Connection | None) -> str:
+    """A TLS or SASL failure often looks like an unreachable broker: say what was attempted."""
+    protocol = None if isinstance(connection, str | None) else connection.get("security.protocol")
+    if protocol is None or protocol.lower() == "plaintext":
+        return ""
+    mechanism = connection.get("sasl.mechanism") if isinstance(connection, Mapping) else None
+    attempted = f"security.protocol={protocol}" + (
+        f", sasl.mechanism={mechanism}" if mechanism else ""
+    )
+    return f" ({attempted}: does the listener speak it, and are the CA and credentials right?)"
+
+
+def _all_partition_counts(
+    admin: AdminClient | Consumer, timeout: float, connection: Connection | None = None
+) -> dict[str, int]:
     """Partition count per existing topic. Lists *all* topics: naming one would auto-create it."""
+    forget_librdkafka_warning()
     try:
         metadata = admin.list_topics(timeout=timeout)
     except KafkaException as exc:
-        raise KafkaAdminError(f"cannot list topics: {exc}") from exc
+        admin.poll(0)  # serve queued librdkafka log lines: the last one names the cause
+        last = last_librdkafka_warning()
+        # The traceback keeps this frame: without the client in it, the client (and its
+        # reconnect attempts) ends now, not when the error is collected.
+        del admin
+        raise KafkaAdminError(
+            f"cannot reach Kafka at {_bootstrap_of(connection)} within {timeout:.0f} s: "
+            + (last or _reason(exc))
+            + _security_hint(connection)
+        ) from None
     return {
         name: len(topic.partitions)
         for name, topic in metadata.topics.items()
@@ -117,8 +177,11 @@ def _all_partition_counts(admin: AdminClient | Consumer, timeout: float) -> dict
 
 
 def ensure_topics(
-    bootstrap_servers: str, specs: Sequence[TopicSpec], timeout: float = 15.0
-) -> None:
+    connection: Connection,
+    specs: Sequence[TopicSpec],
+    timeout: float = 15.0,
+    exact: bool = True,
+) -> dict[str, int]:
     """Create the topics in ``specs`` that do not exist yet; return once all are visible.
 
     Idempotent: a topic that already exists with the required partition count is accepted as it
@@ -126,17 +189,20 @@ def ensure_topics(
     with a different partition count — partitions cannot be changed here (Tansu does not support
     CreatePartitions, and on Kafka it would move keys between partitions) — and
     ``KafkaAdminError`` on any other failure or if ``timeout`` (seconds, overall) runs out.
+    With ``exact=False`` a topic of another partition count is accepted (a concurrent creator
+    won the race); the counts found are returned either way.
     """
     if not specs:
-        return
+        return {}
     names = [spec.name for spec in specs]
     if len(set(names)) != len(names):
         raise ValueError(f"duplicate topic names in specs: {names}")
     deadline = time.monotonic() + timeout
-    admin = _admin(bootstrap_servers)
+    admin = _admin(connection)
 
-    existing = _all_partition_counts(admin, timeout)
-    _check_partitions(specs, existing)
+    existing = _all_partition_counts(admin, timeout, connection)
+    if exact:
+        _check_partitions(specs, existing)
     missing = [spec for spec in specs if spec.name not in existing]
     if missing:
         futures = admin.create_topics(
@@ -165,11 +231,12 @@ def ensure_topics(
 
     # On a real cluster a new topic reaches every broker's metadata cache only eventually.
     while True:
-        existing = _all_partition_counts(admin, max(0.1, deadline - time.monotonic()))
-        _check_partitions(specs, existing)
+        existing = _all_partition_counts(admin, max(0.1, deadline - time.monotonic()), connection)
+        if exact:
+            _check_partitions(specs, existing)
         invisible = [name for name in names if name not in existing]
         if not invisible:
-            return
+            return {name: existing[name] for name in names}
         if time.monotonic() >= deadline:
             raise KafkaAdminError(f"topics not visible after {timeout:.1f} s: {invisible}")
         time.sleep(0.1)
@@ -185,35 +252,41 @@ def _check_partitions(specs: Sequence[TopicSpec], existing: Mapping[str, int]) -
             )
 
 
-def partition_count(bootstrap_servers: str, topic: str, timeout: float = 10.0) -> int:
+def partition_counts(connection: Connection, timeout: float = 10.0) -> dict[str, int]:
+    """Partition count of every existing topic."""
+    return _all_partition_counts(_admin(connection), timeout, connection)
+
+
+def partition_count(connection: Connection, topic: str, timeout: float = 10.0) -> int:
     """Number of partitions of ``topic``; ``UnknownTopicError`` if it does not exist.
 
     Never auto-creates the topic (it lists all topics instead of asking for this one).
     """
-    counts = _all_partition_counts(_admin(bootstrap_servers), timeout)
+    counts = partition_counts(connection, timeout)
     if topic not in counts:
         raise UnknownTopicError(f"topic {topic!r} does not exist")
     return counts[topic]
 
 
 def ensure_present(
-    bootstrap_servers: str, specs: Sequence[TopicSpec], create: bool
+    connection: Connection, specs: Sequence[TopicSpec], create: bool
 ) -> dict[str, int]:
-    """Partition count of each topic; a missing one is created as its spec says when `create`
-    (else UnknownTopicError). An existing topic is taken as it is, whatever its partitions."""
-    counts: dict[str, int] = {}
-    for spec in specs:
-        try:
-            counts[spec.name] = partition_count(bootstrap_servers, spec.name)
-        except UnknownTopicError:
-            if not create:
-                raise
-            ensure_topics(bootstrap_servers, [spec])
-            counts[spec.name] = spec.partitions
-    return counts
+    """Partition count of each topic; missing ones are created as their specs say when `create`
+    (else UnknownTopicError naming them all and the command that creates them). An existing
+    topic is taken as it is, whatever its partitions — also one a concurrent process created
+    first with another count: each caller decides whether that count works for it."""
+    existing = partition_counts(connection)
+    missing = list({spec.name: spec for spec in specs if spec.name not in existing}.values())
+    if missing and not create:
+        names = ", ".join(repr(spec.name) for spec in missing)
+        plural = "s do" if len(missing) > 1 else " does"
+        raise UnknownTopicError(f"topic{plural} not exist: {names}; {CREATE_TOPICS_HINT}")
+    if missing:
+        existing = {**existing, **ensure_topics(connection, missing, exact=False)}
+    return {spec.name: existing[spec.name] for spec in specs}
 
 
-def watermark_consumer_config(bootstrap_servers: str) -> dict[str, Any]:
+def watermark_consumer_config(connection: Connection) -> dict[str, Any]:
     """Consumer settings ``high_watermarks`` needs; use them to build a consumer to pass it.
 
     Partition EOF events are how we know a fetch response (which carries the high watermark) has
@@ -222,7 +295,7 @@ def watermark_consumer_config(bootstrap_servers: str) -> dict[str, Any]:
     to (assign-mode only) but librdkafka requires one.
     """
     return {
-        "bootstrap.servers": bootstrap_servers,
+        **client_config(connection),
         "group.id": f"metrics-pipeline-watermarks-{uuid.uuid4().hex[:12]}",
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
@@ -237,7 +310,7 @@ def watermark_consumer_config(bootstrap_servers: str) -> dict[str, Any]:
 
 
 def high_watermarks(
-    consumer_or_bootstrap: Consumer | str, topic: str, timeout: float = 10.0
+    consumer_or_bootstrap: Consumer | Connection, topic: str, timeout: float = 10.0
 ) -> dict[int, int]:
     """Return ``{partition: end offset}`` of ``topic``, read from fetch responses.
 
@@ -248,8 +321,8 @@ def high_watermarks(
     replaced and left empty afterwards. Raises ``UnknownTopicError`` if the topic does not exist
     and ``KafkaAdminError`` if some partition does not report its end within ``timeout``.
     """
-    if isinstance(consumer_or_bootstrap, str):
-        consumer = Consumer(watermark_consumer_config(consumer_or_bootstrap))
+    if not isinstance(consumer_or_bootstrap, Consumer):
+        consumer = new_client(Consumer, watermark_consumer_config(consumer_or_bootstrap))
         try:
             return _fetch_high_watermarks(consumer, topic, timeout)
         finally:

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 from pipeline.core.checkpoint import Checkpoint
 from pipeline.errors import CheckpointError
-from pipeline.kafka.clients import OutputProducer
+from pipeline.kafka.clients import Connection, OutputProducer
 from pipeline.kafka.reader import ReadError, read_to_end
 
 
@@ -25,7 +25,7 @@ def checkpoint_key(group_id: str, topic: str, partition: int) -> bytes:
 class CheckpointStore:
     def __init__(
         self,
-        bootstrap_servers: str,
+        bootstrap_servers: Connection,
         topic: str,
         group_id: str,
         partitions: int,

@@ -4,12 +4,13 @@ the clients' error callbacks say about Kafka's reachability (for /readyz and exi
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, Message, Producer
 
 from pipeline.errors import PipelineError
+from pipeline.kafka.logs import librdkafka_logger
 from pipeline.observability import Health
 
 # Client errors that mean Kafka cannot be reached (as opposed to one request failing).
@@ -27,9 +28,32 @@ class DeliveryError(PipelineError):
     """Kafka did not accept an output record; the batch must not be committed."""
 
 
-def producer_config(bootstrap_servers: str, extra: dict[str, str]) -> dict[str, Any]:
+#: Where a client connects and how: a bare bootstrap address, or a process's whole client
+#: configuration (CommonSettings.client_config(): bootstrap, kafka_config, secrets from files).
+Connection = str | Mapping[str, str]
+
+
+def client_config(connection: Connection) -> dict[str, Any]:
+    """What every producer, consumer and admin client of the pipeline starts from: the
+    connection's settings, with librdkafka's log lines routed through structlog (rate-limited)."""
+    base: dict[str, Any] = (
+        {"bootstrap.servers": connection} if isinstance(connection, str) else dict(connection)
+    )
+    base["logger"] = librdkafka_logger()
+    # Idle connections are closed by brokers routinely; not worth a log line each time.
+    base.setdefault("log.connection.close", False)
+    return base
+
+
+def admin_config(connection: Connection) -> dict[str, Any]:
+    return client_config(connection)
+
+
+def producer_config(
+    connection: Connection, extra: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The pipeline's producer defaults; the connection's settings and `extra` win over them."""
     return {
-        "bootstrap.servers": bootstrap_servers,
         "acks": "all",
         # Idempotence keeps per-partition order across retries: forwarded input relies on it.
         "enable.idempotence": True,
@@ -40,21 +64,22 @@ def producer_config(bootstrap_servers: str, extra: dict[str, str]) -> dict[str, 
         "queue.buffering.max.messages": 1_000_000,
         "queue.buffering.max.kbytes": 1_048_576,
         "message.max.bytes": 8_388_608,
-        # Idle connections are closed by brokers routinely; not worth a log line each time.
-        "log.connection.close": False,
         # librdkafka backs off up to 10 s between reconnects by default: a broker back after a
         # short restart would wait that long for traffic to resume.
         "reconnect.backoff.max.ms": 1000,
-        **extra,
+        **client_config(connection),
+        **(extra or {}),
     }
 
 
 def consumer_config(
-    bootstrap_servers: str, group_id: str, session_timeout_ms: int, extra: dict[str, str]
+    connection: Connection,
+    group_id: str,
+    session_timeout_ms: int,
+    extra: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
+    """The pipeline's consumer defaults; the connection's settings and `extra` win over them."""
     return {
-        "bootstrap.servers": bootstrap_servers,
-        "group.id": group_id,
         # Offsets are committed by hand, only up to what open windows no longer need.
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
@@ -67,11 +92,12 @@ def consumer_config(
         "fetch.max.bytes": 52_428_800,
         "max.partition.fetch.bytes": 8_388_608,
         "queued.min.messages": 200_000,
-        "log.connection.close": False,
         # Tansu holds a fetch that includes an empty partition for the full wait.
         "fetch.wait.max.ms": 25,
         "reconnect.backoff.max.ms": 1000,
-        **extra,
+        **client_config(connection),
+        "group.id": group_id,
+        **(extra or {}),
     }
 
 

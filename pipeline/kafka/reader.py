@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
 from pipeline.errors import PipelineError
+from pipeline.kafka.clients import Connection, client_config
 
 
 class ReadError(PipelineError):
@@ -20,7 +21,7 @@ class ReadError(PipelineError):
 
 
 def read_to_end(
-    bootstrap_servers: str,
+    bootstrap_servers: Connection,
     topic: str,
     partitions: Iterable[int],
     extra_config: dict[str, str] | None = None,
@@ -32,7 +33,7 @@ def read_to_end(
         return
     consumer = Consumer(
         {
-            "bootstrap.servers": bootstrap_servers,
+            **client_config(bootstrap_servers),
             "group.id": f"metrics-pipeline-reader-{uuid.uuid4().hex[:12]}",
             "enable.auto.commit": False,
             "enable.partition.eof": True,

@@ -39,6 +39,7 @@ from pipeline.kafka.clients import (
 from pipeline.kafka.deadletter import reject_records
 from pipeline.kafka.partitioner import OwnerPartitions
 from pipeline.observability import Health, WorkerMetrics
+from pipeline.selfmetrics import stage_self_metrics
 from pipeline.settings import StageSettings
 
 log = structlog.get_logger("stage")
@@ -162,7 +163,7 @@ class PartitionedStage(ABC, Generic[StateT]):
     def _prepare_topics(self) -> None:
         s = self.settings
         (n,) = ensure_present(
-            s.bootstrap_servers, [TopicSpec(s.source_topic, s.topic_partitions)], s.create_topics
+            s.client_config(), [TopicSpec(s.source_topic, s.topic_partitions)], s.create_topics
         ).values()
         self.input_partitions = n
         outputs = [
@@ -173,7 +174,7 @@ class PartitionedStage(ABC, Generic[StateT]):
         side = self._side_topic(n)
         if side is not None:
             outputs.append(side)
-        counts = ensure_present(s.bootstrap_servers, outputs, s.create_topics)
+        counts = ensure_present(s.client_config(), outputs, s.create_topics)
         if side is not None and counts[side.name] != n:
             raise PipelineError(
                 f"topic {side.name!r} has {counts[side.name]} partitions, but {s.source_topic!r} "
@@ -182,11 +183,7 @@ class PartitionedStage(ABC, Generic[StateT]):
         self.side_topic = None if side is None else side.name
         self.rollup_owner = OwnerPartitions(counts[s.rollup_topic])
         self.checkpoints = CheckpointStore(
-            s.bootstrap_servers,
-            s.checkpoint_topic,
-            s.consumer_group,
-            counts[s.checkpoint_topic],
-            s.kafka_config,
+            s.client_config(), s.checkpoint_topic, s.consumer_group, counts[s.checkpoint_topic]
         )
         self._topics_ready(n)
 
@@ -268,12 +265,10 @@ class PartitionedStage(ABC, Generic[StateT]):
         self._prepare_topics()
         m = self.metrics
         kafka = KafkaStatus(s.bootstrap_servers, self.health, m.kafka_reachable, m.produce_errors)
-        self.producer = OutputProducer(producer_config(s.bootstrap_servers, s.kafka_config), kafka)
+        self.producer = OutputProducer(producer_config(s.client_config()), kafka)
         consumer = Consumer(
             {
-                **consumer_config(
-                    s.bootstrap_servers, s.consumer_group, s.session_timeout_ms, s.kafka_config
-                ),
+                **consumer_config(s.client_config(), s.consumer_group, s.session_timeout_ms),
                 # Range gives partition N of the source and of the side topic to one member.
                 "partition.assignment.strategy": "range",
                 "error_cb": kafka.on_error,  # unreachable Kafka → not ready, with the reason
@@ -456,6 +451,14 @@ class PartitionedStage(ABC, Generic[StateT]):
 
     def _commit(self, consumer: Consumer, partitions: list[int], force: bool = False) -> None:
         started = time.perf_counter()
+        # Every tick, committing or not: lags move while nothing is dirty, windows close idle.
+        truth = stage_self_metrics(self.metrics.registry)
+        marks = {p: o.state.watermark for p, o in self.owned.items()}
+        truth.refresh(consumer, self.settings.source_topic, marks)
+        watermarks = [w for w in marks.values() if w > 0]  # partitions without data have none
+        if watermarks:
+            self.metrics.watermark_lag.set(time.time() - min(watermarks) / 1000.0)
+        self.metrics.open_windows.set(self.open_windows)
         todo = [p for p in partitions if p in self.owned and (force or self.owned[p].dirty)]
         if not todo or self._failed:
             return
@@ -473,6 +476,7 @@ class PartitionedStage(ABC, Generic[StateT]):
         self.producer.flush()
         try:
             consumer.commit(offsets=offsets, asynchronous=False)
+            truth.checkpointed()
         except Exception as exc:
             self._log.warning("offset commit failed", error=str(exc))
         lag = 0
@@ -483,7 +487,4 @@ class PartitionedStage(ABC, Generic[StateT]):
             owned.dirty = False
             lag += owned.state.next_offset - tp.offset
         self.metrics.commit_lag.set(lag)
-        watermarks = [o.state.watermark for o in self.owned.values()]
-        if watermarks and min(watermarks) > 0:
-            self.metrics.watermark_lag.set(time.time() - min(watermarks) / 1000.0)
         self.metrics.flush_duration.observe(time.perf_counter() - started)

@@ -10,6 +10,7 @@ from typing import Any
 from confluent_kafka import KafkaError, Producer
 
 from pipeline.errors import PipelineError
+from pipeline.kafka.clients import Connection, client_config
 from pipeline.loadgen.partitioning import PartitionerChoice, partitioner_choice
 from pipeline.loadgen.spec import Message
 
@@ -34,7 +35,7 @@ class ProduceStats:
 
 
 def producer_config(
-    bootstrap_servers: str, partitioner: str = "murmur2_random", **overrides: Any
+    bootstrap_servers: Connection, partitioner: str = "murmur2_random", **overrides: Any
 ) -> dict[str, Any]:
     """librdkafka settings for load generation; `overrides` use librdkafka names with _ for .
 
@@ -43,7 +44,7 @@ def producer_config(
     benchmarks measure; `metrics-pipeline load --partitioner` imitates other clients.
     """
     conf: dict[str, Any] = {
-        "bootstrap.servers": bootstrap_servers,
+        **client_config(bootstrap_servers),
         "partitioner": partitioner,
         "linger.ms": 20,
         "batch.num.messages": 100_000,
@@ -63,7 +64,7 @@ def producer_config(
 
 
 def produce(
-    bootstrap_servers: str,
+    bootstrap_servers: Connection,
     topic: str,
     messages: Iterable[Message],
     *,

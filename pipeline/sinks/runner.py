@@ -121,7 +121,7 @@ class SinkRunner:
         # librdkafka would only notice a topic created later at its next metadata refresh (5 min).
         s = self.settings
         specs = [TopicSpec(topic, s.topic_partitions) for topic in [s.deadletter_topic, *s.topics]]
-        ensure_present(s.bootstrap_servers, specs, s.create_topics)
+        ensure_present(s.client_config(), specs, s.create_topics)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         consumer.assign(partitions)
@@ -148,10 +148,8 @@ class SinkRunner:
         """Consume, store and commit until `stop` is set; then finish or abandon the batch."""
         s = self.settings
         self._prepare_topics()
-        self.producer = OutputProducer(producer_config(s.bootstrap_servers, s.kafka_config))
-        consumer = Consumer(
-            consumer_config(s.bootstrap_servers, s.group_id, s.session_timeout_ms, s.kafka_config)
-        )
+        self.producer = OutputProducer(producer_config(s.client_config()))
+        consumer = Consumer(consumer_config(s.client_config(), s.group_id, s.session_timeout_ms))
         consumer.subscribe(
             s.topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
         )

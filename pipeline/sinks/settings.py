@@ -24,7 +24,11 @@ class SinkSettings(CommonSettings):
     retry_initial: str = Field("200ms", description="First back-off after a retryable failure.")
     retry_max: str = Field("30s", description="Back-off cap while the store stays unavailable.")
     session_timeout_ms: int = Field(10_000, ge=1000)
-    create_topics: bool = True
+    create_topics: bool = Field(
+        False,
+        description="Create missing topics (single replica); off: verify them, and name "
+        "`metrics-pipeline topics create` when one is missing.",
+    )
     topic_partitions: int = Field(8, ge=1, description="Partitions of topics this process creates.")
 
     @field_validator("batch_interval", "retry_initial", "retry_max")

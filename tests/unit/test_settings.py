@@ -279,3 +279,68 @@ def test_tier_chain_steps_double_their_idle_timeout_and_name_their_groups() -> N
 def test_a_tier_chain_must_grow_by_whole_multiples(chain: list[str]) -> None:
     with pytest.raises(ValidationError):
         TierSettings(chain=chain)
+
+
+# -- Kafka client settings ----------------------------------------------------------------------
+
+
+def test_yaml_numbers_and_booleans_become_librdkafka_strings(tmp_path: Path) -> None:
+    path = write_yaml(
+        tmp_path,
+        "kafka_config:\n  socket.timeout.ms: 5000\n  enable.ssl.certificate.verification: false\n"
+        "  sasl.mechanism: SCRAM-SHA-512\n",
+    )
+    s = load_settings(WorkerSettings, path)
+    assert s.kafka_config == {
+        "socket.timeout.ms": "5000",
+        "enable.ssl.certificate.verification": "false",
+        "sasl.mechanism": "SCRAM-SHA-512",
+    }
+
+
+def test_bootstrap_only_in_kafka_config_reaches_every_client(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(PREFIX + "KAFKA_CONFIG", '{"bootstrap.servers": "kafka-0:9093"}')
+    s = load_settings(WorkerSettings)
+    assert s.bootstrap_servers == "kafka-0:9093"
+    assert s.client_config()["bootstrap.servers"] == "kafka-0:9093"
+
+
+def test_two_different_bootstrap_addresses_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(PREFIX + "KAFKA_CONFIG", '{"bootstrap.servers": "kafka-0:9093"}')
+    with pytest.raises(ConfigError, match="differ"):
+        load_settings(WorkerSettings, bootstrap_servers="other:9092")
+
+
+def test_secrets_come_from_files(tmp_path: Path) -> None:
+    secret = tmp_path / "password"
+    secret.write_text("s3cret\n")  # as a mounted Secret often ends
+    path = write_yaml(
+        tmp_path,
+        "kafka_config:\n  sasl.username: metrics\n"
+        f"kafka_config_files:\n  sasl.password: {secret}\n",
+    )
+    config = load_settings(WorkerSettings, path).client_config()
+    assert config["sasl.password"] == "s3cret"
+    assert config["sasl.username"] == "metrics"
+
+
+def test_unreadable_secret_file_names_the_setting(tmp_path: Path) -> None:
+    s = load_settings(WorkerSettings, kafka_config_files={"sasl.password": tmp_path / "absent"})
+    with pytest.raises(ConfigError, match=r"sasl\.password .*absent"):
+        s.client_config()
+
+
+def test_processes_verify_topics_by_default() -> None:
+    assert load_settings(WorkerSettings).create_topics is False
+    assert load_settings(TierSettings).create_topics is False
+
+
+def test_topic_settings_are_checked() -> None:
+    with pytest.raises(ConfigError, match="unknown topic role"):
+        load_settings(WorkerSettings, topic_retention={"rawest": "1d"})
+    with pytest.raises(ConfigError, match="compacted"):
+        load_settings(WorkerSettings, topic_retention={"checkpoints": "1d"})
+    with pytest.raises(ConfigError, match="as many partitions as raw"):
+        load_settings(WorkerSettings, topic_partitions_by_role={"repartition": 3})

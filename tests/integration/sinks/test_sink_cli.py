@@ -34,6 +34,7 @@ def test_cli_stores_serves_metrics_and_stops_on_sigterm(
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("METRICS_PIPELINE_")} | {
         "METRICS_PIPELINE_SESSION_TIMEOUT_MS": "6000",
+        "METRICS_PIPELINE_CREATE_TOPICS": "true",  # its dead-letter topic is new
         "METRICS_PIPELINE_DEADLETTER_TOPIC": f"deadletter-cli-{unique_name}",
         "METRICS_PIPELINE_BATCH_RECORDS": "100",
     }
