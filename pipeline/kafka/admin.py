@@ -1,6 +1,6 @@
 """Topic administration and partition ends that work on Kafka and on the Tansu test broker.
 
-Two Tansu behaviours shape this module (measured on Tansu 0.6.0, see DESIGN.md §4):
+Two Tansu behaviours shape this module (measured on Tansu 0.6.0):
 
 * A metadata request that *names* a topic auto-creates it (with Tansu's default partition count),
   so existence checks here always list all topics and look the name up.
