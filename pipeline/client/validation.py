@@ -9,6 +9,7 @@ the record) is checked against the same limits.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -82,10 +83,10 @@ class SampleChecker:
             sid, ts, as_float, iid = self._validator.sample(sample)
         except Invalid as exc:
             raise InvalidSampleError(exc.reason, exc.detail) from None
-        if not abs(as_float) <= MAX_ABS_VALUE:  # also catches NaN
-            raise InvalidSampleError(
-                Reason.NON_FINITE_VALUE, f"value is NaN, infinite or beyond ±{MAX_ABS_VALUE:g}"
-            )
+        if not math.isfinite(as_float):
+            raise InvalidSampleError(Reason.NON_FINITE_VALUE, "value is NaN or infinite")
+        if abs(as_float) > MAX_ABS_VALUE:  # as the worker: sums must stay finite
+            raise InvalidSampleError(Reason.VALUE_OUT_OF_RANGE, f"value beyond ±{MAX_ABS_VALUE:g}")
         identity = self._series.identities[sid]
         if identity.kind is MetricKind.COUNTER_DELTA and as_float < 0:
             raise InvalidSampleError(

@@ -206,7 +206,7 @@ BAD = {
     "too_many_labels": sample(labels={f"l{i}": "x" for i in range(17)}),
     "unknown_metric_type": sample(type="histogram"),
     "wrong_type": sample(value=True),
-    "non_finite_value": sample(value=1e295),  # JSON has no NaN: beyond ±MAX_ABS_VALUE instead
+    "value_out_of_range": sample(value=1e295),  # finite, but sums of such values would not be
     "negative_delta_counter": sample(type="counter", unit=None, value=-1),
     "missing_instance": sample(type="counter", temporality="cumulative", unit=None),
     "ts_too_old": sample(ts=NOW - 7 * 3_600_000),
@@ -373,3 +373,11 @@ def test_concurrent_callers_keep_every_sample_in_order() -> None:
         body = orjson.loads(record.value)
         values[body["name"]].extend(body["value"])
     assert values == {f"t{n}": [float(i) for i in range(per_thread)] for n in range(threads)}
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_values_are_refused_at_the_call_site(value: float) -> None:
+    # JSON cannot carry them, so the worker never sees one: the client says why instead.
+    with pytest.raises(InvalidSampleError) as caught:
+        SampleChecker().check(dict(sample(value=value)), NOW)
+    assert caught.value.reason == "non_finite_value"
