@@ -113,7 +113,10 @@ def test_live_stream_with_any_partitioner_loses_nothing(
     kafka_bootstrap: str, unique_name: str, partitioner: str
 ) -> None:
     workload = generate(spec(60_000))
-    settings = worker_settings(kafka_bootstrap, unique_name)
+    # Event time runs ~40x faster than the wall clock here, and on a loaded machine one
+    # partition's delivery can lag the others' by seconds: an idle timeout shorter than that
+    # lag would (rightly, see the README's idle rule) move the lagging partition's clock on.
+    settings = worker_settings(kafka_bootstrap, unique_name, idle_timeout="8s")
     ensure_topics(kafka_bootstrap, [TopicSpec(settings.input_topic, PARTITIONS)])
     with worker_thread(settings):
         for chunk in workload.chunks(chunk_samples=4_000):
