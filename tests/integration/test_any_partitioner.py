@@ -246,7 +246,7 @@ def test_a_worker_stopped_while_producers_keep_sending_loses_nothing(
         time.sleep(15)
         second.send_signal(signal.SIGTERM)
         second.wait(30)
-        time.sleep(float(os.environ.get("STOPPED_WORKER_SECONDS", "60")))
+        time.sleep(float(os.environ.get("STOPPED_WORKER_SECONDS", "20")))
         second = worker_process(settings, logs[1])
         time.sleep(15)
         done.set()
