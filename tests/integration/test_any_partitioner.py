@@ -208,7 +208,7 @@ def test_a_worker_stopped_while_producers_keep_sending_loses_nothing(
     kafka_bootstrap: str, unique_name: str, tmp_path: Any
 ) -> None:
     """Live producers (event time = now, librdkafka's default partitioner) keep sending while
-    one of two workers is stopped for a minute and then started again: the other takes its
+    one of two workers is stopped for 20 s and then started again: the other takes its
     partitions over, hands them back, and not one sample is late."""
     import threading
 
