@@ -85,17 +85,10 @@ class BatchHandler(Protocol):
 class GroupSettings(Protocol):
     """The settings a group member reads (every consumer process's settings have them)."""
 
-    @property
-    def group_id(self) -> str: ...
-
-    @property
-    def session_timeout_ms(self) -> int: ...
-
-    @property
-    def create_topics(self) -> bool: ...
-
-    @property
-    def topic_partitions(self) -> int: ...
+    group_id: str
+    session_timeout_ms: int
+    create_topics: bool
+    topic_partitions: int
 
     def client_config(self) -> dict[str, str]: ...
 
@@ -103,14 +96,9 @@ class GroupSettings(Protocol):
 class ConsumerMetrics(Protocol):
     """The gauges a group member keeps (each process names them in its own metric family)."""
 
-    @property
-    def assigned(self) -> Gauge: ...
-
-    @property
-    def paused(self) -> Gauge: ...
-
-    @property
-    def commit_lag(self) -> Gauge: ...
+    assigned: Gauge
+    paused: Gauge
+    commit_lag: Gauge
 
 
 def prepare_topics(
