@@ -184,10 +184,10 @@ def test_a_rebalance_during_an_outage_commits_nothing_for_revoked_partitions(
             time.sleep(0.1)
         with runner_thread(settings) as second:  # same group: takes some partitions over
             deadline = time.monotonic() + 60
-            while not second._assigned:
+            while not second.group.assigned:
                 assert time.monotonic() < deadline, "the second member never got partitions"
                 time.sleep(0.1)
-            moved = set(second._assigned)
+            moved = set(second.group.assigned)
             victoria_metrics.start()
             ends = topic_ends(kafka_bootstrap, [topic])
             deadline = time.monotonic() + 90
