@@ -38,7 +38,7 @@ from pipeline.kafka.clients import (
 )
 from pipeline.kafka.deadletter import reject_records
 from pipeline.kafka.partitioner import OwnerPartitions
-from pipeline.observability import Health, WorkerMetrics
+from pipeline.observability import Health, StageMetrics
 from pipeline.selfmetrics import stage_self_metrics
 from pipeline.settings import StageSettings
 
@@ -85,11 +85,11 @@ class PartitionedStage(ABC, Generic[StateT]):
     def __init__(
         self,
         settings: StageSettings,
-        metrics: WorkerMetrics | None = None,
+        metrics: StageMetrics | None = None,
         health: Health | None = None,
     ) -> None:
         self.settings = settings
-        self.metrics = metrics or WorkerMetrics()
+        self.metrics = metrics or StageMetrics()
         self.health = health or Health()
         self.owned: dict[int, OwnedPartition[StateT]] = {}
         self._first_input_seen = False
