@@ -191,14 +191,10 @@ def run_once(
     runner_only = encoder_only = warm_encoder = None
     if split:
         runner_only = runner_cpu(_discarding(settings, name), ends)
-        bodies = [orjson.loads(m.value) for m in messages]
+        raws = [m.value for m in messages]
         encoder = RollupEncoder(naming)
-        encoder_only, _ = encoder_cpu(
-            bodies, naming, batch_records, max_samples_per_request, encoder
-        )
-        warm_encoder, _ = encoder_cpu(
-            bodies, naming, batch_records, max_samples_per_request, encoder
-        )
+        encoder_only, _ = encoder_cpu(raws, naming, batch_records, max_samples_per_request, encoder)
+        warm_encoder, _ = encoder_cpu(raws, naming, batch_records, max_samples_per_request, encoder)
     expected = rollups * samples_per_rollup(naming)
     return SinkBenchResult(
         tsdb=kind,

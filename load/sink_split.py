@@ -3,9 +3,9 @@ commits) versus the encoder (names, labels, protobuf, snappy), each measured on 
 
 - `runner_cpu`: a SinkRunner with a sink that stores nothing consumes the same topic (a fresh
   group) — what the sink process spends before any remote-write code runs.
-- `encoder_cpu`: the same rollup bodies through a fresh RollupEncoder in runner batches and
-  request assembly (with metadata and snappy) in requests of `max_samples_per_request`, as
-  RemoteWriteSink does — no HTTP, no sharding.
+- `encoder_cpu`: the same records parsed and encoded by a RollupEncoder in runner batches, laid
+  out and cut into compressed requests (with metadata) of `max_samples_per_request`, as
+  RemoteWriteSink does — no HTTP, no threads.
 The end-to-end sink CPU minus both is the HTTP client and the thread pool.
 """
 
@@ -14,13 +14,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+
+import numpy as np
 
 from pipeline.sinks.base import Rejection, SinkRecord
-from pipeline.sinks.remote_write.encode import request_body, unique_rollups
+from pipeline.sinks.remote_write.encode import request_body
 from pipeline.sinks.remote_write.metadata import MetadataSchedule
 from pipeline.sinks.remote_write.naming import Scheme
-from pipeline.sinks.remote_write.rollup_encoder import EncodedRollup, RollupEncoder
+from pipeline.sinks.remote_write.rollup_encoder import RollupEncoder
 from pipeline.sinks.runner import SinkRunner
 from pipeline.sinks.settings import SinkSettings
 
@@ -30,6 +31,7 @@ class DiscardingSink:
 
     name = "discard"
     reads_digest = False  # as remote-write: the runner's cost for that sink
+    parses_records = True
 
     def write(self, batch: Sequence[SinkRecord]) -> list[Rejection]:
         return []
@@ -58,40 +60,30 @@ def runner_cpu(settings: SinkSettings, ends: dict[tuple[str, int], int]) -> floa
 
 
 def encoder_cpu(
-    bodies: Sequence[dict[str, Any]],
+    raws: Sequence[bytes],
     naming: Scheme,
     batch_records: int,
     max_samples: int,
     encoder: RollupEncoder | None = None,
+    shards: int = 4,
 ) -> tuple[float, int]:
-    """(CPU seconds, samples) to encode `bodies` in runner batches of `batch_records` into
-    compressed requests of at most `max_samples`: with a fresh encoder (every series' plan built
-    on the way, as after a start) or a given one (warm: the steady state of a long run)."""
+    """(CPU seconds, samples) to parse and encode `raws` (rollup records) in runner batches of
+    `batch_records` into compressed requests of at most `max_samples`, as RemoteWriteSink does
+    but without HTTP and threads: with a fresh encoder (every series' plan built on the way, as
+    after a start) or a given one (warm: the steady state of a long run)."""
     encoder = encoder or RollupEncoder(naming)
     schedule = MetadataSchedule(600.0)
     before = time.process_time()
     samples = 0
-    request: list[EncodedRollup] = []
-    size = 0
-    encoded: list[EncodedRollup] = []
-    for start in range(0, len(bodies), batch_records):
-        for result in encoder.encode_batch(bodies[start : start + batch_records]):
-            assert not isinstance(result, Exception), result
-            encoded.append(result)
-    for rollup in encoded:
-        if request and size + rollup.samples > max_samples:
-            samples += _assemble(request, schedule)
-            request, size = [], 0
-        request.append(rollup)
-        size += rollup.samples
-    if request:
-        samples += _assemble(request, schedule)
+    for start in range(0, len(raws), batch_records):
+        encoded = encoder.encode_batch(raws[start : start + batch_records])
+        assert not encoded.errors, encoded.errors[:1]
+        hashes = np.fromiter((p.key_hash for p in encoded.plans), np.int64, len(encoded.plans))
+        layout = encoded.layout(hashes % shards, shards)
+        for lo, hi in layout.shard_ranges:
+            for a, b in layout.requests(lo, hi, max_samples):
+                metadata = schedule.pending(layout.plans[a:b])
+                request_body(layout.body(a, b), metadata.body)
+                schedule.sent(metadata)
+                samples += layout.samples(a, b)
     return time.process_time() - before, samples
-
-
-def _assemble(request: list[EncodedRollup], schedule: MetadataSchedule) -> int:
-    rollups = unique_rollups(request)
-    metadata = schedule.pending(r.plan for r in rollups)
-    request_body(rollups, metadata.body)
-    schedule.sent(metadata)
-    return sum(r.samples for r in rollups)

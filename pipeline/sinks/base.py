@@ -16,7 +16,8 @@ from typing import Any, Protocol
 
 @dataclass(frozen=True, slots=True)
 class SinkRecord:
-    """One decoded rollup with where it came from (rollup.schema.json is the body's contract)."""
+    """One decoded rollup with where it came from (rollup.schema.json is the body's contract).
+    `body` is empty for a sink with `parses_records = True`, which parses `raw` itself."""
 
     topic: str
     partition: int
