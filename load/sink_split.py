@@ -11,6 +11,7 @@ The end-to-end sink CPU minus both is the HTTP client and the thread pool.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -24,6 +25,46 @@ from pipeline.sinks.remote_write.naming import Scheme
 from pipeline.sinks.remote_write.rollup_encoder import RollupEncoder
 from pipeline.sinks.runner import SinkRunner
 from pipeline.sinks.settings import SinkSettings
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def thread_cpu() -> dict[int, tuple[str, float]]:
+    """This process's threads: thread id → (name, utime + stime in seconds), from /proc; the
+    name is Python's for Python threads (the kernel's, e.g. `rdk:broker1`, for the others)."""
+    python_names = {t.native_id: t.name for t in threading.enumerate()}
+    out = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat", "rb") as f:
+                head, _, tail = f.read().rpartition(b")")
+        except OSError:  # the thread ended meanwhile
+            continue
+        fields = tail.split()
+        name = python_names.get(int(tid)) or head.partition(b"(")[2].decode(errors="replace")
+        out[int(tid)] = (name, (int(fields[11]) + int(fields[12])) / _CLK_TCK)
+    return out
+
+
+def cpu_by_role(
+    before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]
+) -> dict[str, float]:
+    """CPU seconds between two `thread_cpu` snapshots by role: `runner` (the thread that
+    consumes, parses and encodes: Python names it `Thread-N (run)`), `http` (the sink's request
+    threads), `librdkafka` (the Kafka client's own threads) and `other`."""
+    roles: dict[str, float] = {"runner": 0.0, "http": 0.0, "librdkafka": 0.0, "other": 0.0}
+    for tid, (name, seconds) in after.items():
+        spent = seconds - before.get(tid, (name, 0.0))[1]
+        if name.startswith("remote-write"):
+            role = "http"
+        elif name.startswith("rdk:"):
+            role = "librdkafka"
+        elif name.endswith("(run)"):
+            role = "runner"
+        else:
+            role = "other"
+        roles[role] = round(roles[role] + spent, 2)
+    return roles
 
 
 class DiscardingSink:

@@ -12,16 +12,17 @@ outside 2004–2039 (another varint length) takes the per-rollup `struct` path.
 
 from __future__ import annotations
 
+import bisect
 import struct
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import lru_cache
 from operator import attrgetter, itemgetter, mul, truediv
 from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
-from numpy.typing import NDArray
 
 from pipeline.sinks.remote_write.batch import EncodedBatch
 from pipeline.sinks.remote_write.fields import RollupFields, parse
@@ -30,7 +31,7 @@ from pipeline.sinks.remote_write.wire import (
     MAX_TS,
     MIN_TS,
     TAIL_LEN,
-    label_bytes,
+    label_field,
     series_head,
     timestamp_tail,
 )
@@ -57,51 +58,100 @@ class Packer:
     template: list[bytes | float]
 
 
-@dataclass(slots=True)
-class SeriesPlan:
-    """What one (series, resolution) becomes."""
+@dataclass(frozen=True, slots=True)
+class MetricSpec:
+    """What every series of one metric (name, type, unit, resolution, percentile keys) shares:
+    its outputs' names, how to read their values, their unit conversion and metadata."""
 
-    labels: tuple[bytes, ...]  # encoded label set per output: statistics, then quantiles
+    outputs: tuple[tuple[str, str | None], ...]  # (metric name, quantile) per output
     statistics: Getter  # RollupFields → the statistics' raw values
     quantiles: Getter  # percentiles → the quantiles' raw values
-    multipliers: NDArray[np.float64]  # value in Prometheus' unit = raw * multiplier / divisor
-    divisors: NDArray[np.float64]
+    multipliers: tuple[float, ...]  # value in Prometheus' unit = raw * multiplier / divisor
+    divisors: tuple[float, ...]
+    #: The same as raw float64 bytes: a batch joins them with one bytes.join (numpy's
+    #: concatenate of thousands of tiny arrays costs a microsecond each).
+    multiplier_bytes: bytes
+    divisor_bytes: bytes
     percentile_keys: frozenset[str] | None  # None for counters, whose percentiles are ignored
     families: tuple[Family, ...]
-    packers: dict[int, Packer] = field(default_factory=dict)
-    #: The plan's TimeSeries entries for 7-byte timestamp tails with zeroed holes for the
-    #: doubles (at `value_offsets`) and the tails (`value_offsets + 8`). The offsets and the
-    #: conversion factors are raw int64/float64 bytes: a batch joins them with one bytes.join
-    #: (numpy's concatenate of thousands of tiny arrays costs a microsecond each).
-    template: bytes = b""
-    value_offsets: bytes = b""
-    multiplier_bytes: bytes = b""
-    divisor_bytes: bytes = b""
-    #: The metadata round in which this series' families were last sent (metadata.py).
-    metadata_round: int = -1
-    #: crc32 of the series_key: the sink's shard is this modulo its concurrency.
-    key_hash: int = 0
-    samples: int = field(init=False)
-    has_quantiles: bool = field(init=False)
-    quantile_count: int = field(init=False)
 
-    def __post_init__(self) -> None:
-        # Plain attributes, not properties: read for every rollup.
-        self.samples = len(self.labels)
-        self.has_quantiles = self.percentile_keys is not None
-        self.quantile_count = len(self.percentile_keys or ())
+
+@lru_cache(maxsize=4096)
+def metric_spec(
+    name: str, metric_type: str, unit: str, resolution: str, keys: tuple[str, ...], scheme: Scheme
+) -> MetricSpec:
+    outs = outputs(name, metric_type, unit, resolution, keys, scheme)
+    ordered = [o for o in outs if o.quantile is None] + [o for o in outs if o.quantile is not None]
+    conversions = [o.unit.multiply_divide for o in ordered]
+    multipliers = tuple(m for m, _ in conversions)
+    divisors = tuple(d for _, d in conversions)
+    return MetricSpec(
+        outputs=tuple((o.metric, o.quantile) for o in ordered),
+        statistics=_getter([o.statistic for o in ordered if o.quantile is None], attrgetter),
+        quantiles=_getter([o.statistic for o in ordered if o.quantile is not None], itemgetter),
+        multipliers=multipliers,
+        divisors=divisors,
+        multiplier_bytes=struct.pack(f"<{len(ordered)}d", *multipliers),
+        divisor_bytes=struct.pack(f"<{len(ordered)}d", *divisors),
+        percentile_keys=frozenset(keys) if metric_type != "counter" else None,
+        families=tuple({o.family.name: o.family for o in outs}.values()),
+    )
+
+
+class SeriesPlan:
+    """What one (series, resolution) becomes: its metric's spec and its own label sets, as a
+    template of its TimeSeries entries for 7-byte timestamp tails with zeroed holes for the
+    doubles (at `value_offsets`, raw int64 bytes) and the tails (`value_offsets + 8`)."""
+
+    __slots__ = (
+        "divisor_bytes",
+        "families",
+        "has_quantiles",
+        "key_hash",
+        "labels",
+        "metadata_round",
+        "multiplier_bytes",
+        "packers",
+        "percentile_keys",
+        "quantile_count",
+        "quantiles",
+        "samples",
+        "spec",
+        "statistics",
+        "template",
+        "value_offsets",
+    )
+
+    def __init__(self, spec: MetricSpec, labels: tuple[bytes, ...], key_hash: int) -> None:
+        self.spec = spec
+        self.labels = labels  # encoded label set per output: statistics, then quantiles
+        #: crc32 of the series_key: the sink's shard is this modulo its concurrency.
+        self.key_hash = key_hash
+        #: The metadata round in which this series' families were last sent (metadata.py).
+        self.metadata_round = -1
+        self.packers: dict[int, Packer] = {}
+        # Plain attributes copied from the spec: read for every rollup.
+        self.statistics = spec.statistics
+        self.quantiles = spec.quantiles
+        self.percentile_keys = spec.percentile_keys
+        self.families = spec.families
+        self.multiplier_bytes = spec.multiplier_bytes
+        self.divisor_bytes = spec.divisor_bytes
+        self.samples = len(labels)
+        self.has_quantiles = spec.percentile_keys is not None
+        self.quantile_count = len(spec.percentile_keys or ())
         parts: list[bytes] = []
         offsets: list[int] = []
         size = 0
-        for labels in self.labels:
-            head = series_head(labels, TAIL_LEN - 1)
-            offsets.append(size + len(head))
-            parts += (head, bytes(8 + TAIL_LEN))
-            size += len(head) + 8 + TAIL_LEN
+        hole = bytes(8 + TAIL_LEN)
+        for label_set in labels:
+            head = series_head(label_set, TAIL_LEN - 1)
+            size += len(head)
+            offsets.append(size)
+            parts += (head, hole)
+            size += 8 + TAIL_LEN
         self.template = b"".join(parts)
-        self.value_offsets = np.array(offsets, dtype=np.int64).tobytes()
-        self.multiplier_bytes = self.multipliers.tobytes()
-        self.divisor_bytes = self.divisors.tobytes()
+        self.value_offsets = struct.pack(f"<{len(offsets)}q", *offsets)
 
     def packer(self, tail_len: int) -> Packer:
         found = self.packers.get(tail_len)
@@ -201,9 +251,7 @@ class RollupEncoder:
         if ts < 0:
             raise TypeError(f"window_end is not an epoch-ms time: {ts!r}")
         tail = timestamp_tail(ts)
-        converted = list(
-            map(truediv, map(mul, found, plan.multipliers.tolist()), plan.divisors.tolist())
-        )
+        converted = list(map(truediv, map(mul, found, plan.spec.multipliers), plan.spec.divisors))
         packer = plan.packer(len(tail))
         args = packer.template.copy()
         args[1::3] = converted
@@ -219,7 +267,7 @@ class RollupEncoder:
             raise TypeError("series.labels is not an object")
         resolution = fields.resolution
         metric_type = str(series["type"])
-        outs = outputs(
+        spec = metric_spec(
             str(series["name"]),
             metric_type,
             str(series.get("unit") or ""),
@@ -227,26 +275,32 @@ class RollupEncoder:
             tuple(percentiles) if metric_type != "counter" else (),
             self.scheme,
         )
-        shared = base_labels(
-            str(series["service"]),
-            str(series["region"]),
-            resolution if self.scheme == "flat" else None,
-            {str(k): str(v) for k, v in own.items()},
+        shared = sorted(
+            base_labels(
+                str(series["service"]),
+                str(series["region"]),
+                resolution if self.scheme == "flat" else None,
+                {str(k): str(v) for k, v in own.items()},
+            )
         )
-        stats = [o for o in outs if o.quantile is None]
-        quantiles = [o for o in outs if o.quantile is not None]
-        labels = []
-        for out in stats + quantiles:
-            extra = (("quantile", out.quantile),) if out.quantile is not None else ()
-            labels.append(label_bytes(tuple(sorted((("__name__", out.metric), *shared, *extra)))))
-        conversions = [o.unit.multiply_divide for o in stats + quantiles]
-        return SeriesPlan(
-            labels=tuple(labels),
-            statistics=_getter([o.statistic for o in stats], attrgetter),
-            quantiles=_getter([o.statistic for o in quantiles], itemgetter),
-            multipliers=np.array([m for m, _ in conversions], dtype=np.float64),
-            divisors=np.array([d for _, d in conversions], dtype=np.float64),
-            percentile_keys=frozenset(percentiles) if metric_type != "counter" else None,
-            families=tuple({o.family.name: o.family for o in outs}.values()),
-            key_hash=zlib.crc32(fields.series_key.encode()),
+        # Labels go sorted by name on the wire: the shared ones are encoded once and
+        # `__name__` and `quantile` inserted where they sort (both names are reserved, so
+        # no shared label has them).
+        names = [name for name, _ in shared]
+        encoded = [label_field(name, value) for name, value in shared]
+        name_at = bisect.bisect(names, "__name__")
+        quantile_at = bisect.bisect(names, "quantile")
+        before, middle, after = (
+            b"".join(encoded[:name_at]),
+            b"".join(encoded[name_at:quantile_at]),
+            b"".join(encoded[quantile_at:]),
         )
+        labels = tuple(
+            before
+            + label_field("__name__", metric)
+            + middle
+            + (label_field("quantile", quantile) if quantile is not None else b"")
+            + after
+            for metric, quantile in spec.outputs
+        )
+        return SeriesPlan(spec, labels, zlib.crc32(fields.series_key.encode()))

@@ -12,6 +12,7 @@ request of each family per round.
 
 from __future__ import annotations
 
+import gc
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -47,6 +48,11 @@ class RemoteWriteSink:
         self._pool = ThreadPoolExecutor(self._shards, thread_name_prefix="remote-write")
         self._sent_lock = threading.Lock()
         self.samples_sent = 0  # acknowledged samples (after de-duplication inside a batch)
+        # Everything alive now (modules, clients, settings) lives as long as the process: keep
+        # it out of the cyclic GC's full collections, which otherwise traverse it whenever new
+        # series plans pile up (80 ms per collection, a fifth of the sink's CPU in a start-up).
+        gc.collect()
+        gc.freeze()
 
     def write(self, batch: Sequence[SinkRecord]) -> list[Rejection]:
         encoded = self.encoder.encode_batch([record.raw for record in batch])
