@@ -120,7 +120,7 @@ def encoder_cpu(
         encoded = encoder.encode_batch(raws[start : start + batch_records])
         assert not encoded.errors, encoded.errors[:1]
         hashes = np.fromiter((p.key_hash for p in encoded.plans), np.int64, len(encoded.plans))
-        layout = encoded.layout(hashes % shards, shards)
+        layout = encoded.layout(hashes, shards)
         for lo, hi in layout.shard_ranges:
             for a, b in layout.requests(lo, hi, max_samples):
                 metadata = schedule.pending(layout.plans[a:b])

@@ -2,8 +2,8 @@
 
 `RollupEncoder.encode_batch` leaves per rollup its plan, raw values and timestamp.
 `EncodedBatch.layout(shards)` then, for the whole batch at once with numpy: converts the values to
-Prometheus' units, orders the rollups by (shard, window_end, arrival) — so each shard's rollups
-are contiguous and in time order —, drops exact repeats (a rollup delivered twice: same series,
+Prometheus' units, orders the rollups by (shard, window_end, series hash, arrival) — so each
+shard's rollups are contiguous and in time order —, drops exact repeats (a rollup delivered twice: same series,
 window and values; two different values for one window are both kept, the store decides), joins
 the plans' TimeSeries templates in that order and writes every double and timestamp varint into
 their holes. A request is then a range of rollups, its body a slice of the buffer: no bytes
@@ -89,8 +89,9 @@ class EncodedBatch:
         self.errors = errors
         self.one_offs = one_offs
 
-    def layout(self, shard_of: NDArray[np.int64], shards: int) -> Layout:
-        """The rollups ordered by (shard_of, window_end, batch index), repeats dropped."""
+    def layout(self, key_hash: NDArray[np.int64], shards: int) -> Layout:
+        """The rollups ordered by (shard, window_end, key_hash, batch index), repeats dropped;
+        `key_hash` is each rollup's series hash (its shard is the hash modulo `shards`)."""
         plans, n = self.plans, len(self.plans)
         counts = np.fromiter((p.samples for p in plans), dtype=np.int64, count=n)
         first_sample = np.zeros(n + 1, dtype=np.int64)
@@ -99,9 +100,11 @@ class EncodedBatch:
         divisors = np.frombuffer(b"".join([p.divisor_bytes for p in plans]), np.float64)
         doubles = np.array(self.values, dtype=np.float64) * multipliers / divisors
         stamps = np.array(self.stamps, dtype=np.int64)
-        order = np.lexsort((np.arange(n), stamps, shard_of))
+        shard_of = key_hash % shards
+        # Stable: a series' rollups for one window stay in arrival order, next to each other.
+        order = np.lexsort((key_hash, stamps, shard_of))
         repeats: dict[int, list[int]] = {}
-        dropped = self._exact_repeats(doubles, stamps, first_sample, repeats)
+        dropped = self._exact_repeats(order, key_hash, stamps, doubles, first_sample, repeats)
         if dropped:
             order = order[~np.isin(order, list(dropped))]
         send = order.tolist()
@@ -157,28 +160,29 @@ class EncodedBatch:
 
     def _exact_repeats(
         self,
-        doubles: NDArray[np.float64],
+        order: NDArray[np.intp],
+        key_hash: NDArray[np.int64],
         stamps: NDArray[np.int64],
+        doubles: NDArray[np.float64],
         first_sample: NDArray[np.int64],
         repeats: dict[int, list[int]],
     ) -> set[int]:
         """Rollups (encoding index) that repeat an earlier one exactly; fills `repeats` with
-        kept rollup → batch indexes of its repeats. Rare: numpy finds candidates (same plan and
-        window), Python compares their values."""
-        ids = np.fromiter((id(p) for p in self.plans), dtype=np.uint64, count=len(self.plans))
-        by_key = np.lexsort((np.arange(len(ids)), stamps, ids))
-        same = (ids[by_key][1:] == ids[by_key][:-1]) & (stamps[by_key][1:] == stamps[by_key][:-1])
+        kept rollup → batch indexes of its repeats. Rare: numpy finds the candidates (same
+        series hash and window: adjacent in `order`), Python compares plans and values."""
+        hashes, ends = key_hash[order], stamps[order]
+        same = (hashes[1:] == hashes[:-1]) & (ends[1:] == ends[:-1])
         if not same.any():
             return set()
         run_starts = np.flatnonzero(np.concatenate(([True], ~same)))
-        run_ends = np.append(run_starts[1:], len(by_key))
+        run_ends = np.append(run_starts[1:], len(order))
         several = run_ends - run_starts > 1
         dropped: set[int] = set()
         for lo, hi in zip(run_starts[several].tolist(), run_ends[several].tolist(), strict=True):
-            kept: dict[bytes, int] = {}
-            for k in by_key[lo:hi].tolist():  # in batch order (the sort's last key)
+            kept: dict[tuple[int, bytes], int] = {}
+            for k in order[lo:hi].tolist():  # in batch order (the sort is stable)
                 values = doubles[first_sample[k] : first_sample[k + 1]].tobytes()
-                first = kept.setdefault(values, k)
+                first = kept.setdefault((id(self.plans[k]), values), k)
                 if first != k:
                     dropped.add(k)
                     repeats.setdefault(first, []).append(self.positions[k])

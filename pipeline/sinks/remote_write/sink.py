@@ -64,8 +64,7 @@ class RemoteWriteSink:
             return rejections
         # By series: a series' samples always share a shard (its requests go in time order).
         hashes = np.fromiter((p.key_hash for p in encoded.plans), np.int64, len(encoded.plans))
-        shard_of = hashes % self._shards
-        layout = encoded.layout(shard_of, self._shards)
+        layout = encoded.layout(hashes, self._shards)
         headers = self.client.auth_headers()
         busy = [(lo, hi) for lo, hi in layout.shard_ranges if hi > lo]
         futures = [self._pool.submit(self._send_shard, layout, lo, hi, headers) for lo, hi in busy]

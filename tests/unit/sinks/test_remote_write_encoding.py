@@ -132,8 +132,8 @@ def test_a_batch_is_laid_out_by_shard_and_window_with_exact_repeats_sent_once() 
     raws.insert(2, orjson.dumps(rollup(series_key="other", window_end=ends[0])))
     encoded = RollupEncoder().encode_batch(raws)
     assert not encoded.errors
-    shard_of = np.array([0, 0, 1, 0, 0])  # "other" alone in shard 1
-    layout = encoded.layout(shard_of, 2)
+    key_hash = np.array([0, 0, 1, 0, 0])  # "other" alone in shard 1
+    layout = encoded.layout(key_hash, 2)
     assert layout.positions == [1, 4, 0, 2]  # shard 0 in window order, arrival order within
     assert layout.shard_ranges == [(0, 3), (3, 4)]
     assert layout.repeats == {0: [3]}  # the repeat shares the fate of the rollup it repeats
