@@ -1,13 +1,13 @@
 """A batch of encoded rollups laid out for sending: one buffer, requests are slices of it.
 
 `RollupEncoder.encode_batch` leaves per rollup its plan, raw values and timestamp.
-`EncodedBatch.layout(shards)` then, for the whole batch at once with numpy: converts the values to
-Prometheus' units, orders the rollups by (shard, window_end, series hash, arrival) — so each
-shard's rollups are contiguous and in time order —, drops exact repeats (a rollup delivered twice: same series,
-window and values; two different values for one window are both kept, the store decides), joins
-the plans' TimeSeries templates in that order and writes every double and timestamp varint into
-their holes. A request is then a range of rollups, its body a slice of the buffer: no bytes
-object per rollup, no per-sample Python.
+`EncodedBatch.layout(key_hash, shards)` then, for the whole batch at once with numpy: converts
+the values to Prometheus' units, orders the rollups by (shard, window_end, series hash, arrival)
+— so each shard's rollups are contiguous and in time order —, drops exact repeats (a rollup
+delivered twice: same series, window and values; two different values for one window are both
+kept, the store decides), joins the plans' TimeSeries templates in that order and writes every
+double and timestamp varint into their holes. A request is then a range of rollups, its body a
+slice of the buffer: no bytes object per rollup, no per-sample Python.
 """
 
 from __future__ import annotations
