@@ -204,6 +204,7 @@ class RollupEncoder:
         positions: list[int] = []
         one_offs: dict[int, bytes] = {}
         cache = self._cache
+        add_plan, add_stamp, add_position = plans.append, stamps.append, positions.append
         for i, raw in enumerate(raws):
             fields = parse(raw)
             if isinstance(fields, ValueError):
@@ -226,10 +227,10 @@ class RollupEncoder:
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 errors.append((i, exc))
                 continue
-            plans.append(plan)
+            add_plan(plan)
             values += found
-            stamps.append(ts)
-            positions.append(i)
+            add_stamp(ts)
+            add_position(i)
         return EncodedBatch(plans, values, stamps, positions, errors, one_offs)
 
     def _plan_for(

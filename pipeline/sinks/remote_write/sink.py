@@ -16,6 +16,7 @@ import gc
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from operator import attrgetter
 
 import numpy as np
 
@@ -59,7 +60,7 @@ class RemoteWriteSink:
         if not encoded.plans:
             return rejections
         # By series: a series' samples always share a shard (its requests go in time order).
-        hashes = np.fromiter((p.key_hash for p in encoded.plans), np.int64, len(encoded.plans))
+        hashes = np.fromiter(map(_KEY_HASH, encoded.plans), np.int64, len(encoded.plans))
         layout = encoded.layout(hashes, self._shards)
         headers = self.client.auth_headers()
         busy = [(lo, hi) for lo, hi in layout.shard_ranges if hi > lo]
@@ -105,6 +106,7 @@ class RemoteWriteSink:
 
 
 _frozen = False
+_KEY_HASH = attrgetter("key_hash")
 
 
 def _freeze_long_lived() -> None:
