@@ -5,9 +5,10 @@ sample of a series travels in one shard, and shards are sent in parallel. Inside
 are sent in window order in requests of at most `max_samples_per_request` samples (a rollup's
 samples are never split), one request after another, so each series reaches the store in time
 order. A refused request is bisected until the refused records are isolated: the others land,
-and each refused record becomes a `Rejection` carrying the server's message. Records are encoded
-(rollup_encoder.py) before the shards start; metadata (metadata.py) rides along with the first
-request of each family per round.
+and each refused record becomes a `Rejection` carrying the server's message (with its exact
+repeats, which were not sent). Records are parsed and encoded (fields.py, rollup_encoder.py)
+and laid out as one buffer (batch.py) before the shards start: a request is a slice of it;
+metadata (metadata.py) rides along with the first request of each family per round.
 """
 
 from __future__ import annotations
