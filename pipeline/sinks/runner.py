@@ -106,8 +106,10 @@ class SinkRunner:
     ) -> None:
         self.settings = settings
         self.sink = sink
-        # A sink that never reads the digest (remote-write) gets bodies parsed without it.
+        # A sink that never reads the digest gets bodies parsed without it; one that parses
+        # records itself (remote-write: only the fields it sends, in bulk) gets them unparsed.
         self._wants_digest = getattr(sink, "reads_digest", True)
+        self._parses = getattr(sink, "parses_records", False)
         self.metrics = metrics or SinkMetrics(sink.name)
         self.health = health or Health()
         self.totals = SinkTotals()
@@ -170,6 +172,11 @@ class SinkRunner:
                 batch.started = time.monotonic()
             batch.next_offsets[(topic, partition)] = offset + 1
             raw = msg.value() or b""
+            if self._parses:
+                batch.records.append(
+                    SinkRecord(topic, partition, offset, msg.key() or b"", raw, {})
+                )
+                continue
             body = _decode(raw, self._wants_digest)
             if isinstance(body, str):
                 batch.unreadable.append(Unreadable(topic, partition, offset, raw, body))
