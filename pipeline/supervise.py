@@ -149,6 +149,8 @@ class Supervisor:
         argv = [sys.executable, "-m", "pipeline.cli", "worker", *self._child_args]
         argv += ["--http-host", "127.0.0.1", "--http-port", str(port)]
         process = subprocess.Popen(argv, preexec_fn=_die_with_parent)
+        if child.started:  # this slot's process ran before: a restart
+            self.restarts.inc()
         with self._lock:
             child.process, child.port, child.started = process, port, time.monotonic()
         log.info("worker process started", index=child.index, pid=process.pid)
@@ -180,7 +182,6 @@ class Supervisor:
                 self.merged.retire(child.last_metrics)
                 child.last_metrics = {}
                 child.process = None
-            self.restarts.inc()
 
     def stop(self) -> int:
         """SIGTERM every child, wait for all (SIGKILL after the grace); 0 if all exited 0."""
@@ -216,10 +217,13 @@ class Supervisor:
             live = [c for c in self.children if c.running]
 
         def one(child: Child) -> dict[str, Family]:
+            process = child.process
             status, text = _get(child.url("/metrics"))
-            if status == 200:
-                child.last_metrics = parse_exposition(text)
-            return child.last_metrics
+            with self._lock:
+                # kept only if that process still holds the slot (not retired meanwhile)
+                if status == 200 and child.process is process:
+                    child.last_metrics = parse_exposition(text)
+                return child.last_metrics
 
         if not live:
             return []
