@@ -95,13 +95,34 @@ def main() -> None:
                     bootstrap, topic, PARTITIONS, loaded.messages, 300, settings, batch
                 )
                 runs[name].append(got.to_dict())
+                write(
+                    runs, chosen, loaded.samples, args.rounds
+                )  # a cut-short search keeps its runs
                 print(
                     f"round {round_ + 1} {name:45s} {got.samples_per_s:>10,.0f} samples/s "
                     f"{got.samples_per_cpu_s:>10,.0f} per CPU-s",
                     flush=True,
                 )
+    table = write(runs, chosen, loaded.samples, args.rounds)
+    print("\nranked by median wall throughput:")
+    for row in table:
+        print(
+            f"  {row['name']:45s} {row['median_samples_per_s']:>10,.0f} samples/s "
+            f"{row['median_samples_per_cpu_s']:>10,.0f} per CPU-s"
+        )
+
+
+def write(
+    runs: dict[str, list[dict[str, Any]]],
+    chosen: dict[str, tuple[dict[str, Any], int]],
+    samples: int,
+    rounds: int,
+) -> list[dict[str, Any]]:
+    """Rank the candidates measured so far and write them to load/results; returns the ranking."""
     table = []
     for name, (settings, batch) in chosen.items():
+        if not runs[name]:
+            continue
         table.append(
             {
                 "name": name,
@@ -115,17 +136,11 @@ def main() -> None:
             }
         )
     table.sort(key=lambda row: -row["median_samples_per_s"])
-    print("\nranked by median wall throughput:")
-    for row in table:
-        print(
-            f"  {row['name']:45s} {row['median_samples_per_s']:>10,.0f} samples/s "
-            f"{row['median_samples_per_cpu_s']:>10,.0f} per CPU-s"
-        )
     date = datetime.now(UTC).strftime("%Y-%m-%d")
     path = RESULTS / f"limit-search-{date}.json"
-    doc = {"date": date, "samples": loaded.samples, "rounds": args.rounds, "candidates": table}
+    doc = {"date": date, "samples": samples, "rounds": rounds, "candidates": table}
     path.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
-    print(f"results: {path}")
+    return table
 
 
 if __name__ == "__main__":
