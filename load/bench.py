@@ -10,8 +10,11 @@ Order of work (an embedded Tansu broker is started unless --bootstrap-servers is
    come from t-digests) is pre-loaded and run once through the limit consumer and the worker
    (subprocess, end to end); its timings are discarded, its p50/p99/p99.9 are compared to numpy;
 2. per encoding: the standard workload is pre-loaded (generation and producing are not timed),
-   then each run measures the limit (bare consumer + orjson) and the worker on the same topic and
-   verifies every rollup the worker emitted against the ground truth;
+   then each run measures the limit (bare consumer + orjson), the worker (one process) and, for
+   the encodings in --multi-process (single by default), `worker --processes auto` (one group
+   member per usable CPU) on the same topic, and verifies every rollup each worker emitted
+   against the ground truth. Two ratios per run, both independent of the machine's speed:
+   worker wall throughput ÷ the limit's, and worker CPU per sample ÷ the limit's;
 3. memory per open series-window at the core level (subprocess, see load/memory.py).
 
 Exit status 1 if any verification failed or a run did not complete (a fast wrong answer fails);
@@ -32,14 +35,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from load import report
-from load.limit import measure_limit
+from load.limit import LIMIT_BATCH, LIMIT_SETTINGS, measure_limit
 from load.memory import measure_memory
 from load.scenarios import SCENARIOS, STANDARD_SAMPLES, Loaded, Scenario, hot_scenario, preload
 from load.scenarios import standard_scenario as standard
-from load.verify import Expected, accuracy, expected_windows, verify
-from load.worker_run import run_worker
+from load.verify import Expected, Verification, accuracy, expected_windows, verify
+from load.worker_run import WorkerResult, run_worker
 from pipeline.kafka.broker import EmbeddedBroker
-from pipeline.summary import read_outputs
+from pipeline.summary import OutputSummary, read_outputs
+from pipeline.supervise import process_count
 
 PARTITIONS = 8
 DEFAULT_RESULTS = Path(__file__).resolve().parent / "results"
@@ -56,6 +60,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--hot-samples", type=int, default=300_000, help="0 skips warm-up/accuracy")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per limit/worker run")
     p.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS)
+    p.add_argument(
+        "--multi-process",
+        default="single",
+        help="encodings also run with --processes auto (comma-separated; 'none': no encoding)",
+    )
     args = p.parse_args(argv)
     if args.samples < 1_000 or args.runs < 1:
         p.error("--samples must be >= 1000 and --runs >= 1")
@@ -87,8 +96,11 @@ class Bench:
         )
         return loaded
 
-    def run(self, loaded: Loaded, expected: Expected, label: str) -> dict[str, Any]:
-        """One limit measurement, then one worker run, then verification of its output."""
+    def run(
+        self, loaded: Loaded, expected: Expected, label: str, multi_process: bool = False
+    ) -> dict[str, Any]:
+        """One limit measurement, then one worker run (and one with --processes auto if asked),
+        then verification of each worker's output."""
         out: dict[str, Any] = {}
         try:
             task = self.progress.add_task(f"{label} limit", total=None)
@@ -97,36 +109,57 @@ class Bench:
             )
             self.progress.remove_task(task)
             out["limit"] = limit.to_dict()
-            task = self.progress.add_task(f"{label} worker (rollups)", total=len(expected))
-            worker = run_worker(
-                self.bootstrap,
-                loaded.topic,
-                loaded.scenario.lateness_ms,
-                loaded.samples,
-                len(expected),
-                self.args.timeout,
-                lambda delivered, _: self.progress.update(task, completed=delivered),
+            out["limit"]["settings"] = LIMIT_SETTINGS
+            out["limit"]["batch"] = LIMIT_BATCH
+            self.say(
+                f"  {label}: limit {limit.samples_per_s:,.0f} samples/s, "
+                f"{limit.samples_per_cpu_s:,.0f} per CPU-s"
             )
-            self.progress.remove_task(task)
-            out["worker"] = worker.to_dict()
-            summary = read_outputs(self.bootstrap, worker.rollup_topic, worker.deadletter_topic)
+            for key, processes in [("worker", 1)] + (
+                [("worker_auto", process_count("auto"))] if multi_process else []
+            ):
+                worker, checked, summary = self.run_worker(loaded, expected, label, processes)
+                out[key] = worker.to_dict()
+                out[f"verification{key.removeprefix('worker')}"] = checked.to_dict()
+                if key == "worker":
+                    out["_summary"] = summary
+                self.say(
+                    f"  {label}: worker, {processes} process{'es' if processes > 1 else ''}: "
+                    f"{worker.samples_per_s:,.0f} samples/s "
+                    f"({worker.samples_per_s / limit.samples_per_s:.0%} of the limit), "
+                    f"{worker.samples_per_cpu_s:,.0f} per CPU-s (CPU per sample "
+                    f"{limit.samples_per_cpu_s / worker.samples_per_cpu_s:.2f}× the limit's), "
+                    f"peak RSS {worker.peak_rss_kb / 1024:,.0f} MiB, "
+                    f"p99 delay {worker.delay_p99_s * 1000:.0f} ms · verified "
+                    + (
+                        "[green]OK[/green]"
+                        if checked.ok
+                        else f"[red]FAILED[/red] {checked.problems}"
+                    )
+                )
         except Exception as exc:  # one failed run must not hide the others' results
             out["error"] = f"{type(exc).__name__}: {exc}"
             self.say(f"  [red]{label} failed[/red]: …{out['error'][-1500:]}")
-            return out
-        checked = verify(summary, expected, loaded.workload.truth, loaded.samples)
-        out["verification"] = checked.to_dict()
-        out["_summary"] = summary
-        ratio = worker.samples_per_s / limit.samples_per_s
-        verdict = "[green]OK[/green]" if checked.ok else f"[red]FAILED[/red] {checked.problems}"
-        self.say(
-            f"  {label}: limit {limit.samples_per_s:,.0f} samples/s · worker "
-            f"{worker.samples_per_s:,.0f} samples/s ({ratio:.0%}), "
-            f"{worker.samples_per_cpu_s:,.0f} per CPU-s, peak RSS "
-            f"{worker.peak_rss_kb / 1024:,.0f} MiB, p99 delay {worker.delay_p99_s * 1000:.0f} ms"
-            f" · verified {verdict}"
-        )
         return out
+
+    def run_worker(
+        self, loaded: Loaded, expected: Expected, label: str, processes: int
+    ) -> tuple[WorkerResult, Verification, OutputSummary]:
+        task = self.progress.add_task(f"{label} worker ×{processes} (rollups)", total=len(expected))
+        worker = run_worker(
+            self.bootstrap,
+            loaded.topic,
+            loaded.scenario.lateness_ms,
+            loaded.samples,
+            len(expected),
+            self.args.timeout,
+            lambda delivered, _: self.progress.update(task, completed=delivered),
+            processes,
+        )
+        self.progress.remove_task(task)
+        summary = read_outputs(self.bootstrap, worker.rollup_topic, worker.deadletter_topic)
+        checked = verify(summary, expected, loaded.workload.truth, loaded.samples)
+        return worker, checked, summary
 
     def hot(self) -> tuple[dict[str, Any], bool]:
         loaded = self.load(hot_scenario(self.args.hot_samples))
@@ -151,11 +184,17 @@ class Bench:
         loaded = self.load(scenario)
         expected = expected_windows(loaded.workload.truth)
         runs = []
+        multi = name in self.args.multi_process.split(",")
         for i in range(self.args.runs):
-            result = self.run(loaded, expected, f"{name} run {i + 1}/{self.args.runs}")
+            result = self.run(loaded, expected, f"{name} run {i + 1}/{self.args.runs}", multi)
             result.pop("_summary", None)
             runs.append(result)
-        verified = all(r.get("verification", {}).get("ok", False) for r in runs)
+        verified = all(
+            r.get(key, {}).get("ok", False)
+            for r in runs
+            for key in ("verification", "verification_auto")
+            if key == "verification" or multi
+        )
         spec = scenario.spec
         return {
             "workload": {
@@ -185,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {
         "machine": report.machine_info(),
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "limit_consumer": {"settings": LIMIT_SETTINGS, "consume_batch": LIMIT_BATCH},
         "encodings": {},
     }
     ok = True

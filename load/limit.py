@@ -40,6 +40,7 @@ LIMIT_SETTINGS: dict[str, Any] = {
     "queued.min.messages": 1_000_000,
     "queued.max.messages.kbytes": 1_048_576,
 }
+LIMIT_BATCH = 10_000  # messages per consume() call
 
 
 @dataclass(frozen=True)
@@ -66,12 +67,18 @@ class LimitResult:
 
 
 def consume_all(
-    bootstrap: str, topic: str, partitions: int, messages: int, timeout_s: float
+    bootstrap: str,
+    topic: str,
+    partitions: int,
+    messages: int,
+    timeout_s: float,
+    settings: dict[str, Any] | None = None,
+    batch: int = LIMIT_BATCH,
 ) -> LimitResult:
     """Read exactly `messages` messages of `topic` (all partitions) and time it."""
     conf = {
         **consumer_config(bootstrap, f"bench-limit-{uuid.uuid4().hex[:12]}", 6000, {}),
-        **LIMIT_SETTINGS,
+        **(LIMIT_SETTINGS if settings is None else settings),
     }
     consumer = Consumer(conf)
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
@@ -81,14 +88,14 @@ def consume_all(
     deadline = time.monotonic() + timeout_s
     try:
         while seen < messages:
-            batch = consumer.consume(num_messages=10_000, timeout=0.1)
-            if not batch:
+            got = consumer.consume(num_messages=batch, timeout=0.1)
+            if not got:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"limit: read {seen:,} of {messages:,} messages")
                 continue
             if not seen:
                 started, cpu_started = time.perf_counter(), time.process_time()
-            for msg in batch:
+            for msg in got:
                 err = msg.error()
                 if err is not None:
                     if err.code() != KafkaError._PARTITION_EOF:
@@ -115,7 +122,13 @@ def consume_all(
 
 
 def measure_limit(
-    bootstrap: str, topic: str, partitions: int, messages: int, timeout_s: float = 300.0
+    bootstrap: str,
+    topic: str,
+    partitions: int,
+    messages: int,
+    timeout_s: float = 300.0,
+    settings: dict[str, Any] | None = None,
+    batch: int = LIMIT_BATCH,
 ) -> LimitResult:
     """Run `consume_all` in a fresh interpreter and return what it measured."""
     argv = [
@@ -127,6 +140,10 @@ def measure_limit(
         str(partitions),
         str(messages),
         str(timeout_s),
+        "--settings",
+        orjson.dumps(LIMIT_SETTINGS if settings is None else settings).decode(),
+        "--batch",
+        str(batch),
     ]
     done = subprocess.run(argv, capture_output=True, timeout=timeout_s + 60, check=False, cwd=ROOT)
     if done.returncode != 0:
@@ -146,8 +163,18 @@ def main() -> None:
     parser.add_argument("partitions", type=int)
     parser.add_argument("messages", type=int)
     parser.add_argument("timeout", type=float)
+    parser.add_argument("--settings", type=orjson.loads, help="librdkafka settings (JSON)")
+    parser.add_argument("--batch", type=int, default=LIMIT_BATCH, help="consume() batch size")
     args = parser.parse_args()
-    result = consume_all(args.bootstrap, args.topic, args.partitions, args.messages, args.timeout)
+    result = consume_all(
+        args.bootstrap,
+        args.topic,
+        args.partitions,
+        args.messages,
+        args.timeout,
+        args.settings,
+        args.batch,
+    )
     sys.stdout.write(orjson.dumps(result.to_dict()).decode() + "\n")
 
 

@@ -57,6 +57,30 @@ def medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
     def med(path: tuple[str, str]) -> float:
         return float(statistics.median(r[path[0]][path[1]] for r in done))
 
+    def per_run(f: Any, among: list[dict[str, Any]] = done) -> float:
+        return float(statistics.median(f(r) for r in among))
+
+    auto: dict[str, Any] = {}
+    with_auto = [r for r in done if "worker_auto" in r]
+    if with_auto:
+        auto = {
+            "auto_runs": len(with_auto),
+            "auto_processes": with_auto[0]["worker_auto"]["processes"],
+            "auto_samples_per_s": per_run(lambda r: r["worker_auto"]["samples_per_s"], with_auto),
+            "auto_samples_per_cpu_s": per_run(
+                lambda r: r["worker_auto"]["samples_per_cpu_s"], with_auto
+            ),
+            # both ratios within one run (the host is shared: runs differ, ratios less)
+            "auto_speedup": per_run(
+                lambda r: r["worker_auto"]["samples_per_s"] / r["worker"]["samples_per_s"],
+                with_auto,
+            ),
+            "auto_ratio": per_run(
+                lambda r: r["worker_auto"]["samples_per_s"] / r["limit"]["samples_per_s"],
+                with_auto,
+            ),
+            "auto_delay_p99_s": per_run(lambda r: r["worker_auto"]["delay_p99_s"], with_auto),
+        }
     return {
         "runs": len(done),
         "limit_samples_per_s": med(("limit", "samples_per_s")),
@@ -70,10 +94,15 @@ def medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
                 r["worker"]["samples_per_s"] / r["limit"]["samples_per_s"] for r in done
             )
         ),
+        # worker CPU per sample ÷ the limit's (1 = as cheap as a bare consumer + parse)
+        "cpu_ratio": per_run(
+            lambda r: r["limit"]["samples_per_cpu_s"] / r["worker"]["samples_per_cpu_s"]
+        ),
         "peak_rss_kb": med(("worker", "peak_rss_kb")),
         "limit_peak_rss_kb": med(("limit", "peak_rss_kb")),
         "delay_p99_s": med(("worker", "delay_p99_s")),
         "delay_p99_above": any(r["worker"]["delay_p99_above"] for r in done),
+        **auto,
     }
 
 
@@ -94,13 +123,23 @@ def targets(results: dict[str, Any]) -> list[Target]:
                 "single JSON per message: ≥ 600k samples per worker CPU-s", _n(rate), rate >= 6e5
             )
         )
-        limit_cpu = single.get("limit_samples_per_cpu_s")
-        if limit_cpu:
+        if "cpu_ratio" in single:
             out.append(
                 Target(
                     "single: worker CPU per sample ÷ the limit's (informative)",
-                    f"{limit_cpu / rate:.2f}×",
+                    f"{single['cpu_ratio']:.2f}×",
                     None,
+                )
+            )
+        if "auto_speedup" in single:
+            speedup = single["auto_speedup"]
+            out.append(
+                Target(
+                    f"single, --processes auto ({single['auto_processes']}): ≥ 1.5× the "
+                    "1-process wall throughput",
+                    f"{speedup:.2f}× ({_n(single['auto_samples_per_s'])}/s, "
+                    f"{single['auto_ratio']:.0%} of the limit)",
+                    speedup >= 1.5,
                 )
             )
     if enc.get("array"):
@@ -165,8 +204,14 @@ def _rows(results: dict[str, Any]) -> list[list[str]]:
         m = data.get("median")
         ok = "yes" if data["verified"] else "NO"
         if not m:
-            rows.append([name, "-", "-", "-", "-", "-", "-", "-", ok])
+            rows.append([name, *["-"] * (len(_HEADERS) - 2), ok])
             continue
+        auto = (
+            f"{_n(m['auto_samples_per_s'])} ×{m['auto_processes']} "
+            f"({m['auto_speedup']:.2f}× 1 process)"
+            if "auto_speedup" in m
+            else "-"
+        )
         delay = f"{'>' if m['delay_p99_above'] else ''}{m['delay_p99_s'] * 1000:.0f} ms"
         rows.append(
             [
@@ -175,6 +220,8 @@ def _rows(results: dict[str, Any]) -> list[list[str]]:
                 _n(m["worker_samples_per_s"]),
                 f"{m['ratio']:.0%}",
                 _n(m["worker_samples_per_cpu_s"]),
+                f"{m['cpu_ratio']:.2f}×",
+                auto,
                 _n(m["worker_samples_per_process_cpu_s"]),
                 f"{m['peak_rss_kb'] / KIB:,.0f} MiB ({m['limit_peak_rss_kb'] / KIB:,.0f} MiB)",
                 delay,
@@ -190,6 +237,8 @@ _HEADERS = [
     "worker samples/s",
     "worker / limit",
     "per worker CPU-s",
+    "worker CPU per sample ÷ limit's",
+    "--processes auto samples/s",
     "per process CPU-s",
     "peak RSS worker (limit)",
     "p99 emission delay",
@@ -206,7 +255,10 @@ NOTES = (
     "consumed sample to its last delivered rollup. Per worker CPU-s: worker CPU over that "
     "interval (/proc/<pid>/stat); per process CPU-s: its whole life from wait4 (start-up, group "
     "join, shutdown). Peak RSS: VmHWM. p99 emission delay: from the worker's histogram, linearly "
-    "interpolated inside the bucket holding the 99th percentile. Memory: core level "
+    "interpolated inside the bucket holding the 99th percentile. --processes auto: the same "
+    "worker as one group member per usable CPU under a supervisor (merged /metrics; CPU and "
+    "RSS summed over the processes), run right after the 1-process worker on the same topic. "
+    "Memory: core level "
     "(SeriesTable + Decoder + PartitionAggregator in a fresh process, one open window per "
     "series). Accuracy: 20 hot series × 2,500 samples per window through the worker, p99 vs "
     "numpy.quantile. Every run's rollups are verified against the ground truth."
@@ -228,6 +280,15 @@ def print_report(console: Console, results: dict[str, Any]) -> None:
         checks.add_row(t["name"], t["measured"], f"[{colour}]{t['verdict']}[/{colour}]")
     console.print(checks)
     console.print(NOTES, style="dim", highlight=False)
+    console.print(_limit_line(results), style="dim", highlight=False)
+
+
+def _limit_line(results: dict[str, Any]) -> str:
+    limit = results.get("limit_consumer")
+    if not limit:
+        return ""
+    shown = ", ".join(f"{k}={v}" for k, v in limit["settings"].items())
+    return f"Limit consumer settings: {shown}, consume(num_messages={limit['consume_batch']})."
 
 
 def _workload_line(results: dict[str, Any]) -> str:
@@ -240,7 +301,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [
         f"Measured {m['date']} with `make bench` on {m['machine']}, {m['nproc']} CPUs "
         f"({m['cpu_model']}), Python {m['python']}, broker on the same machine; "
-        f"{_workload_line(results)}. {NOTES}",
+        f"{_workload_line(results)}. {NOTES} {_limit_line(results)}",
         "",
         "| " + " | ".join(_HEADERS) + " |",
         "|" + "---|" * len(_HEADERS),

@@ -13,6 +13,10 @@ the worker's CPU time (/proc/<pid>/stat) and scrapes /metrics, until
   polling): the CPU spent on the timed interval, without interpreter start-up and group join;
 - process CPU: from `os.wait4` after SIGTERM (the whole life of the process);
 - peak RSS: the worker's VmHWM right before SIGTERM (not ru_maxrss: see load/procfs.py);
+- with `--processes N|auto` the worker is a supervisor of N child workers: CPU and peak RSS are
+  summed over the supervisor and its children (/proc/<pid>/task/<pid>/children), and the
+  metrics above come from its merged /metrics (first input: the earliest child's; last
+  delivery: the latest child's; counters summed);
 - p99 emission delay: from the `metrics_pipeline_emission_delay_seconds` histogram, linearly
   interpolated inside the bucket that holds the 99th percentile (as Prometheus'
   histogram_quantile does); bucket bounds are 5, 10, 25, 50, 100, 150, 200, 250, 500 ms, ...
@@ -31,7 +35,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +47,37 @@ _P = "metrics_pipeline_"
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def process_tree(pid: int) -> list[int]:
+    """pid and its descendants (the supervisor's child workers), as /proc shows them now."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        try:
+            with open(f"/proc/{current}/task/{current}/children") as f:
+                todo += [int(child) for child in f.read().split()]
+        except OSError:  # exited meanwhile
+            continue
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    total = 0.0
+    for member in process_tree(pid):
+        try:
+            total += cpu_seconds(member)
+        except OSError:  # exited between listing and reading
+            continue
+    return total
+
+
+def tree_peak_rss_kb(pid: int) -> int:
+    return sum(peak_rss_kb(member) for member in process_tree(pid))
+
+
 @dataclass(frozen=True)
 class WorkerResult:
+    processes: int
     samples: int
     rollups: int
     seconds: float  # first input consumed → last rollup delivered
@@ -167,19 +200,24 @@ def run_worker(
     expected_rollups: int,
     timeout_s: float = 300.0,
     progress: Callable[[int, int], None] | None = None,
+    processes: int = 1,
 ) -> WorkerResult:
-    """Start a worker on `topic`, wait for `expected_rollups` deliveries, stop it, report.
+    """Start a worker on `topic` (`processes` group members, see pipeline/supervise.py), wait
+    for `expected_rollups` deliveries, stop it, report.
 
     progress(rollups delivered, samples aggregated) is called after every scrape.
     """
     run_id = uuid.uuid4().hex[:10]
     port = free_port()
     env = worker_env(bootstrap, topic, lateness_ms, port, run_id)
-    argv = [sys.executable, "-m", "pipeline.cli", "worker"]
+    argv = [sys.executable, "-m", "pipeline.cli", "worker", "--processes", str(processes)]
     with tempfile.NamedTemporaryFile(prefix="bench-worker-", suffix=".log") as log:
         proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         try:
-            return _watch(proc, port, log.name, env, samples, expected_rollups, timeout_s, progress)
+            result = _watch(
+                proc, port, log.name, env, samples, expected_rollups, timeout_s, progress
+            )
+            return replace(result, processes=processes)
         finally:
             if proc.returncode is None:
                 _stop(proc)
@@ -200,9 +238,9 @@ def _watch(
     while True:
         if proc.poll() is not None:
             raise WorkerRunError(f"worker exited with {proc.returncode}: {_tail(log_path)}")
-        cpu_a = cpu_seconds(proc.pid)
+        cpu_a = tree_cpu_seconds(proc.pid)
         got = scrape(port)
-        cpu_b = cpu_seconds(proc.pid)
+        cpu_b = tree_cpu_seconds(proc.pid)
         if got is not None:
             if got.get("first_input_timestamp_seconds") == 0:
                 cpu_before = cpu_a
@@ -222,9 +260,10 @@ def _watch(
     first = got.get("first_input_timestamp_seconds")
     last = got.get("last_rollup_delivered_timestamp_seconds")
     p99, above = histogram_quantile(0.99, got.buckets)
-    peak = peak_rss_kb(proc.pid)
+    peak = tree_peak_rss_kb(proc.pid)
     process_cpu_s = _stop(proc)
     return WorkerResult(
+        processes=1,
         samples=samples,
         rollups=delivered,
         seconds=last - first,
@@ -239,7 +278,8 @@ def _watch(
 
 
 def _stop(proc: subprocess.Popen[bytes], grace_s: float = 30.0) -> float:
-    """SIGTERM the worker (SIGKILL after grace_s), reap it with wait4: its total CPU seconds."""
+    """SIGTERM the worker (SIGKILL after grace_s), reap it with wait4: its total CPU seconds
+    (a supervisor's include its children's: it waits for them before it exits)."""
     os.kill(proc.pid, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
     while True:

@@ -77,6 +77,9 @@ def worker(
     ] = None,
     http_port: Annotated[Optional[int], typer.Option(help="0 disables.")] = None,  # noqa: UP045
     http_host: Annotated[Optional[str], typer.Option()] = None,  # noqa: UP045
+    processes: Annotated[
+        str, typer.Option(help="Group members to run as child processes: N, or auto (one per CPU).")
+    ] = "1",
 ) -> None:
     """Consume raw samples, emit base-resolution rollups (runs until SIGTERM)."""
     from pipeline.kafka.worker import RollupWorker
@@ -97,6 +100,10 @@ def worker(
             http_host=http_host,
         )
         configure_logging(settings.log_level, settings.log_format)
+        if processes != "1":  # a supervisor of child workers (pipeline/supervise.py)
+            from pipeline.supervise import supervise_workers
+
+            raise typer.Exit(supervise_workers(processes, settings.http_host, settings.http_port))
         stop = _stop_on_signals()
         rollup_worker = RollupWorker(settings)
         if settings.http_port:

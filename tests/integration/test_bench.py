@@ -3,6 +3,7 @@ passes. No timing is asserted (CI machines are noisy); `make bench` is the real 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import orjson
@@ -41,5 +42,12 @@ def test_reduced_benchmark_runs_and_verifies(kafka_bootstrap: str, tmp_path: Pat
     assert (
         run["worker"]["rollups"] == results["encodings"]["single"]["workload"]["expected_rollups"]
     )
+    # the same run with one group member per usable CPU (a supervisor of child workers)
+    assert run["verification_auto"]["ok"], run["verification_auto"]["problems"]
+    assert run["worker_auto"]["processes"] == len(os.sched_getaffinity(0))
+    assert run["worker_auto"]["rollups"] == run["worker"]["rollups"]
+    median = results["encodings"]["single"]["median"]
+    assert median["auto_speedup"] > 0 and median["cpu_ratio"] > 0
+    assert results["limit_consumer"]["settings"]
     assert results["accuracy"]["windows"] > 0
     assert results["memory"]["open_windows"] == 2_000
