@@ -48,7 +48,9 @@ class ScoreRecorder(PartitionDetector):
         self.score = np.zeros((0, windows))
         self.busy = np.zeros((0, windows), bool)
 
-    def _scored_window(self, index: int, values: np.ndarray, scores: Scores) -> None:
+    def _scored_window(
+        self, index: int, values: np.ndarray, scores: Scores, onset: np.ndarray
+    ) -> None:
         i = index - self.first
         tracks = len(values)
         if tracks > len(self.score):
@@ -56,7 +58,7 @@ class ScoreRecorder(PartitionDetector):
             self.score = np.vstack([self.score, np.zeros((grow, self.score.shape[1]))])
             self.busy = np.vstack([self.busy, np.zeros((grow, self.busy.shape[1]), bool)])
         if 0 <= i < self.score.shape[1]:
-            self.score[:, i] = np.nan_to_num(scores.score)
+            self.score[:, i] = np.nan_to_num(onset)
             self.busy[list(self.active), i] = True
 
 
@@ -101,14 +103,13 @@ def detect_files(paths: list[Path], config: DetectConfig) -> dict[Path, FileRun]
         track = detector.tracks[(keys[p], STATISTIC)]
         cols = slice(first[p] - origin, first[p] - origin + len(values))
         score = detector.score[track, cols]
-        busy = detector.busy[track, cols]
         firing = np.zeros(len(values), bool)
         for e in events:
             body = e.body
             mine = body["series_key"] == keys[p] and body["kind"] == "deviation"
             if mine and body["state"] == "firing":
                 firing[body["window_start"] // res - first[p]] = True
-        out[p] = FileRun(times, np.where(busy, 0.0, score / (1.0 + score)), firing, res)
+        out[p] = FileRun(times, score / (1.0 + score), firing, res)
     return out
 
 

@@ -52,6 +52,7 @@ from pipeline.core.detect.models import (
     score_window,
 )
 from pipeline.core.detect.noise import from_model, sampling_sd, statistic_value, to_model
+from pipeline.core.detect.novelty import Novelty, NoveltyConfig
 from pipeline.core.detect.tracks import TrackState
 from pipeline.core.rollup import Rollup, format_duration
 from pipeline.core.rollup_wire import WireRollup, series_dict
@@ -68,6 +69,7 @@ class DetectConfig:
     statistics_by_name: dict[str, tuple[str, ...]] = field(default_factory=dict)
     directions: dict[str, str] = field(default_factory=dict)  # statistic → up | down | both
     model: ModelConfig = field(default_factory=ModelConfig)
+    novelty: NoveltyConfig = field(default_factory=NoveltyConfig)
     warmup: int = 30  # scored windows with a value before a track can fire
     fire_k: int = 2
     fire_n: int = 3
@@ -136,6 +138,7 @@ class PartitionDetector:
         self.tracks: dict[tuple[str, str], int] = {}
         self._track_keys: list[tuple[str, str]] = []
         self.state = TrackState(config.model.history, config.fire_n)
+        self.novelty = Novelty(config.novelty)
         self._presence = np.zeros((0, config.model.history), bool)  # series slot × window
         self._profile = SeasonalProfile(0, config.model, self.res)
         self._profile_day: int | None = -1
@@ -200,6 +203,7 @@ class PartitionDetector:
     def _window(self, index: int, rollups: list[WireRollup], step: DetectStep) -> None:
         start = index * self.res
         values: dict[int, float] = {}
+        units: dict[int, float] = {}
         noise: dict[int, float] = {}
         present: list[int] = []
         for rollup in rollups:
@@ -215,6 +219,7 @@ class PartitionDetector:
                     continue
                 track = self._track(rollup.series_key, statistic)
                 values[track] = to_model(statistic, value, self.window_s)
+                units[track] = value
                 noise[track] = sampling_sd(statistic, rollup, value)
         scoring = start + self.res > self.emitted_wm
         if scoring and self._restored is not None:
@@ -224,17 +229,21 @@ class PartitionDetector:
         x = np.full(tracks, np.nan)
         samp = np.zeros(tracks)
         x[list(values)] = list(values.values())
+        unit = np.full(tracks, np.nan)
+        unit[list(units)] = list(units.values())
+        z = np.full(tracks, np.nan)
         samp[list(noise)] = list(noise.values())
         level = self._profile.level(start)
         learn = np.ones(tracks, bool)
         if scoring:
-            learn = self._score(index, x, samp, level, step)
+            learn, z = self._score(index, x, unit, samp, level, step)
             self._absences(index, step)
             self.emitted_wm = start + self.res
         self.state.write(index, x, x - level, samp, learn)
         self._presence[:, index % self.config.model.history] = False
         self._presence[present, index % self.config.model.history] = True
         self._profile.add(start, x)
+        self.novelty.learn(unit, z)
         self.state.scored += ~np.isnan(x)
         np.minimum(self.state.scored, self.config.warmup, out=self.state.scored)
         if scoring:
@@ -242,9 +251,16 @@ class PartitionDetector:
         self._forget(index, step)
 
     def _score(
-        self, index: int, values: np.ndarray, samp: np.ndarray, level: np.ndarray, step: DetectStep
-    ) -> np.ndarray:
-        """Scores the window, fires and resolves episodes; returns which tracks may learn it."""
+        self,
+        index: int,
+        values: np.ndarray,
+        unit: np.ndarray,
+        samp: np.ndarray,
+        level: np.ndarray,
+        step: DetectStep,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Scores the window, fires and resolves episodes; returns which tracks may learn it
+        and each track's deviation z (model scale, NaN where none)."""
         cfg, st = self.config, self.state
         if self._profile_day != self._profile.day or len(self._days_known) != len(values):
             # The profile's statistics change once a day (or when tracks are added).
@@ -258,11 +274,18 @@ class PartitionDetector:
                      self._daily_range),
             cfg.model,
         )  # fmt: skip
-        self._scored_window(index, values, scores)
+        z = scores.score * cfg.model.threshold
         up = values > scores.expected
         allowed = np.where(up, st.may_go_up, st.may_go_down)
         with np.errstate(invalid="ignore"):
             anomalous = (scores.score >= 1.0) & allowed & (st.scored >= cfg.warmup)
+        onset, onset_up = np.zeros(len(values)), up
+        if cfg.novelty.enabled:
+            onset, beyond_high = self.novelty.onset(index, unit, z)
+            with np.errstate(invalid="ignore"):
+                onset_up = beyond_high | (up & ~(unit < self.novelty.low))
+            onset = np.where(np.where(onset_up, st.may_go_up, st.may_go_down), onset, 0.0)
+        self._scored_window(index, values, scores, onset)
         seen = ~np.isnan(values)
         slot = index % cfg.fire_n
         st.flags[:, slot] = anomalous
@@ -275,32 +298,43 @@ class PartitionDetector:
         # a shift that hovers around the threshold stays open instead of flapping.
         st.normal_run = np.where(calm, st.normal_run + 1, np.where(seen, 0, st.normal_run))
         start, end = index * self.res, (index + 1) * self.res
-        for track in np.flatnonzero(anomalous & (count >= cfg.fire_k)).tolist():
+        deviating = anomalous & (count >= cfg.fire_k)
+        fire = deviating | (onset >= 1.0)
+        for track in np.flatnonzero(fire).tolist():
             if track in self.active:
                 continue
             series_key, statistic = self._track_keys[track]
-            began = int(st.flag_window[track][recent_flags[track]].min())
-            score = float(scores.score[track])
+            if deviating[track]:
+                began = int(st.flag_window[track][recent_flags[track]].min())
+                method = "seasonal" if scores.seasonal[track] else "robust"
+                score, direction = float(scores.score[track]), bool(up[track])
+            else:
+                began, method = index, "onset"
+                score, direction = float(onset[track]), bool(onset_up[track])
             episode = Episode(
                 episode_id(series_key, statistic, "deviation", began * self.res),
                 "deviation",
                 statistic,
                 began * self.res,
-                "up" if up[track] else "down",
+                "up" if direction else "down",
                 "critical" if score >= cfg.critical_score else "warning",
-                "seasonal" if scores.seasonal[track] else "robust",
+                method,
             )
             self.active[track] = episode
             st.normal_run[track] = 0
             step.events.append(self._event(episode, "firing", track, start, end, values, scores))
+        if cfg.novelty.enabled:
+            self.novelty.fired(np.flatnonzero(onset >= 1.0).tolist(), index)
         for track in [t for t in self.active if st.normal_run[t] >= cfg.resolve_m]:
             episode = self.active.pop(track)
             step.events.append(self._event(episode, "resolved", track, start, end, values, scores))
         learn = np.ones(len(values), bool)  # isolated anomalies too: a heavy tail is learnt
         learn[list(self.active)] = False
-        return learn
+        return learn, z
 
-    def _scored_window(self, index: int, values: np.ndarray, scores: Scores) -> None:
+    def _scored_window(
+        self, index: int, values: np.ndarray, scores: Scores, onset: np.ndarray
+    ) -> None:
         """A hook for tracing (the benchmark's plots); the detector itself needs nothing here."""
 
     def _rebaseline(self, index: int, step: DetectStep) -> None:
@@ -485,6 +519,7 @@ class PartitionDetector:
             self.tracks[key] = track
             self._track_keys.append(key)
             self._profile.grow(len(self._track_keys))
+            self.novelty.grow(len(self._track_keys))
         return track
 
     # -- idle partitions ---------------------------------------------------------------------
@@ -538,7 +573,16 @@ class PartitionDetector:
         absent = [[k, e.to_json(), self._series_json(k)] for k, e in sorted(self.absent.items())]
         last = self.emitted_wm // self.res - 1
         dirty = [[*self._track_keys[t], st.dirty_json(t)] for t in st.dirty(last)]
-        return {"flagged": flagged, "active": active, "absent": absent, "dirty": dirty}
+        novelty = [
+            [*self._track_keys[t], self.novelty.row_json(t)] for t in self.novelty.tracks_seen()
+        ]
+        return {
+            "flagged": flagged,
+            "active": active,
+            "absent": absent,
+            "dirty": dirty,
+            "novelty": novelty,
+        }
 
     def _info_json(self, track: int) -> dict[str, Any]:
         return self._series_json(self._track_keys[track][0])
@@ -564,7 +608,8 @@ class PartitionDetector:
             # Replay the history from its first window, scoring nothing before emitted_wm.
             self._next_window = self.emitted_wm // self.res - self.config.history_windows()
             self._restored = {
-                k: checkpoint.extra.get(k, []) for k in ("flagged", "active", "absent", "dirty")
+                k: checkpoint.extra.get(k, [])
+                for k in ("flagged", "active", "absent", "dirty", "novelty")
             }
 
     def _apply_snapshot(self, snapshot: dict[str, Any]) -> None:
@@ -588,6 +633,9 @@ class PartitionDetector:
             self.absent[series_key] = Episode.from_json(episode)
         for series_key, statistic, rings in snapshot["dirty"]:
             st.load_dirty(self._track(series_key, statistic), rings)
+        self.novelty.reset()
+        for series_key, statistic, row in snapshot["novelty"]:
+            self.novelty.load_row(self._track(series_key, statistic), row)
 
     def _ensure_series(self, key: str, info: dict[str, Any]) -> None:
         if key not in self.series:
