@@ -35,90 +35,26 @@ from __future__ import annotations
 
 import heapq
 import math
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from pipeline.core.advances import IdleAdvances
-from pipeline.core.checkpoint import Checkpoint, resume_point
-from pipeline.core.detect.events import Episode, Verdict, episode_id, event
-from pipeline.core.detect.models import (
-    Baseline,
-    ModelConfig,
-    Scores,
-    SeasonalProfile,
-    Window,
-    score_window,
-)
-from pipeline.core.detect.noise import from_model, sampling_sd, statistic_value, to_model
-from pipeline.core.detect.novelty import Novelty, NoveltyConfig
+from pipeline.core.detect.config import NO_TIME, DetectConfig, DetectStep, SeriesInfo
+from pipeline.core.detect.episodes import EpisodeEvents
+from pipeline.core.detect.events import Episode, episode_id
+from pipeline.core.detect.models import Baseline, Scores, SeasonalProfile, Window, score_window
+from pipeline.core.detect.noise import sampling_sd, statistic_value, to_model
+from pipeline.core.detect.novelty import Novelty
+from pipeline.core.detect.snapshot import Checkpointing
 from pipeline.core.detect.tracks import TrackState
 from pipeline.core.rollup import Rollup, format_duration
 from pipeline.core.rollup_wire import WireRollup, series_dict
 
-NO_TIME = -(2**62)
-DEFAULT_DIRECTIONS = {"rate": "both", "count": "both", "sum": "both", "min": "both"}
+__all__ = ["DetectConfig", "DetectStep", "PartitionDetector"]
 
 
-@dataclass(frozen=True, slots=True)
-class DetectConfig:
-    resolution_ms: int = 60_000
-    allowed_lateness_ms: int = 60_000
-    statistics: tuple[str, ...] = ("p99", "mean", "rate")
-    statistics_by_name: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    directions: dict[str, str] = field(default_factory=dict)  # statistic → up | down | both
-    model: ModelConfig = field(default_factory=ModelConfig)
-    novelty: NoveltyConfig = field(default_factory=NoveltyConfig)
-    warmup: int = 30  # scored windows with a value before a track can fire
-    fire_k: int = 2
-    fire_n: int = 3
-    resolve_m: int = 3
-    resolve_score: float = 0.5  # a window is back to normal below this score
-    critical_score: float = 2.0
-    absence_windows: int = 3  # the least gap that can fire an absence
-    absence_p: float = 1e-5  # chance of so long a gap by the series' own arrival rate
-    rebaseline_windows: int = 180  # an episode this long is a level shift (0: never)
-    forget_windows: int = 1_440  # stop tracking (and end its episodes) after this many gaps
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.fire_k <= self.fire_n or self.resolve_m < 1:
-            raise ValueError("need 1 <= fire_k <= fire_n and resolve_m >= 1")
-        if self.warmup > self.model.history:
-            raise ValueError("warmup cannot exceed the robust history")
-        if not 0.0 < self.absence_p < 1.0:
-            raise ValueError("absence_p must be in (0, 1)")
-
-    def statistics_of(self, name: str) -> tuple[str, ...]:
-        return self.statistics_by_name.get(name, self.statistics)
-
-    def direction_of(self, statistic: str) -> str:
-        return self.directions.get(statistic, DEFAULT_DIRECTIONS.get(statistic, "up"))
-
-    def history_windows(self) -> int:
-        """Windows a replay must read before the first window it scores."""
-        seasonal = 0
-        if self.model.model != "robust":
-            seasonal = (self.model.seasonal_days + 1) * 86_400_000 // self.resolution_ms
-        return max(self.model.history, seasonal) + self.fire_n
-
-
-@dataclass(slots=True)
-class SeriesInfo:
-    series: dict[str, Any]
-    routing_key: str
-    last_seen: int  # window index
-    seen_windows: int = 0
-    slot: int = -1  # row of the presence ring
-
-
-@dataclass(slots=True)
-class DetectStep:
-    events: list[Rollup] = field(default_factory=list)
-    late: list[tuple[int, WireRollup]] = field(default_factory=list)
-
-
-class PartitionDetector:
+class PartitionDetector(EpisodeEvents, Checkpointing):
     def __init__(self, topic: str, partition: int, config: DetectConfig) -> None:
         self.topic = topic
         self.partition = partition
@@ -337,158 +273,6 @@ class PartitionDetector:
     ) -> None:
         """A hook for tracing (the benchmark's plots); the detector itself needs nothing here."""
 
-    def _rebaseline(self, index: int, step: DetectStep) -> None:
-        """Episodes that lasted `rebaseline_windows` end as level shifts, except outages."""
-        limit = self.config.rebaseline_windows
-        if limit <= 0:
-            return
-        st = self.state
-        for track, episode in sorted(self.active.items()):
-            if index + 1 - episode.started_at // self.res < limit:
-                continue
-            statistic = self._track_keys[track][1]
-            level = (
-                float(np.nanmedian(st.recent[track]))
-                if np.isfinite(st.recent[track]).any()
-                else math.nan
-            )
-            if not math.isfinite(level) or from_model(statistic, level, self.window_s) <= 0.0:
-                continue  # down to nothing, or nothing seen: an outage, not a new level
-            old = float(np.nanmedian(st.learnt[track]))
-            del self.active[track]
-            st.rebaseline(track)
-            st.normal_run[track] = 0
-            st.flags[track] = False
-            verdict = self._verdict(statistic, level, old, 0.0, abs(level - old))
-            step.events.append(
-                self._emit(episode, "resolved", track, index, verdict, "level_shift")
-            )
-
-    def _event(
-        self,
-        episode: Episode,
-        state: str,
-        track: int,
-        start: int,
-        end: int,
-        values: np.ndarray,
-        scores: Scores,
-    ) -> Rollup:
-        statistic = self._track_keys[track][1]
-        verdict = self._verdict(
-            statistic, float(values[track]), float(scores.expected[track]),
-            float(scores.band[track]), float(scores.score[track]),
-        )  # fmt: skip
-        ended_by = "recovered" if state == "resolved" else None
-        return self._emit(episode, state, track, start // self.res, verdict, ended_by)
-
-    def _verdict(
-        self, statistic: str, observed: float, expected: float, band: float, score: float
-    ) -> Verdict:
-        def unit(x: float) -> float:
-            return from_model(statistic, x, self.window_s)
-
-        return Verdict(
-            unit(observed), unit(expected), unit(expected - band), unit(expected + band), score
-        )
-
-    def _emit(
-        self,
-        episode: Episode,
-        state: str,
-        track: int,
-        index: int,
-        verdict: Verdict,
-        ended_by: str | None,
-    ) -> Rollup:
-        series_key = self._track_keys[track][0]
-        info = self.series[series_key]
-        start = index * self.res
-        return event(
-            episode, state, info.series, series_key, info.routing_key, self.resolution,
-            start, start + self.res, verdict, ended_by,
-        )  # fmt: skip
-
-    def _absences(self, index: int, step: DetectStep) -> None:
-        cfg = self.config
-        start, end = index * self.res, (index + 1) * self.res
-        for key, info in self.series.items():
-            gap = index - info.last_seen
-            episode = self.absent.get(key)
-            if (
-                episode is None
-                and gap >= cfg.absence_windows
-                and info.seen_windows >= cfg.warmup
-                and gap >= self._absence_gap(info, gap)
-            ):
-                began = (info.last_seen + 1) * self.res
-                episode = Episode(
-                    episode_id(key, "count", "absence", began),
-                    "absence",
-                    "count",
-                    began,
-                    "down",
-                    "warning",
-                    "absence",
-                )
-                self.absent[key] = episode
-                step.events.append(self._absence_event(episode, "firing", key, start, end))
-            elif episode is not None and (gap == 0 or gap >= cfg.forget_windows):
-                del self.absent[key]
-                ended_by = "recovered" if gap == 0 else "expired"
-                step.events.append(
-                    self._absence_event(episode, "resolved", key, start, end, ended_by)
-                )
-
-    def _absence_gap(self, info: SeriesInfo, gap: int) -> float:
-        """Empty windows in a row that the series' own arrival rate makes unlikely enough."""
-        history = self.config.model.history
-        before = history - min(gap, history)  # windows of the presence ring before the gap
-        if before < 10:
-            return 0.0  # too long a gap to judge by the ring: it is long enough
-        present = int(self._presence[info.slot].sum())
-        empty_share = 1.0 - present / before
-        if empty_share <= 0.0:
-            return 0.0
-        return math.log(self.config.absence_p) / math.log(min(empty_share, 0.99))
-
-    def _absence_event(
-        self,
-        episode: Episode,
-        state: str,
-        key: str,
-        start: int,
-        end: int,
-        ended_by: str | None = None,
-    ) -> Rollup:
-        info = self.series[key]
-        observed = None if state == "firing" else 1.0
-        return event(
-            episode, state, info.series, key, info.routing_key, self.resolution, start, end,
-            Verdict(observed, 1.0, 1.0, 1.0, 1.0 if state == "firing" else 0.0), ended_by,
-        )  # fmt: skip
-
-    def _forget(self, index: int, step: DetectStep) -> None:
-        gone = [
-            k
-            for k, i in self.series.items()
-            if index - i.last_seen >= self.config.forget_windows and k not in self.absent
-        ]
-        if not gone:
-            return
-        for track in sorted(t for t in self.active if self._track_keys[t][0] in gone):
-            # Silent for so long that its open episodes are over: they end here, stating why.
-            episode = self.active.pop(track)
-            statistic = self._track_keys[track][1]
-            learnt = self.state.learnt[track]
-            expected = float(np.nanmedian(learnt)) if np.isfinite(learnt).any() else 0.0
-            verdict = self._verdict(statistic, expected, expected, 0.0, 0.0)
-            step.events.append(self._emit(episode, "resolved", track, index, verdict, "expired"))
-            self.state.flags[track] = False
-            self.state.normal_run[track] = 0
-        for key in gone:
-            del self.series[key]  # its tracks stay allocated but get no more values
-
     # -- tracks ------------------------------------------------------------------------------
 
     def _series_info(self, rollup: WireRollup) -> SeriesInfo:
@@ -535,111 +319,3 @@ class PartitionDetector:
         step = DetectStep()
         self._complete(step)
         return step.events
-
-    # -- checkpoints -------------------------------------------------------------------------
-
-    def checkpoint(self) -> Checkpoint:
-        if self._first:
-            offset, max_ts = min(self._first.values())
-        else:
-            offset, max_ts = self.next_offset, self.max_ts
-        self.advances.keep_from(offset)
-        return Checkpoint(
-            topic=self.topic,
-            partition=self.partition,
-            offset=offset,
-            max_ts=max_ts,
-            emitted_wm=self.emitted_wm,
-            resolution_ms=self.res,
-            allowed_lateness_ms=self.config.allowed_lateness_ms,
-            counter_staleness_ms=0,
-            advances=self.advances.to_json(),
-            extra={"history_windows": self.config.history_windows(), **self._snapshot()},
-        )
-
-    def _snapshot(self) -> dict[str, Any]:
-        """What replaying the history cannot rebuild, as of the last scored window."""
-        if self._restored is not None:  # restored but not yet past the replayed history
-            return self._restored
-        st = self.state
-        flagged = [
-            [*self._track_keys[t], st.flag_window[t][st.flags[t]].tolist()]
-            for t in np.flatnonzero(st.flags.any(axis=1)).tolist()
-        ]
-        active = [
-            [*self._track_keys[t], int(st.normal_run[t]), e.to_json(), self._info_json(t)]
-            for t, e in sorted(self.active.items())
-        ]
-        absent = [[k, e.to_json(), self._series_json(k)] for k, e in sorted(self.absent.items())]
-        last = self.emitted_wm // self.res - 1
-        dirty = [[*self._track_keys[t], st.dirty_json(t)] for t in st.dirty(last)]
-        novelty = [
-            [*self._track_keys[t], self.novelty.row_json(t)] for t in self.novelty.tracks_seen()
-        ]
-        return {
-            "flagged": flagged,
-            "active": active,
-            "absent": absent,
-            "dirty": dirty,
-            "novelty": novelty,
-        }
-
-    def _info_json(self, track: int) -> dict[str, Any]:
-        return self._series_json(self._track_keys[track][0])
-
-    def _series_json(self, key: str) -> dict[str, Any]:
-        info = self.series[key]
-        return {"series": info.series, "routing": info.routing_key, "last_seen": info.last_seen}
-
-    def restore(self, checkpoint: Checkpoint) -> None:
-        start = resume_point(
-            checkpoint,
-            (
-                checkpoint.resolution_ms,
-                checkpoint.allowed_lateness_ms,
-                checkpoint.extra.get("history_windows"),
-            ),
-            (self.res, self.config.allowed_lateness_ms, self.config.history_windows()),
-            "resolution/lateness/history windows",
-        )
-        self.max_ts, self.emitted_wm = start.max_ts, start.emitted_wm
-        self.next_offset, self.advances = start.next_offset, IdleAdvances(start.advances)
-        if self.emitted_wm > NO_TIME:
-            # Replay the history from its first window, scoring nothing before emitted_wm.
-            self._next_window = self.emitted_wm // self.res - self.config.history_windows()
-            self._restored = {
-                k: checkpoint.extra.get(k, [])
-                for k in ("flagged", "active", "absent", "dirty", "novelty")
-            }
-
-    def _apply_snapshot(self, snapshot: dict[str, Any]) -> None:
-        st = self.state
-        st.flags[:] = False
-        for series_key, statistic, windows in snapshot["flagged"]:
-            track = self._track(series_key, statistic)
-            for w in windows:
-                slot = w % self.config.fire_n
-                st.flags[track, slot] = True
-                st.flag_window[track, slot] = w
-        self.active = {}
-        for series_key, statistic, normal_run, episode, info in snapshot["active"]:
-            self._ensure_series(series_key, info)
-            track = self._track(series_key, statistic)
-            st.normal_run[track] = normal_run
-            self.active[track] = Episode.from_json(episode)
-        self.absent = {}
-        for series_key, episode, info in snapshot["absent"]:
-            self._ensure_series(series_key, info)
-            self.absent[series_key] = Episode.from_json(episode)
-        for series_key, statistic, rings in snapshot["dirty"]:
-            st.load_dirty(self._track(series_key, statistic), rings)
-        self.novelty.reset()
-        for series_key, statistic, row in snapshot["novelty"]:
-            self.novelty.load_row(self._track(series_key, statistic), row)
-
-    def _ensure_series(self, key: str, info: dict[str, Any]) -> None:
-        if key not in self.series:
-            self.series[key] = SeriesInfo(
-                info["series"], info["routing"], info["last_seen"], self.config.warmup
-            )
-            self._presence_slot(self.series[key])
