@@ -44,7 +44,7 @@ from pipeline.core.detect.config import NO_TIME, DetectConfig, DetectStep, Serie
 from pipeline.core.detect.episodes import EpisodeEvents
 from pipeline.core.detect.events import Episode, episode_id
 from pipeline.core.detect.models import Baseline, Scores, SeasonalProfile, Window, score_window
-from pipeline.core.detect.noise import sampling_sd, statistic_value, to_model
+from pipeline.core.detect.noise import from_model, sampling_sd, statistic_value, to_model
 from pipeline.core.detect.novelty import Novelty
 from pipeline.core.detect.snapshot import Checkpointing
 from pipeline.core.detect.tracks import TrackState
@@ -139,7 +139,7 @@ class PartitionDetector(EpisodeEvents, Checkpointing):
     def _window(self, index: int, rollups: list[WireRollup], step: DetectStep) -> None:
         start = index * self.res
         values: dict[int, float] = {}
-        units: dict[int, float] = {}
+        units: dict[int, tuple[float, float]] = {}
         noise: dict[int, float] = {}
         present: list[int] = []
         for rollup in rollups:
@@ -155,8 +155,10 @@ class PartitionDetector(EpisodeEvents, Checkpointing):
                     continue
                 track = self._track(rollup.series_key, statistic)
                 values[track] = to_model(statistic, value, self.window_s)
-                units[track] = value
                 noise[track] = sampling_sd(statistic, rollup, value)
+                # The value and its sampling noise in its own unit (the envelope's scale).
+                units[track] = (value, from_model(statistic, values[track] + noise[track],
+                                                  self.window_s) - value)  # fmt: skip
         scoring = start + self.res > self.emitted_wm
         if scoring and self._restored is not None:
             self._apply_snapshot(self._restored)
@@ -165,14 +167,15 @@ class PartitionDetector(EpisodeEvents, Checkpointing):
         x = np.full(tracks, np.nan)
         samp = np.zeros(tracks)
         x[list(values)] = list(values.values())
-        unit = np.full(tracks, np.nan)
-        unit[list(units)] = list(units.values())
+        unit, unit_noise = np.full(tracks, np.nan), np.zeros(tracks)
+        if units:
+            unit[list(units)], unit_noise[list(units)] = zip(*units.values(), strict=True)
         z = np.full(tracks, np.nan)
         samp[list(noise)] = list(noise.values())
         level = self._profile.level(start)
         learn = np.ones(tracks, bool)
         if scoring:
-            learn, z = self._score(index, x, unit, samp, level, step)
+            learn, z = self._score(index, x, unit, unit_noise, samp, level, step)
             self._absences(index, step)
             self.emitted_wm = start + self.res
         self.state.write(index, x, x - level, samp, learn)
@@ -191,6 +194,7 @@ class PartitionDetector(EpisodeEvents, Checkpointing):
         index: int,
         values: np.ndarray,
         unit: np.ndarray,
+        unit_noise: np.ndarray,
         samp: np.ndarray,
         level: np.ndarray,
         step: DetectStep,
@@ -217,7 +221,7 @@ class PartitionDetector(EpisodeEvents, Checkpointing):
             anomalous = (scores.score >= 1.0) & allowed & (st.scored >= cfg.warmup)
         onset, onset_up = np.zeros(len(values)), up
         if cfg.novelty.enabled:
-            onset, beyond_high = self.novelty.onset(index, unit, z)
+            onset, beyond_high = self.novelty.onset(index, unit, unit_noise, z)
             with np.errstate(invalid="ignore"):
                 onset_up = beyond_high | (up & ~(unit < self.novelty.low))
             onset = np.where(np.where(onset_up, st.may_go_up, st.may_go_down), onset, 0.0)

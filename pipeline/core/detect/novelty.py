@@ -36,6 +36,7 @@ NEVER = -(2**40)
 class NoveltyConfig:
     enabled: bool = True
     envelope_margin: float = 0.2  # beyond the envelope by this share of its range: onset 1.0
+    envelope_noise: float = 3.0  # sampling sds a new extreme must clear
     envelope_decay: float = 1e-4  # per window, share of the range the envelope contracts by
     likelihood_alpha: float = 1.0 / 500.0  # weight of one window in the long-run |z| moments
     likelihood_sigmas: float = 7.0  # surprise (sd of the track's own |z|) at onset 1.0
@@ -72,16 +73,21 @@ class Novelty:
             self.seen = np.append(self.seen, np.zeros(extra, np.int64))
             self.quiet_until = np.append(self.quiet_until, np.full(extra, NEVER, np.int64))
 
-    def onset(self, index: int, unit: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def onset(
+        self, index: int, unit: np.ndarray, noise: np.ndarray, z: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(onset score, direction up) of one window per track, before it is learnt; 0 where a
-        track has no value, is warming up or is quiet after firing."""
+        track has no value, is warming up or is quiet after firing. `noise`: the window's own
+        sampling standard deviation in the unit; an extreme counts beyond `envelope_noise` of
+        them (a window of few samples sets chance records; a single value has no such noise)."""
         cfg = self.config
         span = self.high - self.low
         with np.errstate(invalid="ignore"):
             above = unit - self.high
             below = self.low - unit
+            margin = cfg.envelope_noise * noise
             span = np.where(span > 0, span, np.maximum(np.abs(self.high), 1e-12))
-            exceed = np.maximum(np.maximum(above, below), 0.0) / span
+            exceed = np.maximum(np.maximum(above, below) - margin, 0.0) / span
             sd = np.sqrt(self.z_var)
             surprise = (np.minimum(np.abs(z), cfg.z_cap) - self.z_mean) / np.where(sd > 0, sd, 1.0)
             surprise = np.where(sd > 0, surprise, 0.0)
