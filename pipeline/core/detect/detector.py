@@ -7,15 +7,16 @@ a complete window has a gap there; `absence_windows` gaps in a row after warm-up
 episode.
 
 Each window brings, per track, its value and its own sampling noise (noise.py); the models
-(models.py) score it against a baseline learnt only from windows outside episodes (tracks.py).
+(models.py) score it against a baseline learnt only from windows outside episodes (tracks.py);
+novelty.py asks whether it is new to the track's long past (an onset).
 
-Hysteresis: a track fires when `fire_k` of its last `fire_n` windows were anomalous (score ≥ 1)
-and resolves after `resolve_m` windows in a row back to normal (score < `resolve_score`); one
-episode id per incident, derived from the series, statistic and the window the incident began
-in, so a replay emits the same ids. An episode that
-lasts `rebaseline_windows` is a level shift: unless it is an outage (a count down to zero), its
-recent windows become the baseline and the episode ends with `ended_by: level_shift` — a
-statement, not a silent resolve. A series silent for `forget_windows` is forgotten; its open
+Hysteresis: a track fires when `fire_k` of its last `fire_n` windows were anomalous (score ≥ 1),
+or at once on an onset, and resolves after `resolve_m` windows in a row back to normal (score <
+`resolve_score`); one episode id per incident, derived from the series, statistic and the window
+the incident began in, so a replay emits the same ids. An episode that lasts
+`rebaseline_windows` is a level shift: unless it is an outage (a count down to zero), its recent
+windows become the baseline and the episode ends with `ended_by: level_shift` — a statement,
+not a silent resolve (episodes.py). A series silent for `forget_windows` is forgotten; its open
 episodes end with `ended_by: expired`.
 
 Absence: a series' gap is judged against its own arrival rate — a series present in a fraction
@@ -23,12 +24,12 @@ f of its recent windows fires after max(`absence_windows`, log(`absence_p`) / lo
 empty windows in a row, so a series with a sample or two a minute is not "absent" every time
 it has a few empty minutes.
 
-Replay: the checkpoint's offset is where the history of the windows still needed
-begins (`history` windows before the last scored one, `seasonal_days` days for seasonal models);
-the state that history cannot rebuild — hysteresis flags, open episodes, the baselines of tracks
-that skipped windows lately — is in the checkpoint
-as it stood after the last scored window. A restored detector replays the history without
-scoring it, then scores from where it stopped.
+Replay: the checkpoint's offset is where the history of the windows still needed begins
+(`history` windows before the last scored one, `seasonal_days` days for seasonal models); the
+state that history cannot rebuild — hysteresis flags, open episodes, the baselines of tracks
+that skipped windows lately, each track's long past for onsets — is in the checkpoint as it
+stood after the last scored window (snapshot.py). A restored detector replays the history
+without scoring it, then scores from where it stopped.
 """
 
 from __future__ import annotations
