@@ -183,7 +183,8 @@ class PartitionDetector(EpisodeEvents, Checkpointing):
         self._presence[:, index % self.config.model.history] = False
         self._presence[present, index % self.config.model.history] = True
         self._profile.add(start, x)
-        self.novelty.learn(unit, z)
+        if self.config.novelty.enabled:
+            self.novelty.learn(unit, z)
         self.state.scored += ~np.isnan(x)
         np.minimum(self.state.scored, self.config.warmup, out=self.state.scored)
         if scoring:
