@@ -66,7 +66,9 @@ class TracingDetector(PartitionDetector):
         super().__init__("bench.rollups.1m", 0, config)
         self.trace = Trace()
 
-    def _scored_window(self, index: int, values: np.ndarray, scores: Scores) -> None:
+    def _scored_window(
+        self, index: int, values: np.ndarray, scores: Scores, onset: np.ndarray
+    ) -> None:
         self.trace.starts.append(index * self.res)
         self.trace.rows.append(np.stack([values, scores.expected, scores.band, scores.score], 1))
 

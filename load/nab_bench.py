@@ -4,7 +4,8 @@
 detector's core with its default settings (load/nab_detect.py: one point = one window), scores
 the anomaly scores by NAB's rules for the three profiles with NAB's threshold optimisation
 (load/nab_score.py), prints the published scoreboard beside ours, writes the results as JSON
-(`load/results/nab-<date>.json`) and ends with one summary line.
+(`load/results/nab-<date>.json`), the scoreboard as a bar chart beside it (`.png`) and ends
+with one summary line.
 
 Two readings of the same run: `optimised` is NAB's (the threshold on our score that maximises
 each profile's total); `as fired` counts only the windows where the detector fired an episode,
@@ -26,6 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from load.nab_detect import FileRun, detect_files, interval_of
+from load.nab_plot import plot_scoreboard
 from load.nab_score import (
     PROFILES,
     CorpusScore,
@@ -127,6 +129,7 @@ def main(
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"nab-{date}.json"
     path.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+    plot_scoreboard(dict(rows), "this detector (optimised)", out / f"nab-{date}.png")
     standard, low_fp, low_fn = ours
     verdict = "PASS" if standard >= TARGET else "MISS"
     print(

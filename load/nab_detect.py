@@ -8,9 +8,12 @@ its tracks): each file starts at the time of day of its first point, counted fro
 origin, so the seasonal model sees its days as they were. The value is the rollup's `mean`
 (log scale, as latencies and rates are): one sample, so no sampling noise of its own.
 
-The NAB anomaly_score of a point is the detector's own score of that window mapped onto [0, 1)
-by s / (1 + s) (the detector fires at s ≥ 1, 0.5 here), and 0 while an episode of the series is
-already open: an incident is announced once, where it begins, as the detector's events do.
+The NAB anomaly_score of a point is the detector's onset score of that window (novelty.py: the
+long-run envelope and the likelihood of the track's own deviations, the score that fires an
+onset episode at 1.0) mapped onto [0, 1) by s / (1 + s) — 0.5 is where the detector fires. It
+is 0 while the track is quiet after an onset, as the detector announces an incident once. The
+deviation score itself (|z| / threshold) is not comparable from one file to the next (a bursty
+file's z is often 8), so NAB's single threshold over the corpus cannot use it.
 """
 
 from __future__ import annotations
@@ -39,25 +42,23 @@ class FileRun:
 
 
 class ScoreRecorder(PartitionDetector):
-    """The detector, unchanged, plus each scored window's score per track and whether the
-    track had an episode open when the window came."""
+    """The detector, unchanged, plus each scored window's onset score per track."""
 
     def __init__(self, config: DetectConfig, first: int, windows: int) -> None:
         super().__init__("nab.rollups", 0, config)
         self.first = first
         self.score = np.zeros((0, windows))
-        self.busy = np.zeros((0, windows), bool)
 
-    def _scored_window(self, index: int, values: np.ndarray, scores: Scores) -> None:
+    def _scored_window(
+        self, index: int, values: np.ndarray, scores: Scores, onset: np.ndarray
+    ) -> None:
         i = index - self.first
         tracks = len(values)
         if tracks > len(self.score):
             grow = tracks - len(self.score)
             self.score = np.vstack([self.score, np.zeros((grow, self.score.shape[1]))])
-            self.busy = np.vstack([self.busy, np.zeros((grow, self.busy.shape[1]), bool)])
         if 0 <= i < self.score.shape[1]:
-            self.score[:, i] = np.nan_to_num(scores.score)
-            self.busy[list(self.active), i] = True
+            self.score[:, i] = np.nan_to_num(onset)
 
 
 def interval_of(times: np.ndarray) -> int:
@@ -101,14 +102,13 @@ def detect_files(paths: list[Path], config: DetectConfig) -> dict[Path, FileRun]
         track = detector.tracks[(keys[p], STATISTIC)]
         cols = slice(first[p] - origin, first[p] - origin + len(values))
         score = detector.score[track, cols]
-        busy = detector.busy[track, cols]
         firing = np.zeros(len(values), bool)
         for e in events:
             body = e.body
             mine = body["series_key"] == keys[p] and body["kind"] == "deviation"
             if mine and body["state"] == "firing":
                 firing[body["window_start"] // res - first[p]] = True
-        out[p] = FileRun(times, np.where(busy, 0.0, score / (1.0 + score)), firing, res)
+        out[p] = FileRun(times, score / (1.0 + score), firing, res)
     return out
 
 

@@ -24,6 +24,7 @@ from pipeline.core.clock import ClockConfig
 from pipeline.core.decode import DecodeLimits
 from pipeline.core.detect.detector import DetectConfig
 from pipeline.core.detect.models import ModelConfig
+from pipeline.core.detect.novelty import NoveltyConfig
 from pipeline.core.digest import DigestConfig, percentile_name
 from pipeline.core.rollup import format_duration, parse_duration_ms
 from pipeline.core.tier import TierConfig
@@ -452,6 +453,11 @@ class DetectSettings(StageSettings):
     absence_p: float = Field(DetectConfig().absence_p, gt=0, lt=1)
     rebaseline_windows: int = Field(DetectConfig().rebaseline_windows, ge=0)
     forget_windows: int = Field(1_440, ge=1)
+    onsets: bool = Field(True, description="Fire at once on a value new to the track's past.")
+    envelope_margin: float = Field(NoveltyConfig().envelope_margin, gt=0)
+    likelihood_sigmas: float = Field(NoveltyConfig().likelihood_sigmas, gt=1)
+    onset_warmup: int = Field(NoveltyConfig().warmup, ge=2)
+    onset_quiet: int = Field(NoveltyConfig().quiet_windows, ge=0)
     idle_timeout: str = "5m"
     commit_interval: str = "5s"
 
@@ -507,6 +513,13 @@ class DetectSettings(StageSettings):
                 absence_p=self.absence_p,
                 rebaseline_windows=self.rebaseline_windows,
                 forget_windows=self.forget_windows,
+                novelty=NoveltyConfig(
+                    enabled=self.onsets,
+                    envelope_margin=self.envelope_margin,
+                    likelihood_sigmas=self.likelihood_sigmas,
+                    warmup=self.onset_warmup,
+                    quiet_windows=self.onset_quiet,
+                ),
             )
         except ValueError as exc:
             raise ConfigError(str(exc)) from None

@@ -1,0 +1,123 @@
+"""The detector's checkpoint: where a replay must begin, and what the replayed history cannot
+rebuild (hysteresis flags, open episodes, the baselines of tracks that skipped windows, each
+track's long past for onsets), as of the last scored window."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from pipeline.core.advances import IdleAdvances
+from pipeline.core.checkpoint import Checkpoint, resume_point
+from pipeline.core.detect.config import NO_TIME, SeriesInfo
+from pipeline.core.detect.events import Episode
+from pipeline.core.detect.parts import DetectorParts
+
+
+class Checkpointing(DetectorParts):
+    def checkpoint(self) -> Checkpoint:
+        if self._first:
+            offset, max_ts = min(self._first.values())
+        else:
+            offset, max_ts = self.next_offset, self.max_ts
+        self.advances.keep_from(offset)
+        return Checkpoint(
+            topic=self.topic,
+            partition=self.partition,
+            offset=offset,
+            max_ts=max_ts,
+            emitted_wm=self.emitted_wm,
+            resolution_ms=self.res,
+            allowed_lateness_ms=self.config.allowed_lateness_ms,
+            counter_staleness_ms=0,
+            advances=self.advances.to_json(),
+            extra={"history_windows": self.config.history_windows(), **self._snapshot()},
+        )
+
+    def _snapshot(self) -> dict[str, Any]:
+        """What replaying the history cannot rebuild, as of the last scored window."""
+        if self._restored is not None:  # restored but not yet past the replayed history
+            return self._restored
+        st = self.state
+        flagged = [
+            [*self._track_keys[t], st.flag_window[t][st.flags[t]].tolist()]
+            for t in np.flatnonzero(st.flags.any(axis=1)).tolist()
+        ]
+        active = [
+            [*self._track_keys[t], int(st.normal_run[t]), e.to_json(), self._info_json(t)]
+            for t, e in sorted(self.active.items())
+        ]
+        absent = [[k, e.to_json(), self._series_json(k)] for k, e in sorted(self.absent.items())]
+        last = self.emitted_wm // self.res - 1
+        dirty = [[*self._track_keys[t], st.dirty_json(t)] for t in st.dirty(last)]
+        novelty = [
+            [*self._track_keys[t], self.novelty.row_json(t)] for t in self.novelty.tracks_seen()
+        ]
+        return {
+            "flagged": flagged,
+            "active": active,
+            "absent": absent,
+            "dirty": dirty,
+            "novelty": novelty,
+        }
+
+    def _info_json(self, track: int) -> dict[str, Any]:
+        return self._series_json(self._track_keys[track][0])
+
+    def _series_json(self, key: str) -> dict[str, Any]:
+        info = self.series[key]
+        return {"series": info.series, "routing": info.routing_key, "last_seen": info.last_seen}
+
+    def restore(self, checkpoint: Checkpoint) -> None:
+        start = resume_point(
+            checkpoint,
+            (
+                checkpoint.resolution_ms,
+                checkpoint.allowed_lateness_ms,
+                checkpoint.extra.get("history_windows"),
+            ),
+            (self.res, self.config.allowed_lateness_ms, self.config.history_windows()),
+            "resolution/lateness/history windows",
+        )
+        self.max_ts, self.emitted_wm = start.max_ts, start.emitted_wm
+        self.next_offset, self.advances = start.next_offset, IdleAdvances(start.advances)
+        if self.emitted_wm > NO_TIME:
+            # Replay the history from its first window, scoring nothing before emitted_wm.
+            self._next_window = self.emitted_wm // self.res - self.config.history_windows()
+            self._restored = {
+                k: checkpoint.extra.get(k, [])
+                for k in ("flagged", "active", "absent", "dirty", "novelty")
+            }
+
+    def _apply_snapshot(self, snapshot: dict[str, Any]) -> None:
+        st = self.state
+        st.flags[:] = False
+        for series_key, statistic, windows in snapshot["flagged"]:
+            track = self._track(series_key, statistic)
+            for w in windows:
+                slot = w % self.config.fire_n
+                st.flags[track, slot] = True
+                st.flag_window[track, slot] = w
+        self.active = {}
+        for series_key, statistic, normal_run, episode, info in snapshot["active"]:
+            self._ensure_series(series_key, info)
+            track = self._track(series_key, statistic)
+            st.normal_run[track] = normal_run
+            self.active[track] = Episode.from_json(episode)
+        self.absent = {}
+        for series_key, episode, info in snapshot["absent"]:
+            self._ensure_series(series_key, info)
+            self.absent[series_key] = Episode.from_json(episode)
+        for series_key, statistic, rings in snapshot["dirty"]:
+            st.load_dirty(self._track(series_key, statistic), rings)
+        self.novelty.reset()
+        for series_key, statistic, row in snapshot["novelty"]:
+            self.novelty.load_row(self._track(series_key, statistic), row)
+
+    def _ensure_series(self, key: str, info: dict[str, Any]) -> None:
+        if key not in self.series:
+            self.series[key] = SeriesInfo(
+                info["series"], info["routing"], info["last_seen"], self.config.warmup
+            )
+            self._presence_slot(self.series[key])
