@@ -21,6 +21,7 @@ from pipeline.kafka.admin import TopicSpec, ensure_topics
 from pipeline.loadgen.build import Workload, generate
 from pipeline.loadgen.produce import produce
 from pipeline.loadgen.spec import Message, WorkloadSpec
+from tests.support.workloads import mixed_spec
 
 from .harness import (
     expected_rollups,
@@ -39,20 +40,17 @@ SCATTERING = ["random", "null-key"]
 
 
 def spec(samples: int, **overrides: Any) -> WorkloadSpec:
-    values: dict[str, Any] = {
-        "seed": 23,
-        "services": 6,
-        "regions": 2,
-        "timers": 2,
-        "gauges": 1,
-        "delta_counters": 1,
-        "cumulative_counters": 1,
-        "duration_s": 240.0,
-        "samples": samples,
-        "late_fraction": 0.002,
-    }
-    values.update(overrides)
-    return WorkloadSpec(**values)
+    return mixed_spec(
+        **{
+            "seed": 23,
+            "services": 6,
+            "regions": 2,
+            "duration_s": 240.0,
+            "samples": samples,
+            "late_fraction": 0.002,
+            **overrides,
+        }
+    )
 
 
 def with_partitioner(messages: Iterable[Message], partitioner: str) -> Iterator[Message]:

@@ -21,9 +21,9 @@ from pipeline.core.contract import MAX_ABS_VALUE, MAX_TS
 from pipeline.core.decode import DecodeLimits, Decoder, DecodeResult
 from pipeline.core.reasons import Reason
 from pipeline.core.series import SeriesTable
+from tests.support.schemas import from_schema, schema_errors, standalone
 
 from .helpers import BASE_MS
-from .schemas import from_schema, schema_errors, standalone
 
 RECORD_SCHEMAS = ("sample", "batch-array", "batch-columnar")
 # Generating from the schemas costs ~50 ms an example: a few dozen in every run, hundreds in the

@@ -29,9 +29,9 @@ from pipeline.core.decode import DecodeLimits, Decoder, DecodeResult
 from pipeline.core.reasons import Reason
 from pipeline.core.series import SeriesTable
 from pipeline.kafka.deadletter import MAX_RECORD_BYTES, reject_records
+from tests.support.schemas import schema_errors
 
 from .helpers import BASE_MS
-from .schemas import schema_errors
 
 LIMITS = DecodeLimits(max_message_bytes=64 * 1024)  # small, so oversize records are cheap
 FUZZ = settings(

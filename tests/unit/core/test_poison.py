@@ -17,9 +17,9 @@ from pipeline.core.decode import DecodeLimits, Decoder, DecodeResult, Reject
 from pipeline.core.reasons import Reason
 from pipeline.core.series import SeriesTable
 from pipeline.kafka.deadletter import reject_records
+from tests.support.schemas import schema_errors
 
 from .helpers import BASE_MS
-from .schemas import schema_errors
 
 HOUR = 3_600_000
 # A dead-letter record never exceeds this (README, Data contracts).

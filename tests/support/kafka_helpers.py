@@ -1,8 +1,4 @@
-"""Plain helpers for tests that talk to a real broker (no fixtures here; see conftest.py).
-
-Import them as ``from kafka_helpers import ...``: pytest puts ``tests/`` on ``sys.path`` because
-it holds the root ``conftest.py`` (rootdir-relative, no ``__init__.py`` packages).
-"""
+"""Plain helpers for tests that talk to a real broker (no fixtures here; see conftest.py)."""
 
 from __future__ import annotations
 
