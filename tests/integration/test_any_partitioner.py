@@ -82,7 +82,7 @@ def check_exact(workload: Workload, outputs: Any, partitioner: str) -> None:
         assert (body["count"], body["min"], body["max"]) == (e.count, e.min, e.max), key
         # A scattering partitioner spreads one counter instance over partitions: its samples
         # reach the owner in another order than produced, so the increase can move between
-        # windows (never lost, see the README); elsewhere the order is the producer's.
+        # windows (never lost, see docs/guarantees.md); elsewhere the order is the producer's.
         if key not in cumulative or partitioner in KEY_PRESERVING:
             assert body["sum"] == pytest.approx(e.sum, rel=1e-9, abs=1e-9), key
 

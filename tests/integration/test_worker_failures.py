@@ -1,4 +1,4 @@
-"""Crash, restart, rebalance and mis-keyed input: the guarantees of DESIGN.md §3."""
+"""Crash, restart, rebalance and mis-keyed input: the delivery guarantees (docs/guarantees.md)."""
 
 from __future__ import annotations
 

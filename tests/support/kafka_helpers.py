@@ -34,7 +34,7 @@ class Record:
 
 
 def consumer_config(bootstrap: str, group: str, **overrides: Any) -> dict[str, Any]:
-    """Consumer settings for tests (DESIGN §4).
+    """Consumer settings for tests.
 
     A 6 s session timeout because a new group's first join on Tansu waits about half of it
     (23 s with librdkafka's 45 s default); earliest reset so a test sees what it produced before

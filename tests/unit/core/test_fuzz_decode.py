@@ -180,7 +180,7 @@ TIMES = st.sampled_from([-1, BASE_MS])
 
 
 def offered(raw: bytes) -> int:
-    """Points a record offers (README, Data contracts): 1 unless it reads as a batch."""
+    """Points a record offers (docs/contracts.md): 1 unless it reads as a batch."""
     if len(raw) > LIMITS.max_message_bytes:
         return 1
     try:

@@ -22,7 +22,7 @@ from tests.support.schemas import schema_errors
 from .helpers import BASE_MS
 
 HOUR = 3_600_000
-# A dead-letter record never exceeds this (README, Data contracts).
+# A dead-letter record never exceeds this (docs/contracts.md).
 MAX_DEADLETTER_BYTES = 8192
 # orjson reads up to 1024 levels of nesting; the stdlib parser behind it fewer.
 PARSER_MAX_DEPTH = 1024

@@ -1,4 +1,4 @@
-"""DESIGN.md §3 at the core: restore a checkpoint, replay, and get byte-identical rollups."""
+"""Replay at the core: restore a checkpoint, replay, and get byte-identical rollups."""
 
 from __future__ import annotations
 
