@@ -21,6 +21,7 @@ verification failed.
 from __future__ import annotations
 
 import argparse
+import gc
 import statistics
 import sys
 import tempfile
@@ -29,13 +30,13 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import orjson
 
 from load.procfs import cpu_seconds
-from load.sink_split import encoder_cpu, runner_cpu
+from load.sink_split import cpu_by_role, encoder_cpu, runner_cpu, thread_cpu
 from load.tsdb import PrometheusServer, TsdbServer, VictoriaMetricsServer
 from pipeline.kafka.admin import TopicSpec, ensure_topics, high_watermarks
 from pipeline.kafka.broker import EmbeddedBroker
@@ -83,6 +84,9 @@ class SinkBenchResult:
     encoder_cpu_seconds: float | None = None
     warm_encoder_cpu_seconds: float | None = None
     max_samples_per_request: int = 10_000
+    gc_seconds: float = 0.0  # of sink_cpu_seconds, in cyclic garbage collections
+    #: sink_cpu_seconds by thread role (load/sink_split.py: cpu_by_role), 10 ms ticks
+    cpu_by_thread: dict[str, float] = field(default_factory=dict)
 
 
 def rollup_messages(rollups: int, series: int, now_ms: int) -> Iterator[Message]:
@@ -168,6 +172,8 @@ def run_once(
             thread = threading.Thread(target=runner.run, args=(stop,), daemon=True)
             assert server.process is not None
             cpu_before = (time.process_time(), cpu_seconds(server.process.pid))
+            gc_timer = GcTimer()
+            threads_before = thread_cpu()
             thread.start()
             try:
                 deadline = time.monotonic() + 600
@@ -176,6 +182,8 @@ def run_once(
                         raise RuntimeError(f"sink did not finish: {runner.totals.counts()}")
                     time.sleep(0.05)
                 sink_cpu = time.process_time() - cpu_before[0]
+                gc_seconds = gc_timer.stop()
+                roles = cpu_by_role(threads_before, thread_cpu())
                 tsdb_cpu = cpu_seconds(server.process.pid) - cpu_before[1]
             finally:
                 stop.set()
@@ -191,14 +199,10 @@ def run_once(
     runner_only = encoder_only = warm_encoder = None
     if split:
         runner_only = runner_cpu(_discarding(settings, name), ends)
-        bodies = [orjson.loads(m.value) for m in messages]
+        raws = [m.value for m in messages]
         encoder = RollupEncoder(naming)
-        encoder_only, _ = encoder_cpu(
-            bodies, naming, batch_records, max_samples_per_request, encoder
-        )
-        warm_encoder, _ = encoder_cpu(
-            bodies, naming, batch_records, max_samples_per_request, encoder
-        )
+        encoder_only, _ = encoder_cpu(raws, naming, batch_records, max_samples_per_request, encoder)
+        warm_encoder, _ = encoder_cpu(raws, naming, batch_records, max_samples_per_request, encoder)
     expected = rollups * samples_per_rollup(naming)
     return SinkBenchResult(
         tsdb=kind,
@@ -217,7 +221,29 @@ def run_once(
         encoder_cpu_seconds=None if encoder_only is None else round(encoder_only, 2),
         warm_encoder_cpu_seconds=None if warm_encoder is None else round(warm_encoder, 2),
         max_samples_per_request=max_samples_per_request,
+        gc_seconds=round(gc_seconds, 2),
+        cpu_by_thread=roles,
     )
+
+
+class GcTimer:
+    """CPU time this process spends in cyclic garbage collections (in whichever thread runs
+    them) from construction to `stop()`."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.thread_time()
+        else:
+            self.seconds += time.thread_time() - self._started
+
+    def stop(self) -> float:
+        gc.callbacks.remove(self._callback)
+        return self.seconds
 
 
 def split_line(r: SinkBenchResult) -> str:
@@ -289,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
                     f" stored {r.stored_samples:,} {'OK' if r.verified else 'MISMATCH'};"
                     f" CPU s: sink {r.sink_cpu_seconds:.2f}, {kind} {r.tsdb_cpu_seconds:.2f};"
                     f" {r.samples_per_sink_cpu_s:,.0f} samples per sink CPU-second"
+                    f" (GC {r.gc_seconds:.2f} s; by thread {r.cpu_by_thread})"
                 )
                 if r.runner_cpu_seconds is not None and r.encoder_cpu_seconds is not None:
                     print(split_line(r))

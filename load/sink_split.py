@@ -3,26 +3,68 @@ commits) versus the encoder (names, labels, protobuf, snappy), each measured on 
 
 - `runner_cpu`: a SinkRunner with a sink that stores nothing consumes the same topic (a fresh
   group) — what the sink process spends before any remote-write code runs.
-- `encoder_cpu`: the same rollup bodies through a fresh RollupEncoder in runner batches and
-  request assembly (with metadata and snappy) in requests of `max_samples_per_request`, as
-  RemoteWriteSink does — no HTTP, no sharding.
+- `encoder_cpu`: the same records parsed and encoded by a RollupEncoder in runner batches, laid
+  out and cut into compressed requests (with metadata) of `max_samples_per_request`, as
+  RemoteWriteSink does — no HTTP, no threads.
 The end-to-end sink CPU minus both is the HTTP client and the thread pool.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+
+import numpy as np
 
 from pipeline.sinks.base import Rejection, SinkRecord
-from pipeline.sinks.remote_write.encode import request_body, unique_rollups
+from pipeline.sinks.remote_write.encode import request_body
 from pipeline.sinks.remote_write.metadata import MetadataSchedule
 from pipeline.sinks.remote_write.naming import Scheme
-from pipeline.sinks.remote_write.rollup_encoder import EncodedRollup, RollupEncoder
+from pipeline.sinks.remote_write.rollup_encoder import RollupEncoder
 from pipeline.sinks.runner import SinkRunner
 from pipeline.sinks.settings import SinkSettings
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def thread_cpu() -> dict[int, tuple[str, float]]:
+    """This process's threads: thread id → (name, utime + stime in seconds), from /proc; the
+    name is Python's for Python threads (the kernel's, e.g. `rdk:broker1`, for the others)."""
+    python_names = {t.native_id: t.name for t in threading.enumerate()}
+    out = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat", "rb") as f:
+                head, _, tail = f.read().rpartition(b")")
+        except OSError:  # the thread ended meanwhile
+            continue
+        fields = tail.split()
+        name = python_names.get(int(tid)) or head.partition(b"(")[2].decode(errors="replace")
+        out[int(tid)] = (name, (int(fields[11]) + int(fields[12])) / _CLK_TCK)
+    return out
+
+
+def cpu_by_role(
+    before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]
+) -> dict[str, float]:
+    """CPU seconds between two `thread_cpu` snapshots by role: `runner` (the thread that
+    consumes, parses and encodes: Python names it `Thread-N (run)`), `http` (the sink's request
+    threads), `librdkafka` (the Kafka client's own threads) and `other`."""
+    roles: dict[str, float] = {"runner": 0.0, "http": 0.0, "librdkafka": 0.0, "other": 0.0}
+    for tid, (name, seconds) in after.items():
+        spent = seconds - before.get(tid, (name, 0.0))[1]
+        if name.startswith("remote-write"):
+            role = "http"
+        elif name.startswith("rdk:"):
+            role = "librdkafka"
+        elif name.endswith("(run)"):
+            role = "runner"
+        else:
+            role = "other"
+        roles[role] = round(roles[role] + spent, 2)
+    return roles
 
 
 class DiscardingSink:
@@ -30,6 +72,7 @@ class DiscardingSink:
 
     name = "discard"
     reads_digest = False  # as remote-write: the runner's cost for that sink
+    parses_records = True
 
     def write(self, batch: Sequence[SinkRecord]) -> list[Rejection]:
         return []
@@ -58,40 +101,30 @@ def runner_cpu(settings: SinkSettings, ends: dict[tuple[str, int], int]) -> floa
 
 
 def encoder_cpu(
-    bodies: Sequence[dict[str, Any]],
+    raws: Sequence[bytes],
     naming: Scheme,
     batch_records: int,
     max_samples: int,
     encoder: RollupEncoder | None = None,
+    shards: int = 4,
 ) -> tuple[float, int]:
-    """(CPU seconds, samples) to encode `bodies` in runner batches of `batch_records` into
-    compressed requests of at most `max_samples`: with a fresh encoder (every series' plan built
-    on the way, as after a start) or a given one (warm: the steady state of a long run)."""
+    """(CPU seconds, samples) to parse and encode `raws` (rollup records) in runner batches of
+    `batch_records` into compressed requests of at most `max_samples`, as RemoteWriteSink does
+    but without HTTP and threads: with a fresh encoder (every series' plan built on the way, as
+    after a start) or a given one (warm: the steady state of a long run)."""
     encoder = encoder or RollupEncoder(naming)
     schedule = MetadataSchedule(600.0)
     before = time.process_time()
     samples = 0
-    request: list[EncodedRollup] = []
-    size = 0
-    encoded: list[EncodedRollup] = []
-    for start in range(0, len(bodies), batch_records):
-        for result in encoder.encode_batch(bodies[start : start + batch_records]):
-            assert not isinstance(result, Exception), result
-            encoded.append(result)
-    for rollup in encoded:
-        if request and size + rollup.samples > max_samples:
-            samples += _assemble(request, schedule)
-            request, size = [], 0
-        request.append(rollup)
-        size += rollup.samples
-    if request:
-        samples += _assemble(request, schedule)
+    for start in range(0, len(raws), batch_records):
+        encoded = encoder.encode_batch(raws[start : start + batch_records])
+        assert not encoded.errors, encoded.errors[:1]
+        hashes = np.fromiter((p.key_hash for p in encoded.plans), np.int64, len(encoded.plans))
+        layout = encoded.layout(hashes, shards)
+        for lo, hi in layout.shard_ranges:
+            for a, b in layout.requests(lo, hi, max_samples):
+                metadata = schedule.pending(layout.plans[a:b])
+                request_body(layout.body(a, b), metadata.body)
+                schedule.sent(metadata)
+                samples += layout.samples(a, b)
     return time.process_time() - before, samples
-
-
-def _assemble(request: list[EncodedRollup], schedule: MetadataSchedule) -> int:
-    rollups = unique_rollups(request)
-    metadata = schedule.pending(r.plan for r in rollups)
-    request_body(rollups, metadata.body)
-    schedule.sent(metadata)
-    return sum(r.samples for r in rollups)

@@ -34,8 +34,10 @@ def configure_logging(level: str = "info", fmt: str = "console") -> None:
     )
 
 
-class WorkerMetrics:
-    """The rollup worker's own metrics, named for what an operator asks."""
+class StageMetrics:
+    """What every windowed stage (rollup worker, tier, detector) moves, named for what an
+    operator asks. Each stage adds its own on a subclass, so a process exports only metrics it
+    can move."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
@@ -52,14 +54,6 @@ class WorkerMetrics:
             p + "deadletter", "Samples dead-lettered, by reason.", ["reason"], registry=r
         )
         self.late = Counter(p + "late_samples", "Samples whose window had closed.", registry=r)
-        self.forwarded = Counter(
-            p + "forwarded_samples",
-            "Samples re-keyed to the partition that owns their series.",
-            registry=r,
-        )
-        self.duplicate_forwards = Counter(
-            p + "duplicate_forwards", "Forwarded records seen twice and skipped.", registry=r
-        )
         self.replayed = Counter(
             p + "replayed_samples",
             "Samples skipped on replay because their rollup was already emitted.",
@@ -92,26 +86,8 @@ class WorkerMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=r,
         )
-        self.active_series = Gauge(p + "active_series", "Series known to this process.", registry=r)
-        self.series_overflow = Counter(
-            p + "series_overflow",
-            "Samples aggregated into an overflow series because their series was over the "
-            "cardinality budget, by the limit it hit (worker or metric).",
-            ["limit"],
-            registry=r,
-        )
-        self.series_forgotten = Counter(
-            p + "series_forgotten",
-            "Series dropped from memory: idle, or refused by the cardinality budget.",
-            registry=r,
-        )
         self.open_windows = Gauge(p + "open_windows", "Open (series, window) pairs.", registry=r)
         self.assigned = Gauge(p + "assigned_partitions", "Input partitions owned.", registry=r)
-        self.paused_partitions = Gauge(
-            p + "alignment_paused_partitions",
-            "Input partitions paused because their clock ran ahead of the slowest partition's.",
-            registry=r,
-        )
         self.watermark_lag = Gauge(
             p + "watermark_lag_seconds",
             "Wall clock minus the lowest partition watermark.",
@@ -141,7 +117,42 @@ class WorkerMetrics:
         )
 
 
-class TierMetrics(WorkerMetrics):
+class WorkerMetrics(StageMetrics):
+    """The rollup worker's: forwarding, the series table, watermark alignment."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        super().__init__(registry)
+        r = self.registry
+        p = "metrics_pipeline_"
+        self.forwarded = Counter(
+            p + "forwarded_samples",
+            "Samples re-keyed to the partition that owns their series.",
+            registry=r,
+        )
+        self.duplicate_forwards = Counter(
+            p + "duplicate_forwards", "Forwarded records seen twice and skipped.", registry=r
+        )
+        self.active_series = Gauge(p + "active_series", "Series known to this process.", registry=r)
+        self.series_overflow = Counter(
+            p + "series_overflow",
+            "Samples aggregated into an overflow series because their series was over the "
+            "cardinality budget, by the limit it hit (worker or metric).",
+            ["limit"],
+            registry=r,
+        )
+        self.series_forgotten = Counter(
+            p + "series_forgotten",
+            "Series dropped from memory: idle, or refused by the cardinality budget.",
+            registry=r,
+        )
+        self.paused_partitions = Gauge(
+            p + "alignment_paused_partitions",
+            "Input partitions paused because their clock ran ahead of the slowest partition's.",
+            registry=r,
+        )
+
+
+class TierMetrics(StageMetrics):
     """A tier worker's metrics: the stage's own, plus what happened to each child rollup."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:

@@ -1,11 +1,11 @@
 """The alert bridge: a consumer-group member that keeps Alertmanager in step with the anomaly
 topic (schemas/anomaly.schema.json).
 
-Loop: consume a batch → decode → firing events join the active episodes, resolved ones leave
-them → send the batch's alerts (the last state per label set) → dead letters acknowledged →
-commit. Every `resend_interval` the active episodes' alerts are sent again with endsAt = now +
-TTL, as Prometheus does, so an Alertmanager that restarted learns them again and a bridge that
-died lets them resolve by themselves.
+Loop (driven by pipeline/kafka/consumer.py:GroupConsumer): consume a batch → decode → firing
+events join the active episodes, resolved ones leave them → send the batch's alerts (the last
+state per label set) → dead letters acknowledged → commit. Every `resend_interval` the active
+episodes' alerts are sent again with endsAt = now + TTL, as Prometheus does, so an Alertmanager
+that restarted learns them again and a bridge that died lets them resolve by themselves.
 
 Guarantees (those of the stages, see docs/architecture.md): a partition's offset is committed only
 up to the firing event of its oldest active episode and never past an unsent event, so a restarted
@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 
 import structlog
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Message
 
 from pipeline.alerting.client import AlertmanagerClient, AlertmanagerUnavailable
 from pipeline.alerting.episodes import EpisodeBook, TopicPartitionKey
@@ -30,9 +30,8 @@ from pipeline.alerting.mapping import Alert, AlertMapper
 from pipeline.alerting.metrics import BridgeMetrics
 from pipeline.alerting.settings import AlertBridgeSettings
 from pipeline.core.reasons import Reason
-from pipeline.kafka.admin import TopicSpec, ensure_present
-from pipeline.kafka.clients import OutputProducer, consumer_config, producer_config
-from pipeline.kafka.commits import commit, commit_lag
+from pipeline.kafka.clients import OutputProducer, producer_config
+from pipeline.kafka.consumer import Done, GroupConsumer, RetryAfter
 from pipeline.kafka.deadletter import sink_record
 from pipeline.observability import Health
 from pipeline.sinks.backoff import Backoff
@@ -93,6 +92,10 @@ class BridgeTotals:
 
 
 class AlertBridge:
+    """The batch handler of the alert-bridge process: `GroupConsumer`
+    (pipeline/kafka/consumer.py) owns the consumer; this turns events into alerts, sends them and
+    says how far each partition may be committed."""
+
     def __init__(
         self,
         settings: AlertBridgeSettings,
@@ -109,106 +112,64 @@ class AlertBridge:
         )
         self._ttl_ms = settings.ttl_ms()
         self._resend_every = settings.seconds("resend_interval")
+        # One back-off for failed flushes and failed re-sends: both wait for the same Alertmanager.
         self._backoff = Backoff(settings.seconds("retry_initial"), settings.seconds("retry_max"))
         self._outbox = Outbox()
         self._processed: dict[TopicPartitionKey, int] = {}
-        self._assigned: set[TopicPartitionKey] = set()
-        self._retry_at: float | None = None  # set while the outbox waits for Alertmanager
         self._resend_at = time.monotonic() + self._resend_every
         self._down = False
-
-    # -- set-up and rebalance ------------------------------------------------------------------
-
-    def _prepare_topics(self) -> None:
-        s = self.settings
-        specs = [
-            TopicSpec(topic, s.topic_partitions) for topic in (s.deadletter_topic, s.anomaly_topic)
-        ]
-        ensure_present(s.client_config(), specs, s.create_topics)
-
-    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        consumer.assign(partitions)
-        # librdkafka keeps a partition's pause flag across an eager revoke/assign: set it anew.
-        if self._retry_at is not None:
-            consumer.pause(partitions)
-        else:
-            consumer.resume(partitions)
-        self._assigned |= {(tp.topic, tp.partition) for tp in partitions}
-        self.metrics.assigned.set(len(self._assigned))
-        self.health.set_ready(True)
-        log.info("assigned", partitions=sorted(self._assigned))
-
-    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        gone = {(tp.topic, tp.partition) for tp in partitions}
-        self._outbox.drop_partitions(gone)
-        dropped = self.episodes.drop_partitions(gone)
-        for tp in gone:
-            self._processed.pop(tp, None)
-            self.totals.committed.pop(tp, None)
-        self._assigned -= gone
-        self.metrics.assigned.set(len(self._assigned))
-        self.metrics.active_episodes.set(len(self.episodes))
-        log.info("revoked", partitions=sorted(gone), episodes_handed_over=dropped)
-
-    # -- main loop ------------------------------------------------------------------------------
+        self.group = GroupConsumer(
+            settings,
+            [settings.anomaly_topic],
+            self,
+            outputs=[settings.deadletter_topic],
+            metrics=self.metrics,
+            backoff=self._backoff,
+            health=self.health,
+            committed=self.totals.committed,
+            name="alert-bridge",
+        )
 
     def run(self, stop: threading.Event) -> None:
         """Consume, send and commit until `stop` is set."""
         s = self.settings
-        self._prepare_topics()
         self.client = AlertmanagerClient(s)
         self.producer = OutputProducer(producer_config(s.client_config()))
-        consumer = Consumer(consumer_config(s.client_config(), s.group_id, s.session_timeout_ms))
-        consumer.subscribe(
-            [s.anomaly_topic],
-            on_assign=self._on_assign,
-            on_revoke=self._on_revoke,
-            on_lost=self._on_revoke,
-        )
-        log.info("started", group=s.group_id, topic=s.anomaly_topic, url=s.alertmanager_url)
+        log.info("started", group=s.group_id, url=s.alertmanager_url)
         try:
-            while not stop.is_set():
-                self.health.beat()
-                if self._retry_at is not None:
-                    wait = self._retry_at - time.monotonic()
-                    if not self._outbox:  # a rebalance took every pending event away
-                        self._end_retries(consumer)
-                    elif wait > 0:
-                        self._poll_paused(consumer, min(wait, 0.2))
-                    else:
-                        self._flush(consumer)
-                    continue
-                self._add(consumer.consume(s.batch_records, timeout=0.1))
-                self.producer.poll()
-                if self._outbox:
-                    self._flush(consumer)
-                if self._retry_at is None and time.monotonic() >= self._resend_at:
-                    self._resend()
-            if self._outbox and self._retry_at is None:
-                self._flush(consumer)
+            self.group.run(stop)
         finally:
-            consumer.close()
             self.producer.close()
             self.client.close()
             log.info("stopped", sent=self.totals.sent, active=len(self.episodes))
 
-    def _poll_paused(self, consumer: Consumer, timeout: float) -> None:
-        """Serve heartbeats and rebalances while paused. A record can still slip through (one
-        fetched for a partition assigned a moment ago): rewind to it so it is read again."""
-        msg = consumer.poll(timeout)
-        if msg is not None and msg.error() is None:
-            topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
-            if topic is not None and partition is not None and offset is not None:
-                consumer.seek(TopicPartition(topic, partition, offset))
-                consumer.pause([TopicPartition(topic, partition)])
+    # -- the batch handler (pipeline/kafka/consumer.py:BatchHandler) --------------------------
 
-    def _add(self, messages: list[Message]) -> None:
+    def room(self) -> int:
+        return self.settings.batch_records
+
+    def pending(self) -> bool:
+        return bool(self._outbox)
+
+    def due(self) -> bool:
+        return bool(self._outbox)
+
+    def tick(self) -> None:
+        self.producer.poll()
+        if time.monotonic() >= self._resend_at:
+            self._resend()
+
+    def drop(self, partitions: set[TopicPartitionKey]) -> None:
+        self._outbox.drop_partitions(partitions)
+        handed_over = self.episodes.drop_partitions(partitions)
+        for tp in partitions:
+            self._processed.pop(tp, None)
+        self.metrics.active_episodes.set(len(self.episodes))
+        if handed_over:
+            log.info("active episodes handed over", episodes=handed_over)
+
+    def add(self, messages: list[Message]) -> None:
         for msg in messages:
-            err = msg.error()
-            if err is not None:
-                if err.code() != KafkaError._PARTITION_EOF:
-                    log.warning("consume error", error=str(err))
-                continue
             topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
             if topic is None or partition is None or offset is None:
                 continue
@@ -270,17 +231,14 @@ class AlertBridge:
             self._resend_at = time.monotonic()
         return refused
 
-    def _flush(self, consumer: Consumer) -> None:
+    def flush(self) -> Done | RetryAfter:
+        """Send the batch's alerts and dead-letter the refused ones; Done once both are
+        acknowledged, with offsets that keep every active episode's firing event uncommitted."""
         outbox = self._outbox
         outgoing = list(outbox.alerts.values())
         refused = self._send([o.alert for o in outgoing]) if outgoing else {}
         if refused is None:
-            if self._retry_at is None:
-                consumer.pause(consumer.assignment())
-                self.metrics.paused.set(1)
-            delay = self._backoff.next_delay()
-            self._retry_at = time.monotonic() + delay
-            return
+            return RetryAfter()
         for index, message in refused.items():
             for source in outgoing[index].sources:
                 if source.state == "firing":
@@ -297,15 +255,9 @@ class AlertBridge:
         self._processed.update(outbox.next_offsets)
         self._outbox = Outbox()
         self.metrics.active_episodes.set(len(self.episodes))
-        self._commit(consumer)
-        self._end_retries(consumer)
-
-    def _end_retries(self, consumer: Consumer) -> None:
-        self._backoff.reset()
-        if self._retry_at is not None:
-            self._retry_at = None
-            consumer.resume(consumer.assignment())
-            self.metrics.paused.set(0)
+        # A failed commit re-sends its events after a restart, which Alertmanager absorbs.
+        pinned = self.episodes.pinned_offsets()
+        return Done({tp: min(done, pinned.get(tp, done)) for tp, done in self._processed.items()})
 
     def _resend(self) -> None:
         alerts = self.episodes.firing_alerts()
@@ -323,18 +275,3 @@ class AlertBridge:
         self.metrics.resends.inc(len(alerts) - len(refused))
         self.totals.resent += len(alerts) - len(refused)
         self._resend_at = time.monotonic() + self._resend_every
-
-    def _commit(self, consumer: Consumer) -> None:
-        pinned = self.episodes.pinned_offsets()
-        offsets = []
-        for tp in self._assigned:
-            done = self._processed.get(tp)
-            if done is None:
-                continue
-            target = min(done, pinned.get(tp, done))
-            if self.totals.committed.get(tp) != target:
-                offsets.append(TopicPartition(tp[0], tp[1], target))
-        # A failed commit re-sends its events after a restart, which Alertmanager absorbs.
-        if commit(consumer, offsets, self.totals.committed):
-            committed = self.totals.committed
-            self.metrics.commit_lag.set(commit_lag(consumer, committed, list(committed)))

@@ -50,9 +50,10 @@ def admin_config(connection: Connection) -> dict[str, Any]:
 
 
 def producer_config(
-    connection: Connection, extra: Mapping[str, str] | None = None
+    connection: Connection, extra: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
-    """The pipeline's producer defaults; the connection's settings and `extra` win over them."""
+    """Every producer's settings (the stages', the load generator's, the tests'): the pipeline's
+    defaults; the connection's settings win over them and `extra` over both."""
     return {
         "acks": "all",
         # Idempotence keeps per-partition order across retries: forwarded input relies on it.

@@ -12,7 +12,7 @@ from confluent_kafka import Message
 from pipeline.core.detect.detector import PartitionDetector
 from pipeline.kafka.rollup_input import RollupBatch
 from pipeline.kafka.stage import OwnedPartition, PartitionedStage
-from pipeline.observability import Health, WorkerMetrics
+from pipeline.observability import Health, StageMetrics
 from pipeline.settings import DetectSettings
 
 
@@ -23,7 +23,7 @@ class DetectWorker(PartitionedStage[PartitionDetector]):
     def __init__(
         self,
         settings: DetectSettings,
-        metrics: WorkerMetrics | None = None,
+        metrics: StageMetrics | None = None,
         health: Health | None = None,
     ) -> None:
         super().__init__(settings, metrics, health)

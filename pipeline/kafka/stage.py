@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 import structlog
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from pipeline.core.checkpoint import Checkpoint
 from pipeline.core.decode import Reject
@@ -38,7 +38,7 @@ from pipeline.kafka.clients import (
 )
 from pipeline.kafka.deadletter import reject_records
 from pipeline.kafka.partitioner import OwnerPartitions
-from pipeline.observability import Health, WorkerMetrics
+from pipeline.observability import Health, StageMetrics
 from pipeline.selfmetrics import stage_self_metrics
 from pipeline.settings import StageSettings
 
@@ -76,6 +76,7 @@ class OwnedPartition(Generic[StateT]):
     resume_from: int = -1  # checkpoint offset the first record should carry (-1: none)
     received: bool = False  # input of its own was processed since assignment
     checked_empty_at: float = 0.0  # last time an input-less partition's end was looked up
+    end_confirmed_at: float = 0.0  # last time the broker confirmed nothing more is waiting
 
 
 class PartitionedStage(ABC, Generic[StateT]):
@@ -84,11 +85,11 @@ class PartitionedStage(ABC, Generic[StateT]):
     def __init__(
         self,
         settings: StageSettings,
-        metrics: WorkerMetrics | None = None,
+        metrics: StageMetrics | None = None,
         health: Health | None = None,
     ) -> None:
         self.settings = settings
-        self.metrics = metrics or WorkerMetrics()
+        self.metrics = metrics or StageMetrics()
         self.health = health or Health()
         self.owned: dict[int, OwnedPartition[StateT]] = {}
         self._first_input_seen = False
@@ -428,10 +429,8 @@ class PartitionedStage(ABC, Generic[StateT]):
             state = owned.state
             if not self._quiet(consumer, partition, owned, now):
                 continue
-            tp = TopicPartition(self.settings.source_topic, partition)
-            _, high = consumer.get_watermark_offsets(tp, cached=True)
-            if high is not None and high > state.next_offset:
-                continue  # more input is waiting: not idle, just slow
+            if self._input_waiting(consumer, partition, owned, now):
+                continue  # not idle, just slow
             if not state.plan_idle_advance():
                 continue
             # Persist the advance before emitting what it closes (see plan_idle_advance).
@@ -441,7 +440,34 @@ class PartitionedStage(ABC, Generic[StateT]):
             self._emit(state.apply_idle_advance())
             self._after_idle_advance(partition, owned)
             owned.dirty = True
-            self._log.info("idle partition flushed", partition=partition)
+            self._log.info(
+                "idle partition flushed",
+                partition=partition,
+                offset=state.next_offset,
+                watermark_ms=state.watermark,
+            )
+
+    def _input_waiting(
+        self, consumer: Consumer, partition: int, owned: OwnedPartition[StateT], now: float
+    ) -> bool:
+        """Whether the partition has input beyond what was processed, as far as the broker
+        knows now. The fetch cache alone is not enough: its end can be a fetch behind, and an
+        advance on a stale end would judge the records it missed late. So the broker is asked
+        (at most once a second per partition) before the clock moves."""
+        tp = TopicPartition(self.settings.source_topic, partition)
+        _, high = consumer.get_watermark_offsets(tp, cached=True)
+        if high is not None and high > owned.state.next_offset:
+            return True
+        if now - owned.end_confirmed_at < 1.0:
+            return owned.end_confirmed_at < owned.last_input_at + self._idle_after
+        try:
+            _, high = consumer.get_watermark_offsets(tp, timeout=2, cached=False)
+        except KafkaException:
+            return True  # unknown: do not advance on a guess
+        if high is not None and high > owned.state.next_offset:
+            return True
+        owned.end_confirmed_at = now
+        return False
 
     def _write_checkpoint(self, partition: int, owned: OwnedPartition[StateT]) -> Checkpoint:
         checkpoint = owned.state.checkpoint()

@@ -62,6 +62,7 @@ class Totals:
 class RollupWorker(PartitionedStage[PartitionAggregator]):
     stage_name = "worker"
     settings: WorkerSettings
+    metrics: WorkerMetrics
 
     def __init__(
         self,
@@ -69,7 +70,7 @@ class RollupWorker(PartitionedStage[PartitionAggregator]):
         metrics: WorkerMetrics | None = None,
         health: Health | None = None,
     ) -> None:
-        super().__init__(settings, metrics, health)
+        super().__init__(settings, metrics or WorkerMetrics(), health)
         self.window = settings.window()
         self.digest = settings.digest()
         self.series = SeriesTable()

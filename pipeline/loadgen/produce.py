@@ -10,11 +10,11 @@ from typing import Any
 from confluent_kafka import KafkaError, Producer
 
 from pipeline.errors import PipelineError
-from pipeline.kafka.clients import Connection, client_config
+from pipeline.kafka.clients import Connection, producer_config
 from pipeline.loadgen.partitioning import PartitionerChoice, partitioner_choice
 from pipeline.loadgen.spec import Message
 
-__all__ = ["ProduceError", "ProduceStats", "produce", "producer_config"]
+__all__ = ["LOAD_PRODUCER", "ProduceError", "ProduceStats", "produce"]
 
 
 class ProduceError(PipelineError):
@@ -34,33 +34,22 @@ class ProduceStats:
         return self.messages / self.seconds if self.seconds > 0 else 0.0
 
 
-def producer_config(
-    bootstrap_servers: Connection, partitioner: str = "murmur2_random", **overrides: Any
-) -> dict[str, Any]:
-    """librdkafka settings for load generation; `overrides` use librdkafka names with _ for .
-
-    `partitioner` is librdkafka's setting. The default, Java-compatible murmur2, puts every
-    record on the partition that owns its series (no forwarding), which is what the worker
-    benchmarks measure; `metrics-pipeline load --partitioner` imitates other clients.
-    """
-    conf: dict[str, Any] = {
-        **client_config(bootstrap_servers),
-        "partitioner": partitioner,
-        "linger.ms": 20,
-        "batch.num.messages": 100_000,
-        "batch.size": 1_048_576,
-        "queue.buffering.max.messages": 500_000,
-        "compression.type": "lz4",
-        "enable.idempotence": True,
-        # Room for the oversize test messages (> 1 MiB); a real broker also needs the topic's
-        # max.message.bytes raised to let them in.
-        "message.max.bytes": 4 * 1_048_576,
-        # Delivery callbacks only for failures: one Python call per message less.
-        "delivery.report.only.error": True,
-        "log.connection.close": False,
-    }
-    conf.update({k.replace("_", "."): v for k, v in overrides.items()})
-    return conf
+#: What load generation changes in the pipeline's producer settings (kafka/clients.py:
+#: producer_config); `produce` applies them, then its `partitioner` and `config`.
+LOAD_PRODUCER: dict[str, Any] = {
+    # The default, Java-compatible murmur2 puts every record on the partition that owns its
+    # series (no forwarding), which is what the worker benchmarks measure;
+    # `metrics-pipeline load --partitioner` imitates other clients.
+    "partitioner": "murmur2_random",
+    "batch.num.messages": 100_000,
+    "batch.size": 1_048_576,
+    "queue.buffering.max.messages": 500_000,
+    # Room for the oversize test messages (> 1 MiB); a real broker also needs the topic's
+    # max.message.bytes raised to let them in.
+    "message.max.bytes": 4 * 1_048_576,
+    # Delivery callbacks only for failures: one Python call per message less.
+    "delivery.report.only.error": True,
+}
 
 
 def produce(
@@ -77,7 +66,7 @@ def produce(
     """Produce `messages` in order with their keys and timestamps; wait until all are delivered.
 
     `progress(n)` is called after every `progress_every` messages handed to the client (n = count
-    so far). `config` entries (librdkafka names) override `producer_config`. `partitioner` is a
+    so far). `config` entries (librdkafka names) override LOAD_PRODUCER. `partitioner` is a
     `PARTITIONERS` name or choice; one that is not keyed drops every key. Raises ProduceError if
     any message failed or was still undelivered after `flush_timeout_s` seconds.
     """
@@ -88,8 +77,9 @@ def produce(
         if err is not None:
             errors.append(err)
 
-    conf = producer_config(bootstrap_servers, choice.librdkafka)
-    conf.update(config or {})
+    conf = producer_config(
+        bootstrap_servers, {**LOAD_PRODUCER, "partitioner": choice.librdkafka, **(config or {})}
+    )
     conf["on_delivery"] = on_delivery
     producer = Producer(conf)
     send = producer.produce

@@ -250,9 +250,6 @@ class SeriesId:
         """The producer key, "service|region"."""
         return f"{self.service}|{self.region}"
 
-    def labels_dict(self) -> dict[str, str]:
-        return dict(self.labels)
-
     def instance_name(self, instance: int) -> str:
         """The `instance` field for instance index 0..instances-1."""
         return f"{self.service}.{self.region}.{instance}"

@@ -11,22 +11,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, Field
-
 from pipeline.sinks.base import Rejection, RollupSink, SinkRecord
 from pipeline.store import DEFAULT_STORE_PATH
 from pipeline.store.files import partition_dir
 from pipeline.store.table import to_table
 from pipeline.store.writer import CONVERSION_ERRORS, InvalidRollup, StoreWriter
-
-
-class LocalStoreSettings(BaseModel):
-    """What `sink local` needs beyond the sink runner's Kafka settings."""
-
-    path: Path = Field(DEFAULT_STORE_PATH, description="Root directory of the store.")
-    compact_after: int = Field(
-        64, ge=0, description="Merge a partition's batch files once it holds this many; 0: never."
-    )
 
 
 class LocalStoreSink:
@@ -38,11 +27,6 @@ class LocalStoreSink:
     def __init__(self, path: Path | str = DEFAULT_STORE_PATH, compact_after: int = 64) -> None:
         self.path = Path(path)
         self.writer = StoreWriter(self.path, compact_after=compact_after)
-        self.rows_written = 0
-
-    @classmethod
-    def from_settings(cls, settings: LocalStoreSettings) -> LocalStoreSink:
-        return cls(settings.path, compact_after=settings.compact_after)
 
     def write(self, batch: Sequence[SinkRecord]) -> list[Rejection]:
         """Store every record that follows the rollup contract; reject the others.
@@ -74,7 +58,6 @@ class LocalStoreSink:
                 [r.body for r in records],
                 [(r.topic, r.partition, r.offset) for r in records],
             )
-            self.rows_written += len(records)
 
     def close(self) -> None:
         """Nothing is buffered: every write is already on disk."""

@@ -18,6 +18,7 @@ from confluent_kafka import (
 )
 
 from pipeline.kafka.admin import high_watermarks
+from pipeline.kafka.clients import producer_config
 
 
 @dataclass(frozen=True)
@@ -55,17 +56,6 @@ def consumer_config(bootstrap: str, group: str, **overrides: Any) -> dict[str, A
     return config
 
 
-def producer_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
-    """Producer settings for tests: Java-compatible key partitioning, small linger."""
-    config: dict[str, Any] = {
-        "bootstrap.servers": bootstrap,
-        "partitioner": "murmur2_random",
-        "linger.ms": 5,
-    }
-    config.update(overrides)
-    return config
-
-
 def produce_all(
     bootstrap: str,
     topic: str,
@@ -79,7 +69,10 @@ def produce_all(
     Returns ``(partition, offset)`` per message, in input order. Raises ``AssertionError`` on a
     delivery error or if some message is still undelivered after ``timeout`` seconds.
     """
-    producer = Producer(producer_config(bootstrap, **overrides))
+    # Java-compatible key partitioning, as the pipeline's own clients expect; a small linger.
+    producer = Producer(
+        producer_config(bootstrap, {"partitioner": "murmur2_random", "linger.ms": 5, **overrides})
+    )
     results: list[tuple[int, int] | None] = []
     errors: list[str] = []
 

@@ -20,6 +20,7 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
 from pipeline.errors import ConfigError
+from pipeline.kafka.clients import producer_config
 from pipeline.kafka.partitioner import owner_partition
 from pipeline.loadgen import (
     CUMULATIVE,
@@ -39,7 +40,7 @@ from pipeline.loadgen.partitioning import (
     rekeyed,
     sarama_hash_partition,
 )
-from pipeline.loadgen.produce import producer_config
+from pipeline.loadgen.produce import LOAD_PRODUCER
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 MIB = 1_048_576
@@ -408,13 +409,15 @@ def test_counts_hold_for_arbitrary_specs(
     assert man.intended_late_samples <= round(late * samples)
 
 
-def test_producer_config_is_java_compatible_and_fits_oversize_messages() -> None:
-    conf = producer_config("localhost:9092", linger_ms=5)
+def test_load_producer_is_java_compatible_and_fits_oversize_messages() -> None:
+    conf = producer_config("localhost:9092", {**LOAD_PRODUCER, "linger.ms": 5})
     assert conf["partitioner"] == "murmur2_random"
     assert conf["enable.idempotence"] is True
     assert conf["message.max.bytes"] > WorkloadSpec().oversize_bytes
     assert conf["linger.ms"] == 5
-    assert producer_config("localhost:9092", "fnv1a_random")["partitioner"] == "fnv1a_random"
+    assert conf["delivery.report.only.error"] is True
+    # The pipeline's own producer defaults still apply where load generation says nothing.
+    assert conf["reconnect.backoff.max.ms"] == producer_config("x:1")["reconnect.backoff.max.ms"]
 
 
 # -- partitioners and keys: what `metrics-pipeline load --partitioner/--key-format` sends ------

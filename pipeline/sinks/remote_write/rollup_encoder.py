@@ -1,48 +1,52 @@
-"""Rollup bodies → pre-encoded remote-write TimeSeries bytes, with the per-series work cached.
+"""Rollup records → remote-write TimeSeries bytes, with the per-series work cached.
 
 A rollup stream repeats the same series every window, so everything that depends only on the
 series — names (naming.py), sanitized and sorted labels, their protobuf bytes (wire.py), the unit
 conversion, the metadata families — is computed once per (series_key, resolution) and kept in a
 `SeriesPlan`, including a template of its TimeSeries bytes with holes for the values and the
-timestamp. A batch is encoded by reading each rollup's statistics (one C-level itemgetter per
-rollup), then converting all values and writing them and the timestamps into the concatenated
-templates with numpy. A timestamp outside 2004–2039 (another varint length) or a value that is
-not a number takes the per-rollup `struct` path, which is strict about types.
+timestamp. Per record, Python only parses the fields (fields.py), looks up the plan and reads the
+statistics with one C-level getter; the unit conversion and the writing of doubles and timestamps
+into the concatenated templates are numpy operations over the whole batch (batch.py). A timestamp
+outside 2004–2039 (another varint length) takes the per-rollup `struct` path.
 """
 
 from __future__ import annotations
 
+import bisect
 import struct
+import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from operator import itemgetter, mul, truediv
+from dataclasses import dataclass
+from functools import lru_cache
+from operator import attrgetter, itemgetter, mul, truediv
 from typing import Any, NamedTuple
 
 import numpy as np
-from numpy.typing import NDArray
+import orjson
 
+from pipeline.sinks.remote_write.batch import EncodedBatch
+from pipeline.sinks.remote_write.fields import RollupFields, parse
 from pipeline.sinks.remote_write.naming import Family, Scheme, base_labels, outputs
 from pipeline.sinks.remote_write.wire import (
     MAX_TS,
     MIN_TS,
     TAIL_LEN,
-    label_bytes,
+    label_field,
     series_head,
     timestamp_tail,
-    timestamp_tails,
 )
 
-_CHUNK = np.arange(8 + TAIL_LEN)
+Getter = Callable[[Any], tuple[Any, ...]]
+_NO_PERCENTILES: dict[str, float] = {}
 
-Getter = Callable[[dict[str, Any]], tuple[Any, ...]]
 
-
-def _getter(names: list[str]) -> Getter:
-    """A C-speed tuple of `d[name]` for `names` (itemgetter returns a bare value for one name)."""
+def _getter(names: list[str], make: Callable[..., Any]) -> Getter:
+    """A C-speed tuple of `names` read by `make` (attrgetter or itemgetter), which returns a
+    bare value for one name."""
     if len(names) == 1:
-        name = names[0]
-        return lambda d: (d[name],)
-    return itemgetter(*names) if names else (lambda d: ())
+        one = make(names[0])
+        return lambda d: (one(d),)
+    return make(*names) if names else (lambda d: ())
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,38 +59,99 @@ class Packer:
 
 
 @dataclass(frozen=True, slots=True)
-class Template:
-    """The plan's TimeSeries entries for 7-byte timestamp tails, with zeroed holes for the
-    doubles (at `value_offsets`) and the tails (`value_offsets + 8`), for the batched path."""
+class MetricSpec:
+    """What every series of one metric (name, type, unit, resolution, percentile keys) shares:
+    its outputs' names, how to read their values, their unit conversion and metadata."""
 
-    data: bytes
-    #: As raw int64/float64 bytes: a batch joins them with one bytes.join (numpy's concatenate
-    #: of thousands of tiny arrays costs a microsecond each).
-    value_offsets: bytes
-    multipliers: bytes
-    divisors: bytes
-
-
-@dataclass(slots=True)
-class SeriesPlan:
-    """What one (series, resolution) becomes."""
-
-    labels: tuple[bytes, ...]  # encoded label set per output: statistics, then quantiles
-    statistics: Getter  # body → the statistics' raw values
+    outputs: tuple[tuple[str, str | None], ...]  # (metric name, quantile) per output
+    statistics: Getter  # RollupFields → the statistics' raw values
     quantiles: Getter  # percentiles → the quantiles' raw values
-    multipliers: NDArray[np.float64]  # value in Prometheus' unit = raw * multiplier / divisor
-    divisors: NDArray[np.float64]
+    multipliers: tuple[float, ...]  # value in Prometheus' unit = raw * multiplier / divisor
+    divisors: tuple[float, ...]
+    #: The same as raw float64 bytes: a batch joins them with one bytes.join (numpy's
+    #: concatenate of thousands of tiny arrays costs a microsecond each).
+    multiplier_bytes: bytes
+    divisor_bytes: bytes
     percentile_keys: frozenset[str] | None  # None for counters, whose percentiles are ignored
     families: tuple[Family, ...]
-    packers: dict[int, Packer] = field(default_factory=dict)
-    template: Template | None = None
-    #: The metadata round in which this series' families were last sent (metadata.py).
-    metadata_round: int = -1
-    #: The sink's shard for this series (-1: not yet computed).
-    shard: int = -1
-    samples: int = field(init=False)
-    has_quantiles: bool = field(init=False)
-    quantile_count: int = field(init=False)
+
+
+@lru_cache(maxsize=4096)
+def metric_spec(
+    name: str, metric_type: str, unit: str, resolution: str, keys: tuple[str, ...], scheme: Scheme
+) -> MetricSpec:
+    outs = outputs(name, metric_type, unit, resolution, keys, scheme)
+    ordered = [o for o in outs if o.quantile is None] + [o for o in outs if o.quantile is not None]
+    conversions = [o.unit.multiply_divide for o in ordered]
+    multipliers = tuple(m for m, _ in conversions)
+    divisors = tuple(d for _, d in conversions)
+    return MetricSpec(
+        outputs=tuple((o.metric, o.quantile) for o in ordered),
+        statistics=_getter([o.statistic for o in ordered if o.quantile is None], attrgetter),
+        quantiles=_getter([o.statistic for o in ordered if o.quantile is not None], itemgetter),
+        multipliers=multipliers,
+        divisors=divisors,
+        multiplier_bytes=struct.pack(f"<{len(ordered)}d", *multipliers),
+        divisor_bytes=struct.pack(f"<{len(ordered)}d", *divisors),
+        percentile_keys=frozenset(keys) if metric_type != "counter" else None,
+        families=tuple({o.family.name: o.family for o in outs}.values()),
+    )
+
+
+class SeriesPlan:
+    """What one (series, resolution) becomes: its metric's spec and its own label sets, as a
+    template of its TimeSeries entries for 7-byte timestamp tails with zeroed holes for the
+    doubles (at `value_offsets`, raw int64 bytes) and the tails (`value_offsets + 8`)."""
+
+    __slots__ = (
+        "divisor_bytes",
+        "families",
+        "has_quantiles",
+        "key_hash",
+        "labels",
+        "metadata_round",
+        "multiplier_bytes",
+        "packers",
+        "percentile_keys",
+        "quantile_count",
+        "quantiles",
+        "samples",
+        "spec",
+        "statistics",
+        "template",
+        "value_offsets",
+    )
+
+    def __init__(self, spec: MetricSpec, labels: tuple[bytes, ...], key_hash: int) -> None:
+        self.spec = spec
+        self.labels = labels  # encoded label set per output: statistics, then quantiles
+        #: crc32 of the series_key: the sink's shard is this modulo its concurrency.
+        self.key_hash = key_hash
+        #: The metadata round in which this series' families were last sent (metadata.py).
+        self.metadata_round = -1
+        self.packers: dict[int, Packer] = {}
+        # Plain attributes copied from the spec: read for every rollup.
+        self.statistics = spec.statistics
+        self.quantiles = spec.quantiles
+        self.percentile_keys = spec.percentile_keys
+        self.families = spec.families
+        self.multiplier_bytes = spec.multiplier_bytes
+        self.divisor_bytes = spec.divisor_bytes
+        self.samples = len(labels)
+        self.has_quantiles = spec.percentile_keys is not None
+        self.quantile_count = len(spec.percentile_keys or ())
+        parts: list[bytes] = []
+        offsets: list[int] = []
+        size = 0
+        hole = bytes(8 + TAIL_LEN)
+        for label_set in labels:
+            head = series_head(label_set, TAIL_LEN - 1)
+            size += len(head)
+            offsets.append(size)
+            parts += (head, hole)
+            size += 8 + TAIL_LEN
+        self.template = b"".join(parts)
+        self.value_offsets = struct.pack(f"<{len(offsets)}q", *offsets)
 
     def packer(self, tail_len: int) -> Packer:
         found = self.packers.get(tail_len)
@@ -99,40 +164,19 @@ class SeriesPlan:
             found = self.packers[tail_len] = Packer(struct.Struct(fmt), template)
         return found
 
-    def batch_template(self) -> Template:
-        if self.template is None:
-            parts: list[bytes] = []
-            offsets: list[int] = []
-            size = 0
-            for labels in self.labels:
-                head = series_head(labels, TAIL_LEN - 1)
-                offsets.append(size + len(head))
-                parts += (head, bytes(8 + TAIL_LEN))
-                size += len(head) + 8 + TAIL_LEN
-            self.template = Template(
-                b"".join(parts),
-                np.array(offsets, dtype=np.int64).tobytes(),
-                self.multipliers.tobytes(),
-                self.divisors.tobytes(),
-            )
-        return self.template
-
-    def __post_init__(self) -> None:
-        # Plain attributes, not properties: read for every rollup.
-        self.samples = len(self.labels)
-        self.has_quantiles = self.percentile_keys is not None
-        self.quantile_count = len(self.percentile_keys or ())
-
 
 class EncodedRollup(NamedTuple):
-    payload: bytes  # concatenated TimeSeries entries (field 1 of WriteRequest)
+    """One rollup on its own (tests, tools): its TimeSeries entries."""
+
+    payload: bytes
     samples: int
     plan: SeriesPlan
 
 
 class RollupEncoder:
-    """Turns rollup bodies into `EncodedRollup`s. Plans are cached by (series_key, resolution);
-    the cache is dropped when it reaches `cache_size` entries (a plan is about a kilobyte)."""
+    """Turns rollup records into an `EncodedBatch`. Plans are cached by (series_key,
+    resolution); the cache is dropped when it reaches `cache_size` entries (a plan is about a
+    kilobyte)."""
 
     def __init__(self, scheme: Scheme = "aggregation", cache_size: int = 200_000) -> None:
         self.scheme = scheme
@@ -140,108 +184,91 @@ class RollupEncoder:
         self._cache_size = cache_size
 
     def encode(self, body: dict[str, Any]) -> EncodedRollup:
-        """Raises KeyError, TypeError, ValueError or AttributeError if `body` is not a usable
-        rollup."""
-        result = self.encode_batch([body])[0]
-        if isinstance(result, Exception):
-            raise result
-        return result
+        """One rollup body (a dict); raises the error that makes it unusable (ValueError,
+        TypeError, KeyError or AttributeError)."""
+        batch = self.encode_batch([orjson.dumps(body)])
+        if batch.errors:
+            raise batch.errors[0][1]
+        layout = batch.layout(np.zeros(1, dtype=np.int64), 1)
+        return EncodedRollup(bytes(layout.body(0, 1)), layout.samples(0, 1), batch.plans[0])
 
-    def encode_batch(self, bodies: Sequence[dict[str, Any]]) -> list[EncodedRollup | Exception]:
-        """One result per body, in order: the encoded rollup, or the error that makes the body
-        unusable (KeyError, TypeError, ValueError or AttributeError).
+    def encode_batch(self, raws: Sequence[bytes]) -> EncodedBatch:
+        """Every record of `raws` (rollup JSON) encoded, or the error that makes it unusable.
 
-        Per body only the plan lookup and the reading of its statistics run in Python; the unit
-        conversion and the writing of doubles and timestamps into the plans' templates are numpy
-        operations over the whole batch (`_fill`)."""
-        results: list[EncodedRollup | Exception | None] = [None] * len(bodies)
+        Per record only the parsing, the plan lookup and the reading of its statistics run in
+        Python; everything per sample is numpy work over the batch (`EncodedBatch.assemble`)."""
+        errors: list[tuple[int, Exception]] = []
         plans: list[SeriesPlan] = []
-        values: list[Any] = []
+        values: list[float] = []
         stamps: list[int] = []
-        where: list[int] = []
+        positions: list[int] = []
+        one_offs: dict[int, bytes] = {}
         cache = self._cache
-        for i, body in enumerate(bodies):
+        add_plan, add_stamp, add_position = plans.append, stamps.append, positions.append
+        for i, raw in enumerate(raws):
+            fields = parse(raw)
+            if isinstance(fields, ValueError):
+                errors.append((i, fields))
+                continue
             try:
-                percentiles = body["percentiles"] or {}
-                plan = cache.get((body["series_key"], body["resolution"]))
+                percentiles = fields.percentiles or _NO_PERCENTILES
+                plan = cache.get((fields.series_key, fields.resolution))
                 # A changed percentile list shows as another count or a missing key (KeyError).
                 if plan is None or (plan.quantile_count != len(percentiles) and plan.has_quantiles):
-                    plan, percentiles = self._plan_for(body)
-                ts = body["window_end"]
-                if type(ts) is not int or not MIN_TS <= ts < MAX_TS:
-                    results[i] = self._encode_one(plan, body, percentiles, ts)
-                    continue
+                    plan = self._plan_for(fields, percentiles)
                 try:
-                    raw = plan.statistics(body) + plan.quantiles(percentiles)
+                    found = plan.statistics(fields) + plan.quantiles(percentiles)
                 except KeyError:
-                    plan, percentiles = self._plan_for(body, rebuild=True)
-                    raw = plan.statistics(body) + plan.quantiles(percentiles)
+                    plan = self._plan_for(fields, percentiles, rebuild=True)
+                    found = plan.statistics(fields) + plan.quantiles(percentiles)
+                ts = fields.window_end
+                if not MIN_TS <= ts < MAX_TS:
+                    one_offs[len(plans)] = self._encode_one(plan, found, ts)
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                results[i] = exc
+                errors.append((i, exc))
                 continue
-            plans.append(plan)
-            values += raw
-            stamps.append(ts)
-            where.append(i)
-        if plans:
-            array = np.asarray(values)
-            if array.dtype.kind in "fi":
-                for i, plan, payload in zip(where, plans, _fill(plans, array, stamps), strict=True):
-                    results[i] = EncodedRollup(payload, plan.samples, plan)
-            else:  # a value that is not a number: find it body by body
-                for i, plan in zip(where, plans, strict=True):
-                    body = bodies[i]
-                    try:
-                        percentiles = body["percentiles"] or {}
-                        results[i] = self._encode_one(plan, body, percentiles, body["window_end"])
-                    except (TypeError, ValueError) as exc:
-                        results[i] = exc
-        done = [r for r in results if r is not None]
-        assert len(done) == len(bodies), "every body has a result"
-        return done
+            add_plan(plan)
+            values += found
+            add_stamp(ts)
+            add_position(i)
+        return EncodedBatch(plans, values, stamps, positions, errors, one_offs)
 
     def _plan_for(
-        self, body: dict[str, Any], rebuild: bool = False
-    ) -> tuple[SeriesPlan, dict[str, Any]]:
-        key = (body["series_key"], body["resolution"])
-        if type(key[0]) is not str or type(key[1]) is not str:
-            raise TypeError(f"series_key and resolution must be strings, not {key!r}")
-        percentiles: dict[str, Any] = body["percentiles"] or {}
+        self, fields: RollupFields, percentiles: dict[str, float], rebuild: bool = False
+    ) -> SeriesPlan:
+        key = (fields.series_key, fields.resolution)
         plan = self._cache.get(key)
         keys = plan.percentile_keys if plan is not None else None
         if rebuild or plan is None or (keys is not None and percentiles.keys() != keys):
-            plan = self._plan(body, percentiles)
+            plan = self._plan(fields, percentiles)
             if len(self._cache) >= self._cache_size:
                 self._cache.clear()
             self._cache[key] = plan
-        return plan, percentiles
+        return plan
 
     @staticmethod
-    def _encode_one(
-        plan: SeriesPlan, body: dict[str, Any], percentiles: dict[str, Any], ts: Any
-    ) -> EncodedRollup:
-        """One body with `struct` (any timestamp length; strict about value types)."""
-        if type(ts) is not int or ts < 0:
-            raise TypeError(f"window_end is not an epoch-ms integer: {ts!r}")
+    def _encode_one(plan: SeriesPlan, found: tuple[float, ...], ts: int) -> bytes:
+        """One rollup with `struct` (any timestamp varint length)."""
+        if ts < 0:
+            raise TypeError(f"window_end is not an epoch-ms time: {ts!r}")
         tail = timestamp_tail(ts)
-        raw = plan.statistics(body) + plan.quantiles(percentiles)
-        values = list(
-            map(truediv, map(mul, raw, plan.multipliers.tolist()), plan.divisors.tolist())
-        )
+        converted = list(map(truediv, map(mul, found, plan.spec.multipliers), plan.spec.divisors))
         packer = plan.packer(len(tail))
         args = packer.template.copy()
-        args[1::3] = values
-        args[2::3] = [tail] * len(values)
-        return EncodedRollup(packer.struct_.pack(*args), len(values), plan)
+        args[1::3] = converted
+        args[2::3] = [tail] * len(converted)
+        return packer.struct_.pack(*args)
 
-    def _plan(self, body: dict[str, Any], percentiles: dict[str, Any]) -> SeriesPlan:
-        series = body["series"]
+    def _plan(self, fields: RollupFields, percentiles: dict[str, float]) -> SeriesPlan:
+        series = orjson.loads(memoryview(fields.series))
+        if not isinstance(series, dict):
+            raise TypeError(f"series is not an object but {type(series).__name__}")
         own = series.get("labels") or {}
         if not isinstance(own, dict):
             raise TypeError("series.labels is not an object")
-        resolution = str(body["resolution"])
+        resolution = fields.resolution
         metric_type = str(series["type"])
-        outs = outputs(
+        spec = metric_spec(
             str(series["name"]),
             metric_type,
             str(series.get("unit") or ""),
@@ -249,49 +276,32 @@ class RollupEncoder:
             tuple(percentiles) if metric_type != "counter" else (),
             self.scheme,
         )
-        shared = base_labels(
-            str(series["service"]),
-            str(series["region"]),
-            resolution if self.scheme == "flat" else None,
-            {str(k): str(v) for k, v in own.items()},
+        shared = sorted(
+            base_labels(
+                str(series["service"]),
+                str(series["region"]),
+                resolution if self.scheme == "flat" else None,
+                {str(k): str(v) for k, v in own.items()},
+            )
         )
-        stats = [o for o in outs if o.quantile is None]
-        quantiles = [o for o in outs if o.quantile is not None]
-        labels = []
-        for out in stats + quantiles:
-            extra = (("quantile", out.quantile),) if out.quantile is not None else ()
-            labels.append(label_bytes(tuple(sorted((("__name__", out.metric), *shared, *extra)))))
-        conversions = [o.unit.multiply_divide for o in stats + quantiles]
-        return SeriesPlan(
-            labels=tuple(labels),
-            statistics=_getter([o.statistic for o in stats]),
-            quantiles=_getter([o.statistic for o in quantiles]),
-            multipliers=np.array([m for m, _ in conversions], dtype=np.float64),
-            divisors=np.array([d for _, d in conversions], dtype=np.float64),
-            percentile_keys=frozenset(percentiles) if metric_type != "counter" else None,
-            families=tuple({o.family.name: o.family for o in outs}.values()),
+        # Labels go sorted by name on the wire: the shared ones are encoded once and
+        # `__name__` and `quantile` inserted where they sort (both names are reserved, so
+        # no shared label has them).
+        names = [name for name, _ in shared]
+        encoded = [label_field(name, value) for name, value in shared]
+        name_at = bisect.bisect(names, "__name__")
+        quantile_at = bisect.bisect(names, "quantile")
+        before, middle, after = (
+            b"".join(encoded[:name_at]),
+            b"".join(encoded[name_at:quantile_at]),
+            b"".join(encoded[quantile_at:]),
         )
-
-
-def _fill(plans: list[SeriesPlan], values: NDArray[Any], stamps: list[int]) -> list[bytes]:
-    """The payload of each plan's rollup: its template with the converted doubles and the
-    timestamp tail written into the holes, for all rollups at once."""
-    templates = [plan.template or plan.batch_template() for plan in plans]
-    counts = np.array([plan.samples for plan in plans], dtype=np.int64)
-    lengths = np.array([len(t.data) for t in templates], dtype=np.int64)
-    starts = np.zeros(len(plans), dtype=np.int64)
-    np.cumsum(lengths[:-1], out=starts[1:])
-    multipliers = np.frombuffer(b"".join([t.multipliers for t in templates]), dtype=np.float64)
-    divisors = np.frombuffer(b"".join([t.divisors for t in templates]), dtype=np.float64)
-    doubles = (values.astype(np.float64) * multipliers / divisors).astype("<f8")
-    rollup_of_sample = np.repeat(np.arange(len(plans)), counts)
-    offsets = np.frombuffer(b"".join([t.value_offsets for t in templates]), dtype=np.int64)
-    value_at = offsets + starts[rollup_of_sample]
-    buffer = np.frombuffer(b"".join([t.data for t in templates]), dtype=np.uint8).copy()
-    # Each sample's double and timestamp tail are adjacent: one 15-byte scatter per sample.
-    chunks = np.empty((len(doubles), 8 + TAIL_LEN), dtype=np.uint8)
-    chunks[:, :8] = doubles.view(np.uint8).reshape(-1, 8)
-    chunks[:, 8:] = timestamp_tails(np.asarray(stamps, dtype=np.int64))[rollup_of_sample]
-    buffer[value_at[:, None] + _CHUNK] = chunks
-    data = buffer.tobytes()
-    return [data[a:b] for a, b in zip(starts.tolist(), (starts + lengths).tolist(), strict=True)]
+        labels = tuple(
+            before
+            + label_field("__name__", metric)
+            + middle
+            + (label_field("quantile", quantile) if quantile is not None else b"")
+            + after
+            for metric, quantile in spec.outputs
+        )
+        return SeriesPlan(spec, labels, zlib.crc32(fields.series_key.encode()))

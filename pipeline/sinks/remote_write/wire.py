@@ -9,8 +9,9 @@ request body is simply `b"".join(entries)`. One rollup output is one TimeSeries 
 
 Everything before the double depends only on the label set and the timestamp's varint length
 (6 bytes for every epoch-ms time between 2004 and 2039), so it is built once per series
-(`series_head`) and a sample costs a `struct.pack` and two list appends. The byte layout is
-pinned by a unit test against the protobuf library's own encoding.
+(`series_head`); batch.py writes each sample's double and timestamp tail into a batch of such
+templates with numpy. The byte layout is pinned by a unit test against the protobuf library's
+own encoding.
 """
 
 from __future__ import annotations
