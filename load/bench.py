@@ -41,8 +41,8 @@ from load.scenarios import SCENARIOS, STANDARD_SAMPLES, Loaded, Scenario, hot_sc
 from load.scenarios import standard_scenario as standard
 from load.verify import Expected, Verification, accuracy, expected_windows, verify
 from load.worker_run import WorkerResult, run_worker
+from pipeline.demo.summary import OutputSummary, read_outputs
 from pipeline.kafka.broker import EmbeddedBroker
-from pipeline.summary import OutputSummary, read_outputs
 from pipeline.supervise import process_count
 
 PARTITIONS = 8

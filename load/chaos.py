@@ -39,12 +39,12 @@ from confluent_kafka import Producer
 
 from load.worker_run import free_port, scrape
 from pipeline.core.series import MetricKind, SeriesIdentity
+from pipeline.demo.summary import OutputSummary, read_outputs
 from pipeline.kafka.admin import TopicSpec, ensure_topics
 from pipeline.kafka.broker import EmbeddedBroker
 from pipeline.loadgen.build import Workload, generate
 from pipeline.loadgen.produce import produce
 from pipeline.loadgen.spec import MalformedCounts, WorkloadSpec
-from pipeline.summary import OutputSummary, read_outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTITIONS = 4

@@ -21,11 +21,11 @@ import typer
 from confluent_kafka import Producer
 
 from load.scenarios import standard_scenario, tick_keys
-from pipeline import summary
 from pipeline.core.aggregator import PartitionAggregator, WindowConfig
 from pipeline.core.decode import Decoder, RawMessage
 from pipeline.core.rollup import Rollup
 from pipeline.core.series import SeriesTable
+from pipeline.demo import summary
 from pipeline.kafka.admin import TopicSpec, ensure_topics
 from pipeline.kafka.broker import EmbeddedBroker
 from pipeline.kafka.partitioner import OwnerPartitions

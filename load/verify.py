@@ -18,8 +18,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from load.scenarios import RESOLUTION_MS, TICK_NAME
+from pipeline.demo.summary import OutputSummary
 from pipeline.loadgen.workload import GroundTruth
-from pipeline.summary import OutputSummary
 
 EXACT_TOLERANCE = 1e-9
 

@@ -1,10 +1,11 @@
-"""Shared fixtures: a Kafka broker for the session, unique names, topic creation.
+"""Shared fixtures: a Kafka broker for the session and unique names.
 
-Broker choice (DESIGN §4), first that works:
+Broker choice, first that works:
 1. ``KAFKA_BOOTSTRAP_SERVERS`` from the environment (nothing is started or stopped);
 2. testcontainers' Kafka, if a Docker engine answers a ping within a couple of seconds;
 3. the embedded Tansu broker on a free loopback port, stopped at session end.
-The broker is started lazily: unit tests that do not ask for ``kafka_bootstrap`` never start one.
+The broker is started lazily: unit tests that do not ask for ``kafka_bootstrap`` never start one,
+and only tests marked ``slow`` may ask for it, so ``pytest -m "not slow"`` needs no broker.
 """
 
 from __future__ import annotations
@@ -14,18 +15,12 @@ import os
 import re
 import uuid
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack
 
 import pytest
-from kafka_helpers import consumer_config, produce_all, producer_config, read_all
 
-from pipeline.kafka.admin import TopicSpec, ensure_topics
 from pipeline.kafka.broker import EmbeddedBroker
-
-__all__ = ["consumer_config", "produce_all", "producer_config", "read_all"]
-
-MakeTopics = Callable[..., list[str]]
 
 # Processes verify their topics by default (production); tests create theirs on the fly, as
 # the embedded broker starts empty. Tests of the verifying default pass create_topics=False.
@@ -55,6 +50,36 @@ def _start_kafka_container(stack: ExitStack) -> str:
         from testcontainers.kafka import KafkaContainer
     container = stack.enter_context(KafkaContainer())
     return str(container.get_bootstrap_server())
+
+
+BROKER_FIXTURE = "kafka_bootstrap"
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test that needs the broker must be marked slow: `make test-fast` runs without one."""
+    if BROKER_FIXTURE in getattr(item, "fixturenames", ()) and not item.get_closest_marker("slow"):
+        pytest.fail(
+            f"{item.nodeid} uses the broker ({BROKER_FIXTURE}) but is not marked "
+            "@pytest.mark.slow: the fast set must run without a broker",
+            pytrace=False,
+        )
+
+
+@pytest.fixture(autouse=True)
+def _no_embedded_broker_in_fast_tests(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same rule for a test that starts its own embedded broker."""
+    if request.node.get_closest_marker("slow") is not None:
+        return
+
+    def refuse(broker: EmbeddedBroker) -> EmbeddedBroker:
+        pytest.fail(
+            f"{request.node.nodeid} starts a broker but is not marked @pytest.mark.slow",
+            pytrace=False,
+        )
+
+    monkeypatch.setattr(EmbeddedBroker, "start", refuse)
 
 
 @pytest.fixture(scope="session")
@@ -92,19 +117,3 @@ def unique_name(request: pytest.FixtureRequest) -> str:
     """
     slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:32].rstrip("-")
     return f"{slug or 'test'}-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
-def make_topics(kafka_bootstrap: str) -> MakeTopics:
-    """Create topics on the session broker; returns their names.
-
-    Call it with ``TopicSpec`` objects or names: ``make_topics(f"raw-{unique_name}",
-    partitions=8)``. Names are used as given (add ``unique_name`` yourself). Idempotent.
-    """
-
-    def make(*topics: TopicSpec | str, partitions: int = 1) -> list[str]:
-        specs = [t if isinstance(t, TopicSpec) else TopicSpec(t, partitions) for t in topics]
-        ensure_topics(kafka_bootstrap, specs)
-        return [spec.name for spec in specs]
-
-    return make

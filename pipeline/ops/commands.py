@@ -2,33 +2,17 @@
 
 from __future__ import annotations
 
-import signal
-import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import orjson
 import typer
 
 from pipeline.errors import PipelineError
+from pipeline.options import BootstrapOpt, ConfigOpt, fail
 
 if TYPE_CHECKING:
     from pipeline.kafka.topology import Topology
-
-ConfigOpt = Annotated[
-    Optional[Path],  # noqa: UP045 - typer needs Optional on 3.11
-    typer.Option("--config", "-c", help="YAML settings file (flags and env win over it)."),
-]
-BootstrapOpt = Annotated[
-    Optional[str],  # noqa: UP045
-    typer.Option(help="Kafka bootstrap servers [env METRICS_PIPELINE_BOOTSTRAP_SERVERS]."),
-]
-
-
-def fail(exc: PipelineError) -> typer.Exit:
-    typer.echo(f"error: {exc}", err=True)
-    return typer.Exit(2)
-
 
 # -- topics ----------------------------------------------------------------------------------
 
@@ -58,12 +42,12 @@ def _topology(
 
 
 PartitionsOpt = Annotated[
-    Optional[int],  # noqa: UP045
-    typer.Option(help="Partitions of every topic [topic_partitions, default 8]."),
+    int | None,
+    typer.Option(help="Partitions of every topic \\[topic_partitions, default 8]."),
 ]
 ReplicationOpt = Annotated[
-    Optional[int],  # noqa: UP045
-    typer.Option(help="Replicas of every topic [topic_replication_factor, default 3]."),
+    int | None,
+    typer.Option(help="Replicas of every topic \\[topic_replication_factor, default 3]."),
 ]
 
 
@@ -158,21 +142,22 @@ def tail(
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep reading.")] = False,
     from_beginning: Annotated[bool, typer.Option(help="Start at the first record.")] = False,
     last: Annotated[
-        Optional[int],  # noqa: UP045
+        int | None,
         typer.Option(help="Start N records before each partition's end (default 10; 0 with -f)."),
     ] = None,
     series: Annotated[
-        Optional[str],  # noqa: UP045
+        str | None,
         typer.Option(help="Only records whose series_key contains this."),
     ] = None,
     reason: Annotated[
-        Optional[str],  # noqa: UP045
+        str | None,
         typer.Option(help="Only this dead-letter reason (or anomaly state/severity)."),
     ] = None,
     output: Annotated[str, typer.Option("--format", help="table | json")] = "table",
 ) -> None:
     """Print a topic's records as a table or JSON lines (never joins a consumer group)."""
     from pipeline.ops.tail import TableWriter, TailOptions, json_line, tail_records
+    from pipeline.runtime import stop_on_signals
     from pipeline.settings import CommonSettings, load_settings
 
     try:
@@ -182,15 +167,13 @@ def tail(
             raise PipelineError("--from-beginning and --last exclude each other")
         settings = load_settings(CommonSettings, config, bootstrap_servers=bootstrap_servers)
         options = TailOptions(follow, from_beginning, last, series, reason)
-        stop = threading.Event()
-        signal.signal(signal.SIGINT, lambda *_: stop.set())
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
         table = TableWriter(typer.echo)
-        for record in tail_records(settings.client_config(), topic, options, stop):
-            if output == "json":
-                typer.echo(json_line(record))
-            else:
-                table.write(record)
+        with stop_on_signals() as stop:
+            for record in tail_records(settings.client_config(), topic, options, stop):
+                if output == "json":
+                    typer.echo(json_line(record))
+                else:
+                    table.write(record)
     except PipelineError as exc:
         raise fail(exc) from exc
 

@@ -17,7 +17,7 @@ from typing import IO, Any
 
 from load.tsdb import PrometheusServer, free_port
 from pipeline.demo import DEMO_SPEC
-from pipeline.demo_alerts import inject_incident
+from pipeline.demo.alerts import inject_incident
 from pipeline.kafka.admin import TopicSpec, ensure_topics
 from pipeline.loadgen.build import generate
 from pipeline.loadgen.produce import produce

@@ -8,7 +8,6 @@ test needs the parsed settings, not a Kafka connection."""
 from __future__ import annotations
 
 import re
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -30,30 +29,47 @@ class Captured(Exception):
         self.settings = settings
 
 
-def _capture(settings: Any, *args: Any, **kwargs: Any) -> Any:
-    raise Captured(settings)
-
-
 @pytest.fixture
 def captured_cli(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Stop every command right after its settings are built."""
+    """Build each command's processes with recorders in their place, then stop instead of
+    serving them: the exception carries the settings each process was built with."""
     import pipeline.alerting
-    import pipeline.cli
     import pipeline.kafka.detect_worker
+    import pipeline.kafka.tier_worker
     import pipeline.kafka.worker
-    import pipeline.observability
+    import pipeline.runtime
     import pipeline.sinks.local
     import pipeline.sinks.remote_write
+    import pipeline.sinks.runner
 
-    monkeypatch.setattr(pipeline.kafka.worker, "RollupWorker", _capture)
-    monkeypatch.setattr(pipeline.kafka.detect_worker, "DetectWorker", _capture)
-    monkeypatch.setattr(pipeline.sinks.remote_write, "RemoteWriteSink", _capture)
-    monkeypatch.setattr(pipeline.sinks.local, "LocalStoreSink", lambda *a, **k: None)
-    monkeypatch.setattr(pipeline.cli, "_run_sink", _capture)
-    monkeypatch.setattr(pipeline.cli, "_run_tier_steps", lambda s, steps: _capture(steps))
-    monkeypatch.setattr(pipeline.alerting, "AlertBridge", _capture)
-    monkeypatch.setattr(pipeline.observability, "configure_logging", lambda *a: None)
-    monkeypatch.setattr(pipeline.cli, "_stop_on_signals", threading.Event)
+    built: list[Any] = []
+
+    class Recorded:
+        """Stands for a process (or a sink): keeps the settings it was built with."""
+
+        def __init__(self, settings: Any, *args: Any, **kwargs: Any) -> None:
+            built.append(settings)
+
+    class NoSink:
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    def serve(settings: Any, build: Any, **kwargs: Any) -> None:
+        built.clear()
+        build()
+        raise Captured(built[0] if len(built) == 1 else list(built))
+
+    monkeypatch.setattr(pipeline.kafka.worker, "RollupWorker", Recorded)
+    monkeypatch.setattr(pipeline.kafka.tier_worker, "TierWorker", Recorded)
+    monkeypatch.setattr(pipeline.kafka.detect_worker, "DetectWorker", Recorded)
+    monkeypatch.setattr(pipeline.alerting, "AlertBridge", Recorded)
+    monkeypatch.setattr(pipeline.sinks.runner, "SinkRunner", Recorded)
+    monkeypatch.setattr(pipeline.sinks.remote_write, "RemoteWriteSink", NoSink)
+    monkeypatch.setattr(pipeline.sinks.local, "LocalStoreSink", NoSink)
+    monkeypatch.setattr(pipeline.runtime, "serve", serve)
 
 
 def _local(path: str, root: Path) -> str:

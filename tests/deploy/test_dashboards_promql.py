@@ -31,7 +31,7 @@ from tests.deploy.pipeline_run import (
     wait_until,
 )
 from tests.deploy.queries import all_queries, concrete
-from tests.tsdb_servers import require_alertmanager
+from tests.support.tsdb_servers import require_alertmanager
 
 pytestmark = pytest.mark.slow
 

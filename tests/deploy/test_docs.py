@@ -1,5 +1,5 @@
-"""The README's "Deploying on Kubernetes" section and docs/deploy.md match the chart: their
-install commands render, and every values key they name exists."""
+"""docs/deploy.md, its short version ("In short") and the rest, match the chart: their install
+commands render, and every values key they name exists."""
 
 from __future__ import annotations
 
@@ -15,10 +15,12 @@ from tests.deploy.chart import CHART, helm, render, workloads
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _readme_section() -> str:
-    text = (ROOT / "README.md").read_text()
-    start = text.index("## Deploying on Kubernetes\n")
-    return text[start : text.index("\n## ", start + 1)]
+def _part(document: str) -> str:
+    """The short version (`in-short`) or the rest of docs/deploy.md (`details`)."""
+    text = (ROOT / "docs" / "deploy.md").read_text()
+    start = text.index("## In short\n")
+    end = text.index("\n## ", start + 1)
+    return text[start:end] if document == "in-short" else text[end:]
 
 
 def _install_values(text: str) -> dict[str, Any]:
@@ -50,18 +52,18 @@ def _has_key(values: dict[str, Any], dotted: str) -> bool:
     return True
 
 
-@pytest.mark.parametrize("document", ["README.md", "docs/deploy.md"])
+@pytest.mark.parametrize("document", ["in-short", "details"])
 def test_install_command_renders(document: str) -> None:
-    text = _readme_section() if document == "README.md" else (ROOT / document).read_text()
+    text = _part(document)
     values = _install_values(text)
     objects = render(values)
     names = {w["spec"]["template"]["spec"]["containers"][0]["name"] for w in workloads(objects)}
     assert "sink-remote-write" in names and "worker" in names
 
 
-@pytest.mark.parametrize("document", ["README.md", "docs/deploy.md"])
+@pytest.mark.parametrize("document", ["in-short", "details"])
 def test_named_values_exist(document: str) -> None:
-    text = _readme_section() if document == "README.md" else (ROOT / document).read_text()
+    text = _part(document)
     defaults = yaml.safe_load((CHART / "values.yaml").read_text())
     blocks = set(defaults) - {"nameOverride", "fullnameOverride", "httpPort"}
     named = {
@@ -69,4 +71,4 @@ def test_named_values_exist(document: str) -> None:
     }
     assert len(named) >= 5
     missing = sorted(n for n in named if not _has_key(defaults, n))
-    assert not missing, f"{document} names values the chart does not have: {missing}"
+    assert not missing, f"docs/deploy.md ({document}) names values the chart lacks: {missing}"

@@ -17,12 +17,12 @@ import numpy as np
 import orjson
 from pydantic_settings import BaseSettings
 
-from pipeline import summary
 from pipeline.core.series import MetricKind, SeriesIdentity
+from pipeline.demo import summary
+from pipeline.demo.summary import OutputSummary
 from pipeline.kafka.worker import RollupWorker
 from pipeline.loadgen.workload import GroundTruth
 from pipeline.settings import StageSettings, WorkerSettings
-from pipeline.summary import OutputSummary
 
 RESOLUTION_MS = 10_000
 

@@ -21,6 +21,7 @@ from pipeline.kafka.admin import TopicSpec, ensure_topics
 from pipeline.loadgen.build import Workload, generate
 from pipeline.loadgen.produce import produce
 from pipeline.loadgen.spec import Message, WorkloadSpec
+from tests.support.workloads import mixed_spec
 
 from .harness import (
     expected_rollups,
@@ -39,20 +40,17 @@ SCATTERING = ["random", "null-key"]
 
 
 def spec(samples: int, **overrides: Any) -> WorkloadSpec:
-    values: dict[str, Any] = {
-        "seed": 23,
-        "services": 6,
-        "regions": 2,
-        "timers": 2,
-        "gauges": 1,
-        "delta_counters": 1,
-        "cumulative_counters": 1,
-        "duration_s": 240.0,
-        "samples": samples,
-        "late_fraction": 0.002,
-    }
-    values.update(overrides)
-    return WorkloadSpec(**values)
+    return mixed_spec(
+        **{
+            "seed": 23,
+            "services": 6,
+            "regions": 2,
+            "duration_s": 240.0,
+            "samples": samples,
+            "late_fraction": 0.002,
+            **overrides,
+        }
+    )
 
 
 def with_partitioner(messages: Iterable[Message], partitioner: str) -> Iterator[Message]:
@@ -84,7 +82,7 @@ def check_exact(workload: Workload, outputs: Any, partitioner: str) -> None:
         assert (body["count"], body["min"], body["max"]) == (e.count, e.min, e.max), key
         # A scattering partitioner spreads one counter instance over partitions: its samples
         # reach the owner in another order than produced, so the increase can move between
-        # windows (never lost, see the README); elsewhere the order is the producer's.
+        # windows (never lost, see docs/guarantees.md); elsewhere the order is the producer's.
         if key not in cumulative or partitioner in KEY_PRESERVING:
             assert body["sum"] == pytest.approx(e.sum, rel=1e-9, abs=1e-9), key
 

@@ -13,7 +13,6 @@ from collections import Counter
 import pytest
 from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]
-from kafka_helpers import consumer_config, produce_all, read_all
 
 from pipeline.errors import PipelineError
 from pipeline.kafka.admin import (
@@ -29,6 +28,7 @@ from pipeline.kafka.admin import (
 )
 from pipeline.kafka.broker import BrokerError, EmbeddedBroker, PortInUseError
 from pipeline.kafka.partitioner import owner_partition
+from tests.support.kafka_helpers import consumer_config, produce_all, read_all
 
 
 def _alive(pid: int) -> bool:
@@ -51,6 +51,7 @@ def _wait_gone(pid: int, timeout: float = 5.0) -> bool:
 # -- the embedded broker itself (always Tansu, whatever broker the session uses) ------------------
 
 
+@pytest.mark.slow
 def test_embedded_broker_start_serves_metadata_and_stop_ends_process() -> None:
     broker = EmbeddedBroker()
     assert broker.pid is None
@@ -81,6 +82,7 @@ def test_embedded_broker_refuses_non_loopback_hosts() -> None:
             EmbeddedBroker(host=host)
 
 
+@pytest.mark.slow
 def test_embedded_broker_reports_a_taken_port() -> None:
     with EmbeddedBroker() as first:
         second = EmbeddedBroker(port=first.port)
@@ -90,6 +92,7 @@ def test_embedded_broker_reports_a_taken_port() -> None:
         assert isinstance(PortInUseError("x"), PipelineError)
 
 
+@pytest.mark.slow
 def test_embedded_broker_keeps_log_on_request(tmp_path: os.PathLike[str]) -> None:
     log = os.path.join(tmp_path, "broker.log")
     with EmbeddedBroker(log_path=log) as broker:
@@ -98,6 +101,7 @@ def test_embedded_broker_keeps_log_on_request(tmp_path: os.PathLike[str]) -> Non
         assert "listening on" in f.read()
 
 
+@pytest.mark.slow
 def test_run_embedded_broker_stops_on_sigterm() -> None:
     port = _free_loopback_port()
     code = f"from pipeline.kafka.broker import run_embedded_broker; run_embedded_broker({port})"
@@ -136,6 +140,7 @@ def _free_loopback_port() -> int:
 # -- against the session broker -------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_produce_consume_round_trip_with_a_group(kafka_bootstrap: str, unique_name: str) -> None:
     topic = f"rt-{unique_name}"
     ensure_topics(kafka_bootstrap, [TopicSpec(topic, 3)])
@@ -157,6 +162,7 @@ def test_produce_consume_round_trip_with_a_group(kafka_bootstrap: str, unique_na
         consumer.close()
 
 
+@pytest.mark.slow
 def test_read_all_returns_keys_values_and_headers(kafka_bootstrap: str, unique_name: str) -> None:
     topic = f"ra-{unique_name}"
     ensure_topics(kafka_bootstrap, [TopicSpec(topic, 2)])
@@ -171,6 +177,7 @@ def test_read_all_returns_keys_values_and_headers(kafka_bootstrap: str, unique_n
     assert read_all(kafka_bootstrap, empty) == []
 
 
+@pytest.mark.slow
 def test_ensure_topics_is_idempotent_and_detects_partition_mismatch(
     kafka_bootstrap: str, unique_name: str
 ) -> None:
@@ -207,6 +214,7 @@ def test_topic_spec_validates_and_merges_defaults() -> None:
         TopicSpec("t", 1, config={"retention.ms": 1})  # type: ignore[dict-item]
 
 
+@pytest.mark.slow
 def test_unknown_topic_is_reported_not_created(kafka_bootstrap: str, unique_name: str) -> None:
     topic = f"missing-{unique_name}"
     with pytest.raises(UnknownTopicError):
@@ -217,6 +225,7 @@ def test_unknown_topic_is_reported_not_created(kafka_bootstrap: str, unique_name
     assert topic not in admin.list_topics(timeout=5).topics
 
 
+@pytest.mark.slow
 def test_high_watermarks_after_producing_to_8_partitions(
     kafka_bootstrap: str, unique_name: str
 ) -> None:
@@ -247,6 +256,7 @@ def test_high_watermarks_after_producing_to_8_partitions(
         consumer.close()
 
 
+@pytest.mark.slow
 def test_high_watermarks_times_out_without_partition_eof(
     kafka_bootstrap: str, unique_name: str
 ) -> None:
@@ -262,6 +272,7 @@ def test_high_watermarks_times_out_without_partition_eof(
         consumer.close()
 
 
+@pytest.mark.slow
 def test_murmur2_random_producer_agrees_with_owner_partition(
     kafka_bootstrap: str, unique_name: str
 ) -> None:

@@ -26,6 +26,7 @@ from pipeline.kafka.broker import EmbeddedBroker
 from pipeline.loadgen.build import generate
 from pipeline.loadgen.produce import produce
 from pipeline.loadgen.spec import WorkloadSpec
+from tests.support.workloads import mixed_spec
 
 from .harness import expected_rollups, read_outputs, rollups_by_window, wait_for, worker_process
 from .harness import worker_settings as make_worker_settings
@@ -88,14 +89,10 @@ def s3_store(tmp_path: Path) -> Iterator[dict[str, str]]:
 
 
 def spec() -> WorkloadSpec:
-    return WorkloadSpec(
+    return mixed_spec(
         seed=23,
         services=4,
         regions=2,
-        timers=2,
-        gauges=1,
-        delta_counters=1,
-        cumulative_counters=1,
         duration_s=90.0,
         samples=12_000,
     )

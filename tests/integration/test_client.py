@@ -8,12 +8,12 @@ from typing import Any
 
 import orjson
 import pytest
-from kafka_helpers import read_all
 
 from pipeline.client import MetricsProducer
 from pipeline.core.series import MetricKind, SeriesIdentity
 from pipeline.kafka.admin import TopicSpec, ensure_topics
 from pipeline.kafka.partitioner import owner_partition
+from tests.support.kafka_helpers import read_all
 
 from .harness import RESOLUTION_MS, rollups_by_window, wait_for, worker_settings, worker_thread
 
@@ -55,6 +55,7 @@ def stream_of(sample: dict[str, Any]) -> tuple[Any, ...]:
     return (sample["service"], sample["region"], sample["name"], labels, sample.get("instance"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("encoding", ["columnar", "array"])
 def test_records_are_exact_and_on_the_owning_partition(
     kafka_bootstrap: str, unique_name: str, encoding: str

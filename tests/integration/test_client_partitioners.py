@@ -6,7 +6,6 @@ from pathlib import Path
 
 import orjson
 import pytest
-from kafka_helpers import read_all
 from typer.testing import CliRunner
 
 from pipeline.cli import app
@@ -15,6 +14,9 @@ from pipeline.loadgen.build import generate
 from pipeline.loadgen.partitioning import PARTITIONERS, partition_of
 from pipeline.loadgen.produce import produce
 from pipeline.loadgen.spec import WorkloadSpec
+from tests.support.kafka_helpers import read_all
+
+pytestmark = pytest.mark.slow  # every test here uses the broker
 
 PARTITIONS = 8
 SPEC = WorkloadSpec(seed=5, services=10, regions=4, samples=1_500, duration_s=30.0)

@@ -13,13 +13,13 @@ import jsonschema
 import orjson
 import pytest
 from confluent_kafka import Producer
-from kafka_helpers import read_all
-from synthetic_rollups import MINUTE, START, rollup_body, stream
 
 from pipeline.core.detect.detector import DetectConfig, PartitionDetector
 from pipeline.kafka.admin import TopicSpec, UnknownTopicError, ensure_topics
 from pipeline.kafka.detect_worker import DetectWorker
 from pipeline.settings import DetectSettings
+from tests.support.kafka_helpers import read_all
+from tests.support.synthetic_rollups import MINUTE, START, rollup_body, stream
 
 from .harness import stage_thread, worker_process
 

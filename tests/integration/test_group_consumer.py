@@ -8,13 +8,13 @@ from dataclasses import dataclass
 
 import pytest
 from confluent_kafka import Message
-from kafka_helpers import produce_all
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from pipeline.kafka.admin import TopicSpec, ensure_topics
 from pipeline.kafka.consumer import Done, GroupConsumer, RetryAfter
 from pipeline.observability import Health
 from pipeline.sinks.backoff import Backoff
+from tests.support.kafka_helpers import produce_all
 
 from .harness import stage_thread
 

@@ -18,9 +18,9 @@ from pipeline.kafka.admin import TopicSpec, ensure_topics, partition_count
 from pipeline.kafka.reader import read_to_end
 from pipeline.loadgen.build import generate
 from pipeline.loadgen.produce import produce
-from pipeline.loadgen.spec import WorkloadSpec
 from pipeline.sinks.base import SinkRecord
 from pipeline.sinks.local import LocalStoreSink
+from tests.support.workloads import mixed_spec
 
 from .harness import expected_rollups, wait_for, worker_settings, worker_thread
 
@@ -51,14 +51,10 @@ def query_json(store: Path, sql: str) -> list[dict[str, Any]]:
 def test_worker_rollups_stored_locally_match_the_ground_truth_once_each(
     kafka_bootstrap: str, unique_name: str, tmp_path: Path
 ) -> None:
-    spec = WorkloadSpec(
+    spec = mixed_spec(
         seed=23,
         services=3,
         regions=2,
-        timers=2,
-        gauges=1,
-        delta_counters=1,
-        cumulative_counters=1,
         duration_s=120.0,
         samples=40_000,
         late_fraction=0.01,

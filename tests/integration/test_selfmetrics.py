@@ -16,6 +16,8 @@ from pipeline.selfmetrics import add_process_collectors, package_version
 
 from .harness import worker_settings, worker_thread
 
+pytestmark = pytest.mark.slow  # every test here uses the broker
+
 # Event time two days behind the wall clock, as in a replay of old data.
 EVENT_START_MS = (int(time.time() * 1000) - 2 * 86_400_000) // 60_000 * 60_000
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 import time
 
 import orjson
-from kafka_helpers import produce_all
+import pytest
 
 from pipeline.core.cardinality import OVERFLOW_LABEL
 from pipeline.kafka.admin import TopicSpec, ensure_topics
+from tests.support.kafka_helpers import produce_all
 
 from .harness import wait_for, worker_settings, worker_thread
+
+pytestmark = pytest.mark.slow  # every test here uses the broker
 
 BASE_MS = int(time.time() * 1000) - 120_000
 

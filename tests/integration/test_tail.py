@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import orjson
+import pytest
 from confluent_kafka import Producer
 from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.kafka.admin import TopicSpec, ensure_topics
+
+pytestmark = pytest.mark.slow  # every test here uses the broker
 
 runner = CliRunner()
 

@@ -14,8 +14,8 @@ from pipeline.kafka.admin import TopicSpec, ensure_topics
 from pipeline.kafka.tier_worker import TierWorker
 from pipeline.loadgen.build import Workload, generate
 from pipeline.loadgen.produce import produce
-from pipeline.loadgen.spec import WorkloadSpec
 from pipeline.settings import TierSettings, WorkerSettings
+from tests.support.workloads import mixed_spec
 
 from .harness import (
     expected_rollups,
@@ -33,14 +33,10 @@ QUANTILES = (0.5, 0.9, 0.95, 0.99, 0.999)
 
 def workload() -> Workload:
     return generate(
-        WorkloadSpec(
+        mixed_spec(
             seed=21,
             services=4,
             regions=2,
-            timers=2,
-            gauges=1,
-            delta_counters=1,
-            cumulative_counters=1,
             duration_s=600.0,
             samples=60_000,
             late_fraction=0.0,

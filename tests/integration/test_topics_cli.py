@@ -34,6 +34,7 @@ def settings_file(tmp_path: Path, name: str, extra: str = "") -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_create_then_check_the_whole_topology(
     kafka_bootstrap: str, unique_name: str, tmp_path: Path
 ) -> None:
@@ -63,6 +64,7 @@ def test_create_then_check_the_whole_topology(
     assert rows["deadletter"]["config"]["retention.ms"] == str(7 * 86_400_000)
 
 
+@pytest.mark.slow
 def test_kafka_config_alone_reaches_the_admin_client(
     kafka_bootstrap: str, unique_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -77,6 +79,7 @@ def test_kafka_config_alone_reaches_the_admin_client(
     assert partition_count(kafka_bootstrap, f"raw-{unique_name}") == 3
 
 
+@pytest.mark.slow
 def test_worker_names_missing_topics_and_the_command(
     kafka_bootstrap: str, unique_name: str, tmp_path: Path
 ) -> None:
@@ -92,6 +95,7 @@ def test_worker_names_missing_topics_and_the_command(
     )
 
 
+@pytest.mark.slow
 def test_unknown_librdkafka_key_fails_in_one_line(
     kafka_bootstrap: str, unique_name: str, tmp_path: Path
 ) -> None:
@@ -120,6 +124,7 @@ def test_closed_port_fails_naming_the_address(unique_name: str, tmp_path: Path) 
     assert sum("Connection refused" in line for line in result.output.splitlines()) <= 3
 
 
+@pytest.mark.slow
 def test_a_tier_created_first_with_another_count_is_taken_as_it_is(
     kafka_bootstrap: str, unique_name: str
 ) -> None:
@@ -130,6 +135,7 @@ def test_a_tier_created_first_with_another_count_is_taken_as_it_is(
     assert counts == {topic: 4}
 
 
+@pytest.mark.slow
 def test_tls_against_a_plaintext_listener_fails_fast_in_one_line(
     kafka_bootstrap: str, unique_name: str, tmp_path: Path
 ) -> None:

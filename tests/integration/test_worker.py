@@ -16,6 +16,7 @@ from pipeline.kafka.admin import TopicSpec, ensure_topics
 from pipeline.loadgen.build import Workload, generate
 from pipeline.loadgen.produce import produce
 from pipeline.loadgen.spec import MalformedCounts, WorkloadSpec
+from tests.support.workloads import mixed_spec
 
 from .harness import (
     RESOLUTION_MS,
@@ -25,6 +26,8 @@ from .harness import (
     worker_settings,
     worker_thread,
 )
+
+pytestmark = pytest.mark.slow  # every test here uses the broker
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 PARTITIONS = 4
@@ -46,19 +49,16 @@ def load(bootstrap: str, topic: str, workload: Workload) -> None:
 
 
 def small_spec(**overrides: Any) -> WorkloadSpec:
-    values: dict[str, Any] = {
-        "seed": 11,
-        "services": 4,
-        "regions": 2,
-        "timers": 2,
-        "gauges": 1,
-        "delta_counters": 1,
-        "cumulative_counters": 1,
-        "duration_s": 90.0,
-        "samples": 30_000,
-    }
-    values.update(overrides)
-    return WorkloadSpec(**values)
+    return mixed_spec(
+        **{
+            "seed": 11,
+            "services": 4,
+            "regions": 2,
+            "duration_s": 90.0,
+            "samples": 30_000,
+            **overrides,
+        }
+    )
 
 
 def test_rollups_are_exact_and_conserve_every_sample(

@@ -1,4 +1,4 @@
-"""Crash, restart, rebalance and mis-keyed input: the guarantees of DESIGN.md §3."""
+"""Crash, restart, rebalance and mis-keyed input: the delivery guarantees (docs/guarantees.md)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pipeline.kafka.admin import TopicSpec, ensure_topics
 from pipeline.loadgen.build import generate
 from pipeline.loadgen.produce import produce
 from pipeline.loadgen.spec import WorkloadSpec
+from tests.support.workloads import mixed_spec
 
 from .harness import (
     expected_rollups,
@@ -28,19 +29,16 @@ PARTITIONS = 4
 
 
 def spec(**overrides: Any) -> WorkloadSpec:
-    values: dict[str, Any] = {
-        "seed": 5,
-        "services": 5,
-        "regions": 2,
-        "timers": 2,
-        "gauges": 1,
-        "delta_counters": 1,
-        "cumulative_counters": 1,
-        "duration_s": 120.0,
-        "samples": 60_000,
-    }
-    values.update(overrides)
-    return WorkloadSpec(**values)
+    return mixed_spec(
+        **{
+            "seed": 5,
+            "services": 5,
+            "regions": 2,
+            "duration_s": 120.0,
+            "samples": 60_000,
+            **overrides,
+        }
+    )
 
 
 @pytest.mark.slow
@@ -117,6 +115,7 @@ def test_two_workers_in_one_group_equal_one(kafka_bootstrap: str, unique_name: s
     assert {k: v for k, v in single.rollups.items()} == pair.rollups
 
 
+@pytest.mark.slow
 def test_mis_keyed_samples_land_in_their_series_window(
     kafka_bootstrap: str, unique_name: str
 ) -> None:

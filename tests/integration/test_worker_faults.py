@@ -57,6 +57,7 @@ def test_delivery_failures_stay_reported() -> None:
     assert second is not None
 
 
+@pytest.mark.slow
 def test_refused_output_then_restart_loses_nothing(kafka_bootstrap: str, unique_name: str) -> None:
     spec = WorkloadSpec(seed=3, services=3, regions=2, duration_s=60.0, samples=12_000)
     workload = generate(spec)
@@ -76,6 +77,7 @@ def test_refused_output_then_restart_loses_nothing(kafka_bootstrap: str, unique_
     assert {k: v["count"] for k, v in got.items()} == {k: e.count for k, e in expected.items()}
 
 
+@pytest.mark.slow
 def test_committed_offsets_without_checkpoints_stop_the_worker(
     kafka_bootstrap: str, unique_name: str
 ) -> None:

@@ -18,12 +18,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from load.worker_run import free_port, process_tree
+from pipeline.demo.summary import OutputSummary
 from pipeline.kafka.admin import TopicSpec, ensure_topics
 from pipeline.loadgen.build import generate
 from pipeline.loadgen.produce import produce
 from pipeline.loadgen.spec import WorkloadSpec
 from pipeline.settings import WorkerSettings
-from pipeline.summary import OutputSummary
 
 from .harness import (
     expected_rollups,

@@ -32,6 +32,7 @@ from pipeline.client.producer import kafka_config
 from pipeline.client.validation import SampleChecker
 from pipeline.core.decode import Decoder, RawMessage
 from pipeline.core.series import SeriesTable
+from tests.support.samples import timer_sample
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 NOW = 1_796_000_000_000
@@ -56,17 +57,7 @@ def closed_port() -> str:
 
 
 def sample(**changes: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "service": "checkout",
-        "region": "eu-west-1",
-        "name": "http.server.duration",
-        "type": "timer",
-        "unit": "ms",
-        "value": 12.5,
-        "ts": NOW,
-    }
-    out.update(changes)
-    return {k: v for k, v in out.items() if v is not None}
+    return timer_sample(**{"ts": NOW, **changes})
 
 
 def build(samples: list[dict[str, Any]], encoding: str, **limits: int) -> list[Record]:

@@ -7,18 +7,13 @@ PartitionAggregator, dead-letter records of reject_records / late_records) must 
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Iterator
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orjson
 import pytest
 from jsonschema import Draft202012Validator
-from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT202012
 
 from pipeline.core.aggregator import PartitionAggregator, WindowConfig
 from pipeline.core.contract import schema_defs
@@ -26,44 +21,18 @@ from pipeline.core.decode import DecodeLimits, Decoder, RawMessage
 from pipeline.core.reasons import Reason
 from pipeline.core.series import SeriesTable
 from pipeline.kafka.deadletter import late_records, reject_records
+from tests.support.schemas import SCHEMAS, load_schema, registry, schema_errors
 
-SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 NAMES = ("sample", "batch-array", "batch-columnar", "rollup", "deadletter", "anomaly")
 BASE_MS = 1_767_225_600_000
 
 
-def load(name: str) -> dict[str, Any]:
-    doc: dict[str, Any] = json.loads((SCHEMAS / f"{name}.schema.json").read_text())
-    return doc
-
-
-@cache
-def registry() -> Registry[Any]:
-    """Every schema file, registered under its own $id (refs are relative to it)."""
-    resources = []
-    for path in sorted(SCHEMAS.glob("*.schema.json")):
-        doc = json.loads(path.read_text())
-        resources.append(
-            (doc["$id"], Resource.from_contents(doc, default_specification=DRAFT202012))
-        )
-    return Registry().with_resources(resources)
-
-
-@cache
-def validator(name: str) -> Draft202012Validator:
-    return Draft202012Validator(load(name), registry=registry())
-
-
-def errors(name: str, doc: Any) -> list[str]:
-    return [e.message for e in validator(name).iter_errors(doc)]
-
-
 def assert_valid(name: str, doc: Any) -> None:
-    assert errors(name, doc) == [], doc
+    assert schema_errors(name, doc) == [], doc
 
 
 def assert_invalid(name: str, doc: Any) -> None:
-    assert errors(name, doc), f"{name} accepted {doc!r}"
+    assert schema_errors(name, doc), f"{name} accepted {doc!r}"
 
 
 # -- the schemas themselves ---------------------------------------------------------------------
@@ -77,7 +46,7 @@ def test_every_schema_file_is_covered() -> None:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_schema_is_valid_draft_2020_12(name: str) -> None:
-    doc = load(name)
+    doc = load_schema(name)
     assert doc["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     Draft202012Validator.check_schema(doc)
     assert doc["$id"].endswith(f"/{name}.schema.json")
@@ -85,7 +54,7 @@ def test_schema_is_valid_draft_2020_12(name: str) -> None:
 
 
 def test_ids_are_unique_and_share_a_base() -> None:
-    ids = [load(n)["$id"] for n in NAMES]
+    ids = [load_schema(n)["$id"] for n in NAMES]
     assert len(set(ids)) == len(ids)
     assert len({i.rsplit("/", 1)[0] for i in ids}) == 1
 
@@ -104,7 +73,7 @@ def refs(node: Any) -> Iterator[str]:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_every_ref_resolves(name: str) -> None:
-    doc = load(name)
+    doc = load_schema(name)
     resolver = registry().resolver(base_uri=doc["$id"])
     found = list(refs(doc))
     for ref in found:
@@ -115,19 +84,19 @@ def test_every_ref_resolves(name: str) -> None:
 
 
 def test_deadletter_reasons_match_the_code() -> None:
-    enum = load("deadletter")["properties"]["reason"]["enum"]
+    enum = load_schema("deadletter")["properties"]["reason"]["enum"]
     assert sorted(enum) == sorted(r.value for r in Reason)
 
 
 def test_sample_schema_defs_are_generated_from_the_decoders_contract() -> None:
     # pipeline/core/contract.py is the single source of truth; `python -m
     # pipeline.core.contract` rewrites the $defs after a change there.
-    assert load("sample")["$defs"] == schema_defs()
+    assert load_schema("sample")["$defs"] == schema_defs()
 
 
 def test_decoder_limits_default_to_the_contract() -> None:
     limits = DecodeLimits()
-    defs = load("sample")["$defs"]
+    defs = load_schema("sample")["$defs"]
     assert limits.max_labels == defs["labels"]["maxProperties"]
     assert limits.max_label_value_chars == defs["labels"]["additionalProperties"]["maxLength"]
 

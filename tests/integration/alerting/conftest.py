@@ -1,5 +1,5 @@
-"""The real Alertmanager fixture (tests/tsdb_servers.py) for the alert bridge tests."""
+"""The real Alertmanager fixture (tests/support/tsdb_servers.py) for the alert bridge tests."""
 
-from tsdb_servers import alertmanager
+from tests.support.tsdb_servers import alertmanager
 
 __all__ = ["alertmanager"]

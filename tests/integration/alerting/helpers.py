@@ -12,10 +12,10 @@ from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from anomaly_events import record
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from pipeline.alerting import AlertBridge, AlertBridgeSettings
+from tests.support.anomaly_events import record
 
 from ..harness import stage_thread
 

@@ -8,12 +8,12 @@ from typing import Any
 
 import orjson
 import pytest
-from anomaly_events import MINUTE_MS, anomaly, resolved
-from kafka_helpers import read_all
-from tsdb_servers import require_alertmanager
 
 from load.alertmanager import AlertmanagerServer
 from pipeline.kafka.admin import TopicSpec, ensure_topics
+from tests.support.anomaly_events import MINUTE_MS, anomaly, resolved
+from tests.support.kafka_helpers import read_all
+from tests.support.tsdb_servers import require_alertmanager
 
 from .helpers import (
     PARTITIONS,

@@ -9,10 +9,10 @@ import time
 from pathlib import Path
 
 import pytest
-from anomaly_events import MINUTE_MS, anomaly, resolved
 
 from load.alertmanager import AlertmanagerServer
 from pipeline.kafka.admin import TopicSpec, ensure_topics
+from tests.support.anomaly_events import MINUTE_MS, anomaly, resolved
 
 from ..harness import worker_process
 from .helpers import (

@@ -1,5 +1,5 @@
-"""The real TSDB fixtures (tests/tsdb_servers.py) for the sink tests."""
+"""The real TSDB fixtures (tests/support/tsdb_servers.py) for the sink tests."""
 
-from tsdb_servers import prometheus, tsdb, victoria_metrics
+from tests.support.tsdb_servers import prometheus, tsdb, victoria_metrics
 
 __all__ = ["prometheus", "tsdb", "victoria_metrics"]

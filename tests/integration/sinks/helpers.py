@@ -9,7 +9,6 @@ from contextlib import contextmanager
 from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
-from kafka_helpers import Record, read_all
 
 from load.tsdb import Stored
 from pipeline.kafka.admin import TopicSpec, ensure_topics, high_watermarks
@@ -18,6 +17,7 @@ from pipeline.loadgen.produce import produce
 from pipeline.loadgen.spec import WorkloadSpec
 from pipeline.sinks.remote_write import RemoteWriteSettings, RemoteWriteSink
 from pipeline.sinks.runner import SinkRunner
+from tests.support.kafka_helpers import Record, read_all
 
 from ..harness import stage_thread, wait_for, worker_settings, worker_thread
 

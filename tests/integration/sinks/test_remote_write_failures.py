@@ -9,11 +9,11 @@ from typing import Any
 
 import orjson
 import pytest
-from kafka_helpers import Record, read_all
-from tsdb_servers import start_server
 
 from load.tsdb import PrometheusServer, TsdbServer
 from pipeline.kafka.admin import TopicSpec, ensure_topics
+from tests.support.kafka_helpers import Record, read_all
+from tests.support.tsdb_servers import start_server
 
 from .helpers import (
     PARTITIONS,

@@ -11,9 +11,9 @@ import time
 import httpx
 import orjson
 import pytest
-from kafka_helpers import read_all
 
 from load.tsdb import TsdbServer, free_port
+from tests.support.kafka_helpers import read_all
 
 from .helpers import (
     differences,

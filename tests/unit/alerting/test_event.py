@@ -6,10 +6,10 @@ from typing import Any
 
 import orjson
 import pytest
-from anomaly_events import anomaly, record
 
 from pipeline.alerting.event import InvalidEvent, decode_event
 from pipeline.core.reasons import Reason
+from tests.support.anomaly_events import anomaly, record
 
 T0 = 1_767_225_600_000
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from anomaly_events import anomaly, record, resolved
 
 from pipeline.alerting.event import decode_event
 from pipeline.alerting.labels import merge_series_labels, sanitize_label_name
 from pipeline.alerting.mapping import AlertMapper, rfc3339
 from pipeline.alerting.template import TemplateError, check_template, render
+from tests.support.anomaly_events import anomaly, record, resolved
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 

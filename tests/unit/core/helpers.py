@@ -20,6 +20,20 @@ def messages(samples: list[dict[str, Any]], start_offset: int = 0) -> list[RawMe
     ]
 
 
+def cumulative(ts: int, value: float, instance: str = "pod-1") -> dict[str, Any]:
+    """One sample of a cumulative counter `reqs` (service a, region eu) reported by `instance`."""
+    return {
+        "service": "a",
+        "region": "eu",
+        "name": "reqs",
+        "type": "counter",
+        "temporality": "cumulative",
+        "instance": instance,
+        "value": value,
+        "ts": ts,
+    }
+
+
 def timers(
     rng: np.random.Generator,
     n: int,

@@ -3,7 +3,7 @@
 pipeline/core/contract.py holds every pattern and limit; sample.schema.json's $defs are generated
 from it (tests/unit/test_schemas.py checks that). Here the two are compared on input: records
 generated from the schemas with hypothesis-jsonschema must decode, and mutated records must be
-rejected by both or by neither. Deliberate differences, documented in the README: the worker
+rejected by both or by neither. Deliberate differences, documented in docs/contracts.md: the worker
 ignores unknown fields (the schemas forbid them), rejects strings with lone surrogates (which
 JSON Schema cannot express), and rejects a columnar batch whose ts and value lengths differ.
 """
@@ -21,9 +21,9 @@ from pipeline.core.contract import MAX_ABS_VALUE, MAX_TS
 from pipeline.core.decode import DecodeLimits, Decoder, DecodeResult
 from pipeline.core.reasons import Reason
 from pipeline.core.series import SeriesTable
+from tests.support.schemas import from_schema, schema_errors, standalone
 
 from .helpers import BASE_MS
-from .schemas import from_schema, schema_errors, standalone
 
 RECORD_SCHEMAS = ("sample", "batch-array", "batch-columnar")
 # Generating from the schemas costs ~50 ms an example: a few dozen in every run, hundreds in the

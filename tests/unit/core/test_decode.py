@@ -20,6 +20,7 @@ from pipeline.core.decode import DecodeLimits, Decoder, DecodeResult, RawMessage
 from pipeline.core.reasons import Reason
 from pipeline.core.series import MetricKind, SeriesTable
 from pipeline.core.validate import MAX_ABS_VALUE
+from tests.support.samples import timer_sample
 
 from .helpers import BASE_MS
 
@@ -33,21 +34,7 @@ MAX_FUTURE = 10 * 60_000
 
 def sample(**changes: Any) -> dict[str, Any]:
     """A valid timer sample at BASE_MS; `changes` overrides (value None deletes the field)."""
-    out: dict[str, Any] = {
-        "service": "checkout",
-        "region": "eu-west-1",
-        "name": "http.server.duration",
-        "type": "timer",
-        "unit": "ms",
-        "value": 12.5,
-        "ts": BASE_MS,
-    }
-    for key, val in changes.items():
-        if val is None:
-            out.pop(key, None)
-        else:
-            out[key] = val
-    return out
+    return timer_sample(**{"ts": BASE_MS, **changes})
 
 
 def with_token(field: str, token: bytes, **changes: Any) -> bytes:

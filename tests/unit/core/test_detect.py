@@ -11,13 +11,13 @@ import jsonschema
 import numpy as np
 import orjson
 import pytest
-from synthetic_rollups import DAY, MINUTE, START, stream
 
 from pipeline.core.checkpoint import Checkpoint
 from pipeline.core.detect.detector import DetectConfig, PartitionDetector
 from pipeline.core.detect.models import ModelConfig
 from pipeline.core.rollup import Rollup
 from pipeline.core.rollup_wire import WireRollup
+from tests.support.synthetic_rollups import DAY, MINUTE, START, stream
 
 SCHEMA = json.loads((Path(__file__).parents[3] / "schemas" / "anomaly.schema.json").read_text())
 

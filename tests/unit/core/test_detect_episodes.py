@@ -10,11 +10,11 @@ from typing import Any
 import jsonschema
 import numpy as np
 import orjson
-from synthetic_rollups import MINUTE, START, rollup_body, stream
 
 from pipeline.core.detect.detector import DetectConfig, PartitionDetector
 from pipeline.core.detect.noise import from_model, sampling_sd, to_model
 from pipeline.core.rollup_wire import WireRollup, decode_rollup
+from tests.support.synthetic_rollups import MINUTE, START, rollup_body, stream
 
 SCHEMA = json.loads((Path(__file__).parents[3] / "schemas" / "anomaly.schema.json").read_text())
 P99_ONLY = DetectConfig(statistics=("p99",))

@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 import orjson
 import pytest
-from synthetic_rollups import MINUTE, START, stream
 
 from pipeline.core.checkpoint import Checkpoint
 from pipeline.core.detect.detector import DetectConfig, PartitionDetector
 from pipeline.core.detect.novelty import Novelty, NoveltyConfig
 from pipeline.core.rollup import Rollup
 from pipeline.core.rollup_wire import WireRollup
+from tests.support.synthetic_rollups import MINUTE, START, stream
 
 JUMP = range(600, 640)  # p99 of service b ×3 for 40 minutes, after 10 h of calm
 

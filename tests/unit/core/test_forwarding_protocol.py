@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -28,7 +29,13 @@ from pipeline.core.checkpoint import Checkpoint
 from pipeline.core.columns import SampleColumns
 from pipeline.core.decode import Decoder, RawMessage
 from pipeline.core.series import SeriesTable
-from pipeline.kafka.forwarding import ForwardDedup
+from pipeline.kafka.forwarding import (
+    SAMPLES_PER_FORWARD,
+    ForwardDedup,
+    decode_forward,
+    forward_messages,
+    parse_repartition_headers,
+)
 
 from .helpers import BASE_MS
 
@@ -266,3 +273,42 @@ def test_a_lagging_partition_holds_windows_instead_of_losing_its_samples() -> No
     sim.run()
     assert sim.late == 0
     assert summarize(sim.out) == exact(samples)
+
+
+def test_forwards_are_split_and_replays_are_dropped_sample_by_sample() -> None:
+    table = SeriesTable()
+    decoder = Decoder(table)
+    n = SAMPLES_PER_FORWARD * 2 + 7
+    batch = [
+        {"service": "a", "region": "eu", "name": "m", "type": "gauge", "value": float(i),
+         "ts": BASE_MS + i}
+        for i in range(n)
+    ]  # fmt: skip
+    cols: SampleColumns = decoder.decode_lists([orjson.dumps(batch)], [42], [BASE_MS]).columns
+    records = forward_messages(cols, np.full(n, 3), table, 0)
+    assert [r["partition"] for r in records] == [3, 3, 3]
+    got = [decode_forward(r["value"], table) for r in records]
+    assert [len(g.ts) for g in got] == [SAMPLES_PER_FORWARD, SAMPLES_PER_FORWARD, 7]
+    assert np.concatenate([g.value for g in got]).tolist() == [float(i) for i in range(n)]
+    assert {parse_repartition_headers(r["headers"]) for r in records} == {("samples", (0,))}
+    dedup = ForwardDedup()
+    taken = [dedup.fresh(i, 0, g.source_offset, g.source_index).sum() for i, g in enumerate(got)]
+    assert taken == [SAMPLES_PER_FORWARD, SAMPLES_PER_FORWARD, 7]
+    # A replaying source forwards again, batched differently: only what is new is taken.
+    more = decoder.decode_lists([orjson.dumps(batch[:3])], [43], [BASE_MS]).columns
+    again = forward_messages(SampleColumns.concat([cols, more]), np.full(n + 3, 3), table, 0)
+    fresh = [
+        int(dedup.fresh(10 + i, 0, g.source_offset, g.source_index).sum())
+        for i, g in enumerate(decode_forward(r["value"], table) for r in again)
+    ]
+    assert sum(fresh) == 3
+
+
+def test_a_record_that_is_no_forward_is_refused() -> None:
+    with pytest.raises(ValueError):
+        decode_forward(b'{"series": [], "s": [0]}', SeriesTable())
+
+
+@pytest.mark.parametrize("header", [b"garbage", b"1:2", b"x:y:z", b""])
+def test_unparsable_repartition_header_is_unexpected(header: bytes) -> None:
+    assert parse_repartition_headers([("mp-fwd", header)]) == ("unexpected", ())

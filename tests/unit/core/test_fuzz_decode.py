@@ -29,9 +29,9 @@ from pipeline.core.decode import DecodeLimits, Decoder, DecodeResult
 from pipeline.core.reasons import Reason
 from pipeline.core.series import SeriesTable
 from pipeline.kafka.deadletter import MAX_RECORD_BYTES, reject_records
+from tests.support.schemas import schema_errors
 
 from .helpers import BASE_MS
-from .schemas import schema_errors
 
 LIMITS = DecodeLimits(max_message_bytes=64 * 1024)  # small, so oversize records are cheap
 FUZZ = settings(
@@ -180,7 +180,7 @@ TIMES = st.sampled_from([-1, BASE_MS])
 
 
 def offered(raw: bytes) -> int:
-    """Points a record offers (README, Data contracts): 1 unless it reads as a batch."""
+    """Points a record offers (docs/contracts.md): 1 unless it reads as a batch."""
     if len(raw) > LIMITS.max_message_bytes:
         return 1
     try:

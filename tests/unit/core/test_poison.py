@@ -17,12 +17,12 @@ from pipeline.core.decode import DecodeLimits, Decoder, DecodeResult, Reject
 from pipeline.core.reasons import Reason
 from pipeline.core.series import SeriesTable
 from pipeline.kafka.deadletter import reject_records
+from tests.support.schemas import schema_errors
 
 from .helpers import BASE_MS
-from .schemas import schema_errors
 
 HOUR = 3_600_000
-# A dead-letter record never exceeds this (README, Data contracts).
+# A dead-letter record never exceeds this (docs/contracts.md).
 MAX_DEADLETTER_BYTES = 8192
 # orjson reads up to 1024 levels of nesting; the stdlib parser behind it fewer.
 PARSER_MAX_DEPTH = 1024

@@ -1,10 +1,11 @@
-"""DESIGN.md §3 at the core: restore a checkpoint, replay, and get byte-identical rollups."""
+"""Replay at the core: restore a checkpoint, replay, and get byte-identical rollups."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -14,8 +15,9 @@ from pipeline.core.decode import Decoder, RawMessage
 from pipeline.core.digest import DigestConfig
 from pipeline.core.rollup import Rollup
 from pipeline.core.series import SeriesTable
+from pipeline.errors import CheckpointError
 
-from .helpers import BASE_MS, by_key, messages, timers
+from .helpers import BASE_MS, by_key, cumulative, messages, timers
 
 WINDOW = WindowConfig(10_000, 5_000)
 
@@ -111,19 +113,7 @@ def test_replay_from_checkpoint_reemits_identical_rollups(
 
 def test_cumulative_counter_increase_with_reset() -> None:
     values = [10.0, 15.0, 15.0, 3.0, 8.0]  # reset after 15: 3 counts as an increase of 3
-    samples = [
-        {
-            "service": "a",
-            "region": "eu",
-            "name": "reqs",
-            "type": "counter",
-            "temporality": "cumulative",
-            "instance": "pod-1",
-            "value": v,
-            "ts": BASE_MS + 1_000 * i,
-        }
-        for i, v in enumerate(values)
-    ]
+    samples = [cumulative(BASE_MS + 1_000 * i, v) for i, v in enumerate(values)]
     agg, decoder = fresh(DigestConfig())
     msgs = messages(samples)
     out = agg.process(decoder.decode(msgs).columns, len(msgs)).rollups
@@ -139,19 +129,7 @@ def test_cumulative_counter_increase_with_reset() -> None:
 def test_out_of_order_cumulative_sample_adds_nothing() -> None:
     # ts order 0, 1, 2, 3 but the sample of ts 1 arrives after the one of ts 2: it is not a reset.
     arrivals = [(0, 10.0), (2, 20.0), (1, 15.0), (3, 25.0)]
-    samples = [
-        {
-            "service": "a",
-            "region": "eu",
-            "name": "reqs",
-            "type": "counter",
-            "temporality": "cumulative",
-            "instance": "pod-1",
-            "value": v,
-            "ts": BASE_MS + 1_000 * t,
-        }
-        for t, v in arrivals
-    ]
+    samples = [cumulative(BASE_MS + 1_000 * t, v) for t, v in arrivals]
     agg, decoder = fresh(DigestConfig())
     msgs = messages(samples)
     out = agg.process(decoder.decode(msgs).columns, len(msgs)).rollups
@@ -160,3 +138,38 @@ def test_out_of_order_cumulative_sample_adds_nothing() -> None:
     (body,) = [r.body for r in out]
     assert body["sum"] == 15.0  # 0 + 10 + 0 + 5
     assert body["count"] == 4
+
+
+def test_checkpoint_refuses_other_lateness() -> None:
+    table = SeriesTable()
+    agg = PartitionAggregator("raw", 0, table, WindowConfig(10_000, 5_000))
+    stored = agg.checkpoint()
+    other = PartitionAggregator("raw", 0, SeriesTable(), WindowConfig(10_000, 30_000))
+    with pytest.raises(CheckpointError, match="lateness"):
+        other.restore(stored)
+
+
+def test_stale_cumulative_value_is_forgotten() -> None:
+    # 20 minutes of silence (> 10 min staleness): the next value is not an increase over 100.
+    table = SeriesTable()
+    agg = PartitionAggregator("raw", 0, table, WindowConfig(10_000, 5_000, 600_000))
+    decoder = Decoder(table)
+    msgs = messages([cumulative(BASE_MS, 100.0), cumulative(BASE_MS + 1_200_000, 130.0)])
+    out = agg.process(decoder.decode(msgs).columns, 2).rollups
+    assert agg.plan_idle_advance()
+    out += agg.apply_idle_advance()
+    assert sorted(r.body["sum"] for r in out) == [0.0, 0.0]
+
+
+def test_stale_counter_entries_leave_the_checkpoint() -> None:
+    table = SeriesTable()
+    agg = PartitionAggregator("raw", 0, table, WindowConfig(10_000, 5_000, 60_000))
+    decoder = Decoder(table)
+    old = messages([cumulative(BASE_MS, 1.0, "gone")])
+    agg.process(decoder.decode(old).columns, 1)
+    later = messages([cumulative(BASE_MS + 3_600_000, 5.0, "live")], start_offset=1)
+    agg.process(decoder.decode(later).columns, 2)
+    assert agg.plan_idle_advance()
+    agg.apply_idle_advance()
+    instances = [entry[1] for entry in agg.checkpoint().counters]
+    assert instances == ["live"]

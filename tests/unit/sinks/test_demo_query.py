@@ -6,7 +6,7 @@ import io
 
 from rich.console import Console
 
-from pipeline.demo_sinks import print_remote_write_query
+from pipeline.demo.sinks import print_remote_write_query
 
 
 def test_the_demo_prints_a_runnable_query_for_the_tsdb() -> None:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from pipeline.runtime import Closing, Supervisor
 from pipeline.settings import WorkerSettings
 from pipeline.sinks.base import RollupSink
 from pipeline.sinks.local import LocalStoreSink
@@ -22,21 +21,13 @@ from pipeline.store.plot import SeriesQuery, plot_series
 from pipeline.store.query import run_query
 
 
-@dataclass
-class RunningSink:
-    runner: SinkRunner
-    sink: RollupSink
-    thread: threading.Thread
-
-
-def start_sinks(
+def build_sinks(
     worker: WorkerSettings,
     topics: list[str],
     store_path: Path,
     remote_write_url: str | None,
-    stop: threading.Event,
-) -> list[RunningSink]:
-    """The local store sink, and the remote-write sink when a URL is given, on threads."""
+) -> dict[str, SinkRunner]:
+    """The local store sink, and the remote-write sink when a URL is given, by name."""
     common: dict[str, Any] = {
         "bootstrap_servers": worker.bootstrap_servers,
         "topics": topics,
@@ -60,31 +51,26 @@ def start_sinks(
             group_id=worker.group_id + "-remote-write", url=remote_write_url, **common
         )
         pairs.append((remote, RemoteWriteSink(remote)))
-    running = []
-    for settings, sink in pairs:
-        runner = SinkRunner(settings, sink)
-        thread = threading.Thread(target=runner.run, args=(stop,), name=f"sink-{sink.name}")
-        thread.start()
-        running.append(RunningSink(runner, sink, thread))
-    return running
+    return {f"sink-{sink.name}": SinkRunner(settings, sink) for settings, sink in pairs}
 
 
-def wait_stored(sinks: list[RunningSink], rollups: int, deadline: float) -> bool:
+def start_sinks(supervisor: Supervisor, sinks: dict[str, SinkRunner]) -> None:
+    """Each sink on its own thread; its store is closed once it has stopped."""
+    for name, runner in sinks.items():
+        supervisor.start(name, Closing(runner, runner.sink.close))
+
+
+def wait_stored(
+    supervisor: Supervisor, sinks: dict[str, SinkRunner], rollups: int, deadline: float
+) -> bool:
     """Until every sink has stored `rollups` records (or the deadline, or a sink died)."""
     while time.monotonic() < deadline:
-        if any(not s.thread.is_alive() for s in sinks):
+        if not all(supervisor.running(name) for name in sinks):
             return False
-        if all(s.runner.totals.stored >= rollups for s in sinks):
+        if all(runner.totals.stored >= rollups for runner in sinks.values()):
             return True
         time.sleep(0.25)
     return False
-
-
-def stop_sinks(sinks: list[RunningSink]) -> None:
-    for s in sinks:
-        if s.thread.is_alive():
-            s.thread.join(60)
-        s.sink.close()
 
 
 def print_store(console: Console, path: Path) -> None:

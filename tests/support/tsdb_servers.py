@@ -5,7 +5,8 @@ Each starts on a free loopback port with its data in the test's tmp dir and is s
 pid at the end. They skip the test only when the server's binary is not installed (Debian:
 `apt-get install prometheus victoria-metrics prometheus-alertmanager`); any other start-up
 failure fails the test.
-Import them in a conftest.py: ``from tsdb_servers import prometheus, tsdb, victoria_metrics``.
+Import them in a conftest.py:
+``from tests.support.tsdb_servers import prometheus, tsdb, victoria_metrics``.
 """
 
 from __future__ import annotations

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,11 +12,11 @@ from rich.table import Table
 
 from pipeline.alerting.bridge import AlertBridge
 from pipeline.alerting.settings import AlertBridgeSettings
+from pipeline.demo.summary import read_outputs
 from pipeline.kafka.detect_worker import DetectWorker
 from pipeline.loadgen.build import Workload
 from pipeline.loadgen.spec import SeriesId
 from pipeline.settings import DetectSettings, WorkerSettings
-from pipeline.summary import read_outputs
 
 SPIKE_FACTOR = 20.0
 
@@ -66,15 +65,6 @@ def detect_settings(worker: WorkerSettings) -> DetectSettings:
     )
 
 
-def start_detector(
-    settings: DetectSettings, stop: threading.Event
-) -> tuple[DetectWorker, threading.Thread]:
-    detector = DetectWorker(settings)
-    thread = threading.Thread(target=detector.run, args=(stop,), name="detect")
-    thread.start()
-    return detector, thread
-
-
 def detector_done(detector: DetectWorker, expected_windows_end: int) -> bool:
     """Every partition scored up to the end of the load, every event acknowledged."""
     states = [o.state for o in detector.owned.values()]
@@ -85,10 +75,9 @@ def detector_done(detector: DetectWorker, expected_windows_end: int) -> bool:
     )
 
 
-def start_bridge(
-    settings: DetectSettings, alertmanager_url: str, stop: threading.Event
-) -> tuple[AlertBridge, threading.Thread]:
-    bridge = AlertBridge(
+def alert_bridge(settings: DetectSettings, alertmanager_url: str) -> AlertBridge:
+    """The bridge from the detector's anomaly topic to `alertmanager_url`."""
+    return AlertBridge(
         AlertBridgeSettings(
             bootstrap_servers=settings.bootstrap_servers,
             group_id=settings.group_id + "-alerts",
@@ -100,9 +89,6 @@ def start_bridge(
             create_topics=True,
         )
     )
-    thread = threading.Thread(target=bridge.run, args=(stop,), name="alert-bridge")
-    thread.start()
-    return bridge, thread
 
 
 def bridge_caught_up(bridge: AlertBridge, detector: DetectWorker) -> bool:

@@ -1,8 +1,4 @@
-"""Plain helpers for tests that talk to a real broker (no fixtures here; see conftest.py).
-
-Import them as ``from kafka_helpers import ...``: pytest puts ``tests/`` on ``sys.path`` because
-it holds the root ``conftest.py`` (rootdir-relative, no ``__init__.py`` packages).
-"""
+"""Plain helpers for tests that talk to a real broker (no fixtures here; see conftest.py)."""
 
 from __future__ import annotations
 
@@ -39,7 +35,7 @@ class Record:
 
 
 def consumer_config(bootstrap: str, group: str, **overrides: Any) -> dict[str, Any]:
-    """Consumer settings for tests (DESIGN §4).
+    """Consumer settings for tests.
 
     A 6 s session timeout because a new group's first join on Tansu waits about half of it
     (23 s with librdkafka's 45 s default); earliest reset so a test sees what it produced before

@@ -1,31 +1,22 @@
 """Anomaly events as the detector writes them (schemas/anomaly.schema.json), for bridge tests.
 
 Every event built here is validated against the schema, so the tests feed the bridge only what
-the contract allows (and the contract is checked to allow what the tests need). Import as
-``from anomaly_events import ...`` (tests/ is on sys.path, like kafka_helpers).
+the contract allows (and the contract is checked to allow what the tests need).
 """
 
 from __future__ import annotations
 
-import json
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 import orjson
-from jsonschema import Draft202012Validator
 
-SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "anomaly.schema.json"
+from tests.support.schemas import schema_errors
+
 MINUTE_MS = 60_000
 
 
-@cache
-def validator() -> Draft202012Validator:
-    return Draft202012Validator(json.loads(SCHEMA.read_text()))
-
-
 def assert_valid(event: dict[str, Any]) -> None:
-    problems = [e.message for e in validator().iter_errors(event)]
+    problems = schema_errors("anomaly", event)
     assert not problems, f"not a valid anomaly event: {problems}"
 
 
