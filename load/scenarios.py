@@ -142,20 +142,28 @@ def tick_keys(partitions: int) -> list[bytes]:
 
 
 def tick_messages(scenario: Scenario, partitions: int) -> list[Message]:
+    """One record per partition, after the workload, that moves the partition's clock past
+    every window. It holds two tick series: a partition's clock jumps further than its limit
+    (one minute) at once only when two series confirm it, and a columnar workload's clock can
+    trail the end by minutes (each record spans many minutes of one series)."""
     ts = scenario.tick_ts_ms
     out = []
     for key in tick_keys(partitions):
         service, region = key.decode().split("|")
-        body = {
-            "service": service,
-            "region": region,
-            "name": TICK_NAME,
-            "type": "gauge",
-            "unit": "1",
-            "ts": ts,
-            "value": 0,
-        }
-        out.append(Message(key, orjson.dumps(body), ts))
+        samples = [
+            {
+                "service": service,
+                "region": region,
+                "name": TICK_NAME,
+                "type": "gauge",
+                "unit": "1",
+                "labels": {"tick": tick},
+                "ts": ts,
+                "value": 0,
+            }
+            for tick in ("a", "b")
+        ]
+        out.append(Message(key, orjson.dumps(samples), ts))
     return out
 
 
