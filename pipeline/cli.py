@@ -92,6 +92,7 @@ def tier(
     http_host: HttpHostOpt = None,
 ) -> None:
     """Merge rollups into coarser tiers: each step consumes one rollup topic and emits the next."""
+    from pipeline.core.durations import format_duration
     from pipeline.kafka.tier_worker import TierWorker
     from pipeline.runtime import serve
     from pipeline.settings import TierSettings
@@ -102,7 +103,11 @@ def tier(
         settings = settings_from(TierSettings, {**locals(), "chain": comma_list(chain)})
         steps = settings.steps() if resolution is None else [settings]
         # One labelled /metrics for every step (tier="1m", ...); ready when every step is.
-        serve(settings, lambda: {s.resolution: TierWorker(s) for s in steps}, label="tier")
+        serve(
+            settings,
+            lambda: {format_duration(s.resolution): TierWorker(s) for s in steps},
+            label="tier",
+        )
 
 
 @app.command()

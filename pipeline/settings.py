@@ -7,10 +7,17 @@ from __future__ import annotations
 
 from itertools import pairwise
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Self, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -26,7 +33,7 @@ from pipeline.core.detect.detector import DetectConfig
 from pipeline.core.detect.models import ModelConfig
 from pipeline.core.detect.novelty import NoveltyConfig
 from pipeline.core.digest import DigestConfig, percentile_name
-from pipeline.core.rollup import format_duration, parse_duration_ms
+from pipeline.core.durations import format_duration, parse_duration_ms
 from pipeline.core.tier import TierConfig
 from pipeline.errors import ConfigError
 
@@ -35,6 +42,54 @@ from pipeline.errors import ConfigError
 ROLES = ("raw", "repartition", "rollups", "deadletter", "checkpoints", "anomalies")
 DEFAULT_RETENTION = "7d"
 FOREVER = "forever"
+
+
+class _Millis(int):
+    """Milliseconds given in code (`duration("10s")`); never what a file, env var or flag holds."""
+
+
+def duration(text: str) -> int:
+    """A duration written in code (a default, a setting built by a program), for a Duration
+    field: bare numbers are refused there, as a file's `resolution: 10` would be a trap."""
+    return _Millis(_duration_or_off_ms(text))
+
+
+def _duration_ms(value: Any) -> Any:
+    """A duration setting's milliseconds from its text ("250ms", "10s", "1m", ...)."""
+    if isinstance(value, _Millis):
+        if value <= 0:
+            raise ValueError("a duration must be longer than 0")
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, str):
+        if isinstance(value, int | float):
+            raise ValueError(f"{value} has no unit: write e.g. {value}s, {value}ms or {value}m")
+        raise ValueError(f"not a duration: {value!r} (use e.g. 250ms, 10s, 1m, 5m, 1h, 1d)")
+    if value.strip().isdigit():
+        number = value.strip()
+        raise ValueError(f"{number} has no unit: write e.g. {number}s or {number}ms")
+    try:
+        return parse_duration_ms(value)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _duration_or_off_ms(value: Any) -> Any:
+    if value == 0 and isinstance(value, _Millis):
+        return 0
+    if isinstance(value, str) and value.strip() in ("0", "0s", "0ms"):
+        return 0
+    return _duration_ms(value)
+
+
+_AS_TEXT = PlainSerializer(format_duration, return_type=str)
+
+#: A duration setting, milliseconds inside; read from and dumped as text ("10s"), so a dump
+#: (config show, model_dump, settings as env vars) reads back to the same value.
+Duration = Annotated[int, BeforeValidator(_duration_ms), _AS_TEXT]
+#: A duration that "0s" (or "0") turns off: 0 ms.
+DurationOrOff = Annotated[int, BeforeValidator(_duration_or_off_ms), _AS_TEXT]
+#: A duration whose default (None) is derived from other settings.
+OptionalDuration = Duration | None
 
 
 class CommonSettings(BaseSettings):
@@ -79,7 +134,7 @@ class CommonSettings(BaseSettings):
             if role == "checkpoints":
                 raise ValueError("the checkpoint topic is compacted: it has no retention")
             if retention != FOREVER:
-                valid_duration(retention)
+                _duration_ms(retention)
         return value
 
     @field_validator("topic_partitions_by_role")
@@ -124,10 +179,6 @@ class CommonSettings(BaseSettings):
                 ) from None
         return config
 
-    def seconds(self, name: str) -> float:
-        """The duration setting `name` in seconds."""
-        return parse_duration_ms(str(getattr(self, name))) / 1000.0
-
     @classmethod
     def settings_customise_sources(
         cls,
@@ -150,9 +201,9 @@ class StageSettings(CommonSettings):
     rollup_topic_prefix: str = "metrics.rollups."
     deadletter_topic: str = "metrics.deadletter"
     checkpoint_topic: str = "metrics.checkpoints"
-    resolution: str = "10s"
-    idle_timeout: str = "30s"
-    commit_interval: str = "1s"
+    resolution: Duration = duration("10s")
+    idle_timeout: Duration = duration("30s")
+    commit_interval: Duration = duration("1s")
     batch_size: int = Field(10_000, ge=1, description="Most records per consume().")
     session_timeout_ms: int = Field(10_000, ge=1000)
     create_topics: bool = Field(
@@ -163,11 +214,6 @@ class StageSettings(CommonSettings):
     topic_partitions: int = Field(8, ge=1, description="Partitions of topics this process creates.")
     percentiles: list[float] = Field(default_factory=lambda: [0.5, 0.9, 0.95, 0.99, 0.999])
     compression: int = Field(200, ge=20, le=5000)
-
-    @field_validator("resolution", "idle_timeout", "commit_interval")
-    @classmethod
-    def _stage_duration(cls, value: str) -> str:
-        return valid_duration(value)
 
     @field_validator("percentiles")
     @classmethod
@@ -180,7 +226,7 @@ class StageSettings(CommonSettings):
 
     @property
     def rollup_topic(self) -> str:
-        return self.rollup_topic_prefix + format_duration(parse_duration_ms(self.resolution))
+        return self.rollup_topic_prefix + format_duration(self.resolution)
 
     @property
     def source_topic(self) -> str:
@@ -214,26 +260,10 @@ def _known_role(role: str) -> None:
 
 def _is_duration(text: str) -> bool:
     try:
-        valid_duration(text)
+        _duration_ms(text)
     except ValueError:
         return False
     return True
-
-
-def valid_duration(value: str) -> str:
-    """A field validator's check of a duration setting ("250ms", "10s", "1m", ...)."""
-    try:
-        parse_duration_ms(value)
-    except ConfigError as exc:
-        raise ValueError(str(exc)) from None
-    return value
-
-
-def duration_or_off_ms(value: str) -> int:
-    """A duration setting that "0s" (or "0") turns off: 0, else its milliseconds."""
-    if value.strip() in ("0", "0s", "0ms"):
-        return 0
-    return parse_duration_ms(value)
 
 
 class WorkerSettings(StageSettings):
@@ -245,14 +275,14 @@ class WorkerSettings(StageSettings):
     # Empty: "<input_topic>.<group_id>.repartition" (one per consumer group, as each group
     # forwards by its own clocks).
     repartition_topic: str = ""
-    allowed_lateness: str = "5s"
-    counter_staleness: str = "10m"
+    allowed_lateness: Duration = duration("5s")
+    counter_staleness: Duration = duration("10m")
     raw_limit: int = Field(1024, ge=0, description="Raw values kept per window before folding.")
     late_policy: Literal["deadletter", "count"] = "deadletter"
     max_message_bytes: int = Field(1_048_576, ge=1024)
     max_labels: int = Field(16, ge=0)
-    max_age: str = "6h"
-    max_future: str = "10m"
+    max_age: Duration = duration("6h")
+    max_future: Duration = duration("10m")
     batch_samples: int = Field(
         20_000, ge=100, description="Aim for about this many samples per processed batch."
     )
@@ -260,10 +290,10 @@ class WorkerSettings(StageSettings):
     # slowest partition's) pauses its input until the others catch up ("0s": never, the
     # default: each pause drops the partition's prefetched records, which costs ~40 % more CPU
     # per sample in a catch-up; set it where memory during a catch-up matters more).
-    watermark_alignment: str = "0s"
+    watermark_alignment: DurationOrOff = duration("0s")
     # A partition's clock moves at most this far in one message; further only once confirmed
     # by clock_quorum series, or by clock_streak messages in a row beyond it ("0s": no limit).
-    clock_jump: str = "1m"
+    clock_jump: DurationOrOff = duration("1m")
     clock_quorum: int = Field(2, ge=1)
     clock_streak: int = Field(20, ge=1)
     max_series: int = Field(
@@ -279,30 +309,11 @@ class WorkerSettings(StageSettings):
         description="Series per window of one metric (service, region, name) in one input "
         "partition; beyond it, the metric's overflow series. 0: no limit.",
     )
-    series_idle_timeout: str = Field(
-        "5m",
+    series_idle_timeout: Duration = Field(
+        duration("5m"),
         description="A series without samples, open windows or counter state for this "
         "long is forgotten (its memory is returned).",
     )
-
-    @field_validator("series_idle_timeout")
-    @classmethod
-    def _idle_duration(cls, value: str) -> str:
-        return valid_duration(value)
-
-    @field_validator("allowed_lateness", "max_age", "max_future")
-    @classmethod
-    def _duration(cls, value: str) -> str:
-        return valid_duration(value)
-
-    @field_validator("clock_jump", "watermark_alignment")
-    @classmethod
-    def _duration_or_off(cls, value: str) -> str:
-        try:
-            duration_or_off_ms(value)
-        except ConfigError as exc:
-            raise ValueError(str(exc)) from None
-        return value
 
     @property
     def source_topic(self) -> str:
@@ -313,32 +324,26 @@ class WorkerSettings(StageSettings):
         return self.repartition_topic or f"{self.input_topic}.{self.group_id}.repartition"
 
     def window(self) -> WindowConfig:
-        resolution = parse_duration_ms(self.resolution)
+        resolution = self.resolution
         if resolution < 1000 or resolution % 1000:
             raise ConfigError(
-                f"resolution must be a whole number of seconds, not {self.resolution}"
+                f"resolution must be a whole number of seconds, not {format_duration(resolution)}"
             )
-        return WindowConfig(
-            resolution,
-            parse_duration_ms(self.allowed_lateness),
-            parse_duration_ms(self.counter_staleness),
-        )
+        return WindowConfig(resolution, self.allowed_lateness, self.counter_staleness)
 
     def digest(self) -> DigestConfig:
         return DigestConfig(tuple(self.percentiles), self.compression, self.raw_limit)
 
     def clock(self) -> ClockConfig:
-        return ClockConfig(
-            duration_or_off_ms(self.clock_jump), self.clock_quorum, self.clock_streak
-        )
+        return ClockConfig(self.clock_jump, self.clock_quorum, self.clock_streak)
 
     def limits(self) -> DecodeLimits:
         return DecodeLimits(
             self.max_message_bytes,
             self.max_labels,
             256,
-            parse_duration_ms(self.max_age),
-            parse_duration_ms(self.max_future),
+            self.max_age,
+            self.max_future,
         )
 
 
@@ -349,60 +354,49 @@ class TierSettings(StageSettings):
     its own consumer group; `--from/--to` runs one step, to scale steps separately."""
 
     group_id: str = "metrics-pipeline-tier"  # one group per step: "<group_id>-<resolution>"
-    input_resolution: str = "10s"
-    resolution: str = "1m"
-    allowed_lateness: str | None = Field(
+    input_resolution: Duration = duration("10s")
+    resolution: Duration = duration("1m")
+    allowed_lateness: OptionalDuration = Field(
         None,
         description="How far behind the latest child window a child may arrive; "
         "default: one input window.",
     )
-    chain: list[str] = Field(default_factory=lambda: ["10s", "1m", "5m", "1h"])
+    chain: list[Duration] = Field(
+        default_factory=lambda: [duration(d) for d in ("10s", "1m", "5m", "1h")]
+    )
     # Longer than the rollup worker's 30 s: the last base windows of a quiet stream arrive
     # after that worker's own idle timeout.
-    idle_timeout: str = "1m"
-
-    @field_validator("input_resolution")
-    @classmethod
-    def _input_duration(cls, value: str) -> str:
-        return valid_duration(value)
-
-    @field_validator("allowed_lateness")
-    @classmethod
-    def _lateness(cls, value: str | None) -> str | None:
-        return None if value is None else valid_duration(value)
+    idle_timeout: Duration = duration("1m")
 
     @field_validator("chain")
     @classmethod
-    def _chain(cls, value: list[str]) -> list[str]:
-        sizes = [parse_duration_ms(valid_duration(v)) for v in value]
-        if len(sizes) < 2:
+    def _chain(cls, value: list[int]) -> list[int]:
+        if len(value) < 2:
             raise ValueError("a chain needs at least two resolutions")
-        for finer, coarser in pairwise(sizes):
+        for finer, coarser in pairwise(value):
             if coarser <= finer or coarser % finer:
+                shown = ", ".join(format_duration(v) for v in value)
                 raise ValueError(
-                    f"each resolution must be a larger multiple of the one before: {value}"
+                    f"each resolution must be a larger multiple of the one before: [{shown}]"
                 )
         return value
 
     @property
     def source_topic(self) -> str:
-        return self.rollup_topic_prefix + format_duration(parse_duration_ms(self.input_resolution))
+        return self.rollup_topic_prefix + format_duration(self.input_resolution)
 
     @property
     def consumer_group(self) -> str:
-        return f"{self.group_id}-{format_duration(parse_duration_ms(self.resolution))}"
+        return f"{self.group_id}-{format_duration(self.resolution)}"
 
     def tier(self) -> TierConfig:
-        finer = parse_duration_ms(self.input_resolution)
-        coarser = parse_duration_ms(self.resolution)
+        finer, coarser = self.input_resolution, self.resolution
         if coarser <= finer or coarser % finer:
             raise ConfigError(
-                f"tier resolution {self.resolution} must be a larger multiple of "
-                f"{self.input_resolution}"
+                f"tier resolution {format_duration(coarser)} must be a larger multiple of "
+                f"{format_duration(finer)}"
             )
-        lateness = (
-            finer if self.allowed_lateness is None else parse_duration_ms(self.allowed_lateness)
-        )
+        lateness = finer if self.allowed_lateness is None else self.allowed_lateness
         return TierConfig(finer, coarser, lateness)
 
     def digest(self) -> DigestConfig:
@@ -412,13 +406,12 @@ class TierSettings(StageSettings):
         """One settings object per step of the chain. Each step's idle timeout is twice the one
         before it: when a stream goes quiet, the step below must flush its last windows (after
         its own idle timeout) before this step closes the windows they belong to."""
-        idle_ms = parse_duration_ms(self.idle_timeout)
         return [
             self.model_copy(
                 update={
                     "input_resolution": finer,
                     "resolution": coarser,
-                    "idle_timeout": format_duration(idle_ms * 2**step),
+                    "idle_timeout": self.idle_timeout * 2**step,
                 }
             )
             for step, (finer, coarser) in enumerate(pairwise(self.chain))
@@ -429,9 +422,9 @@ class DetectSettings(StageSettings):
     """The anomaly detector: one rollup tier in, anomaly episodes out (metrics.anomalies)."""
 
     group_id: str = "metrics-pipeline-detect"
-    resolution: str = "1m"  # the tier it reads
+    resolution: Duration = duration("1m")  # the tier it reads
     anomaly_topic: str = "metrics.anomalies"
-    allowed_lateness: str | None = Field(None, description="Default: one window.")
+    allowed_lateness: OptionalDuration = Field(None, description="Default: one window.")
     statistics: list[str] = Field(default_factory=lambda: list(DetectConfig().statistics))
     statistics_by_name: dict[str, list[str]] = Field(
         default_factory=dict, description="Metric name → statistics, instead of `statistics`."
@@ -458,13 +451,8 @@ class DetectSettings(StageSettings):
     likelihood_sigmas: float = Field(NoveltyConfig().likelihood_sigmas, gt=1)
     onset_warmup: int = Field(NoveltyConfig().warmup, ge=2)
     onset_quiet: int = Field(NoveltyConfig().quiet_windows, ge=0)
-    idle_timeout: str = "5m"
-    commit_interval: str = "5s"
-
-    @field_validator("allowed_lateness")
-    @classmethod
-    def _lateness(cls, value: str | None) -> str | None:
-        return None if value is None else valid_duration(value)
+    idle_timeout: Duration = duration("5m")
+    commit_interval: Duration = duration("5s")
 
     @field_validator("directions")
     @classmethod
@@ -476,7 +464,7 @@ class DetectSettings(StageSettings):
 
     @property
     def source_topic(self) -> str:
-        return self.rollup_topic_prefix + format_duration(parse_duration_ms(self.resolution))
+        return self.rollup_topic_prefix + format_duration(self.resolution)
 
     @property
     def rollup_topic(self) -> str:
@@ -484,12 +472,8 @@ class DetectSettings(StageSettings):
         return self.anomaly_topic
 
     def detect(self) -> DetectConfig:
-        resolution = parse_duration_ms(self.resolution)
-        lateness = (
-            resolution
-            if self.allowed_lateness is None
-            else parse_duration_ms(self.allowed_lateness)
-        )
+        resolution = self.resolution
+        lateness = resolution if self.allowed_lateness is None else self.allowed_lateness
         try:
             return DetectConfig(
                 resolution_ms=resolution,

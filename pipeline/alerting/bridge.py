@@ -111,9 +111,9 @@ class AlertBridge:
             settings.alertname, settings.extra_labels, settings.dashboard_url_template
         )
         self._ttl_ms = settings.ttl_ms()
-        self._resend_every = settings.seconds("resend_interval")
+        self._resend_every = settings.resend_interval / 1000
         # One back-off for failed flushes and failed re-sends: both wait for the same Alertmanager.
-        self._backoff = Backoff(settings.seconds("retry_initial"), settings.seconds("retry_max"))
+        self._backoff = Backoff(settings.retry_initial / 1000, settings.retry_max / 1000)
         self._outbox = Outbox()
         self._processed: dict[TopicPartitionKey, int] = {}
         self._resend_at = time.monotonic() + self._resend_every

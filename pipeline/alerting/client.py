@@ -46,13 +46,13 @@ class AlertmanagerClient:
         self._chunk = settings.max_alerts_per_request
         self._policy = RetryPolicy(
             settings.request_retries,
-            settings.seconds("request_retry_initial"),
-            settings.seconds("request_retry_max"),
+            settings.request_retry_initial / 1000,
+            settings.request_retry_max / 1000,
         )
         self._http = httpx.Client(
             auth=basic_auth(settings),
             verify=tls_context(settings),
-            timeout=settings.seconds("timeout"),
+            timeout=settings.timeout / 1000,
             headers={**settings.headers, "Content-Type": "application/json"},
         )
 

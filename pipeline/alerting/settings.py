@@ -8,9 +8,8 @@ from pydantic import Field, field_validator, model_validator
 
 from pipeline.alerting.labels import LABEL_NAME
 from pipeline.alerting.template import check_template
-from pipeline.core.rollup import parse_duration_ms
 from pipeline.http_client import HttpAuthSettings
-from pipeline.settings import CommonSettings, valid_duration
+from pipeline.settings import CommonSettings, Duration, OptionalDuration, duration
 
 
 class AlertBridgeSettings(CommonSettings, HttpAuthSettings):
@@ -35,22 +34,28 @@ class AlertBridgeSettings(CommonSettings, HttpAuthSettings):
         "template over the event's fields, e.g. "
         "https://grafana/d/x?var-service={service}&var-region={region}&from={started_at}.",
     )
-    resend_interval: str = Field(
-        "1m", description="Firing alerts are sent again this often so they do not expire."
+    resend_interval: Duration = Field(
+        duration("1m"), description="Firing alerts are sent again this often so they do not expire."
     )
-    alert_ttl: str | None = Field(
+    alert_ttl: OptionalDuration = Field(
         None,
         description="endsAt of a firing alert = now + this; default 4 × resend_interval "
         "(Prometheus' rule). A stopped bridge's alerts resolve by themselves after it.",
     )
-    timeout: str = Field("10s", description="Per HTTP request (connect, send, wait, read).")
+    timeout: Duration = Field(
+        duration("10s"), description="Per HTTP request (connect, send, wait, read)."
+    )
     request_retries: int = Field(
         2, ge=0, description="Retries of one POST on 5xx/429/timeouts before the batch waits."
     )
-    request_retry_initial: str = "200ms"
-    request_retry_max: str = "5s"
-    retry_initial: str = Field("500ms", description="First wait after Alertmanager failed.")
-    retry_max: str = Field("30s", description="Wait cap while Alertmanager stays down.")
+    request_retry_initial: Duration = duration("200ms")
+    request_retry_max: Duration = duration("5s")
+    retry_initial: Duration = Field(
+        duration("500ms"), description="First wait after Alertmanager failed."
+    )
+    retry_max: Duration = Field(
+        duration("30s"), description="Wait cap while Alertmanager stays down."
+    )
     max_alerts_per_request: int = Field(500, ge=1, le=10_000)
     batch_records: int = Field(1_000, ge=1, description="Most anomaly events per batch.")
     resolved_memory: int = Field(
@@ -67,19 +72,6 @@ class AlertBridgeSettings(CommonSettings, HttpAuthSettings):
         "`metrics-pipeline topics create` when one is missing.",
     )
     topic_partitions: int = Field(8, ge=1, description="Partitions of topics this process creates.")
-
-    @field_validator(
-        "resend_interval",
-        "alert_ttl",
-        "timeout",
-        "request_retry_initial",
-        "request_retry_max",
-        "retry_initial",
-        "retry_max",
-    )
-    @classmethod
-    def _durations(cls, value: str | None) -> str | None:
-        return None if value is None else valid_duration(value)
 
     @field_validator("alertmanager_url")
     @classmethod
@@ -121,12 +113,12 @@ class AlertBridgeSettings(CommonSettings, HttpAuthSettings):
 
     @model_validator(mode="after")
     def _consistent(self) -> AlertBridgeSettings:
-        if self.ttl_ms() <= self.seconds("resend_interval") * 1000:
+        if self.ttl_ms() <= self.resend_interval:
             raise ValueError("alert_ttl must be longer than resend_interval")
         return self
 
     def ttl_ms(self) -> int:
         """How far past now a firing alert's endsAt lies."""
         if self.alert_ttl is not None:
-            return parse_duration_ms(self.alert_ttl)
-        return 4 * parse_duration_ms(self.resend_interval)
+            return self.alert_ttl
+        return 4 * self.resend_interval

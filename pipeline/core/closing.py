@@ -12,8 +12,9 @@ import math
 import numpy as np
 
 from pipeline.core.digest import DigestConfig, summarize_groups
+from pipeline.core.durations import format_duration
 from pipeline.core.render import ClosingColumns, render_bodies, series_prefix
-from pipeline.core.rollup import Rollup, format_duration, rollup_key
+from pipeline.core.rollup import Rollup, rollup_key
 from pipeline.core.series import MetricKind, SeriesTable
 from pipeline.core.windows import OpenWindows
 

@@ -28,8 +28,9 @@ import numpy as np
 from pipeline.core.advances import IdleAdvances
 from pipeline.core.checkpoint import Checkpoint, resume_point
 from pipeline.core.digest import DigestConfig
+from pipeline.core.durations import format_duration
 from pipeline.core.merge import merge_digests
-from pipeline.core.rollup import Rollup, format_duration, rollup_key
+from pipeline.core.rollup import Rollup, rollup_key
 from pipeline.core.rollup_wire import WireRollup, series_dict
 
 NO_TIME = -(2**62)

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from pipeline.alerting.bridge import AlertBridge
 from pipeline.alerting.settings import AlertBridgeSettings
+from pipeline.core.durations import format_duration
 from pipeline.demo.summary import read_outputs
 from pipeline.kafka.detect_worker import DetectWorker
 from pipeline.loadgen.build import Workload
@@ -51,7 +52,7 @@ def detect_settings(worker: WorkerSettings) -> DetectSettings:
         deadletter_topic=worker.deadletter_topic,
         checkpoint_topic=worker.checkpoint_topic,
         anomaly_topic=worker.group_id + ".anomalies",
-        resolution=worker.resolution,
+        resolution=format_duration(worker.resolution),
         statistics=["p99"],
         model="robust",
         history=15,

@@ -15,6 +15,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from pipeline.core.durations import format_duration
 from pipeline.demo.alerts import (
     Incident,
     alert_bridge,
@@ -205,7 +206,7 @@ def run_pipeline(
         # The tiers start on the finished 10 s topic, as a backfill would: at this speed a
         # live tier could close a minute before the worker's idle flush reached it.
         for tier in tiers:
-            supervisor.start(f"tier-{tier.settings.resolution}", tier)
+            supervisor.start(f"tier-{format_duration(tier.settings.resolution)}", tier)
 
         def tiers_drained() -> bool:
             drained = sum(t.owned != {} and not t.open_windows for t in tiers)
@@ -213,7 +214,7 @@ def run_pipeline(
             return tiers_caught_up(worker, tiers)
 
         merging = progress.add_task("tiers 1m, 5m, 1h", total=len(tiers))
-        tier_names = [f"tier-{t.settings.resolution}" for t in tiers]
+        tier_names = [f"tier-{format_duration(t.settings.resolution)}" for t in tiers]
         _wait(deadline, tiers_drained, alive=lambda: all(map(supervisor.running, tier_names)))
 
         storing = progress.add_task(
@@ -262,12 +263,14 @@ def report(
     samples = workload.manifest.samples_total
     summary = read_outputs(servers, settings.rollup_topic, settings.deadletter_topic)
     print_summary(console, summary, samples)
-    tier_outputs = {settings.resolution: summary}
+    tier_outputs = {format_duration(settings.resolution): summary}
     late_children: dict[str, int] = {}
     read_by: dict[str, str] = {}
     for step in tier_settings(settings).steps():
-        tier_outputs[step.resolution] = read_outputs(servers, step.rollup_topic, "__none__")
-        read_by[step.source_topic] = step.resolution
+        tier_outputs[format_duration(step.resolution)] = read_outputs(
+            servers, step.rollup_topic, "__none__"
+        )
+        read_by[step.source_topic] = format_duration(step.resolution)
     for record in summary.deadletters.values():
         if record["stage"] == "tier" and record["reason"] == "late":
             resolution = read_by[record["topic"]]
@@ -279,7 +282,9 @@ def report(
     load_end = workload.spec.start_ms + workload.spec.duration_ms
     if options.remote_write_url:
         print_remote_write_query(console, options.remote_write_url, load_end)
-    plot_busiest_timer(console, options.store_path, options.plot_path, settings.resolution)
+    plot_busiest_timer(
+        console, options.store_path, options.plot_path, format_duration(settings.resolution)
+    )
     found = print_anomalies(console, detect_settings(settings), incident)
     if outcome.alerts_sent is not None:
         # The demo's event time is in the past: resolved alerts end at once, so Alertmanager
@@ -301,7 +306,7 @@ def tier_settings(worker: WorkerSettings) -> TierSettings:
         rollup_topic_prefix=worker.rollup_topic_prefix,
         deadletter_topic=worker.deadletter_topic,
         checkpoint_topic=worker.checkpoint_topic,
-        chain=[worker.resolution, "1m", "5m", "1h"],
+        chain=[format_duration(worker.resolution), "1m", "5m", "1h"],
         # Doubled per step (3 s, 6 s, 12 s): each tier waits for the one below to flush.
         idle_timeout="3s",
         session_timeout_ms=worker.session_timeout_ms,

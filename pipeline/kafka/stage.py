@@ -26,6 +26,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from pipeline.core.checkpoint import Checkpoint
 from pipeline.core.decode import Reject
+from pipeline.core.durations import format_duration
 from pipeline.core.rollup import Rollup
 from pipeline.errors import CheckpointError, PipelineError
 from pipeline.kafka.admin import TopicSpec, ensure_present
@@ -98,8 +99,8 @@ class PartitionedStage(ABC, Generic[StateT]):
         self.delivered = 0  # ... and acknowledged by Kafka
         self._failed = False  # set when run() dies: from then on nothing is committed
         self._batch_messages = settings.batch_size
-        self._commit_every = settings.seconds("commit_interval")
-        self._idle_after = settings.seconds("idle_timeout")
+        self._commit_every = settings.commit_interval / 1000
+        self._idle_after = settings.idle_timeout / 1000
         self._log = log.bind(stage=self.stage_name)
 
     # -- what a stage does ------------------------------------------------------------------
@@ -411,7 +412,7 @@ class PartitionedStage(ABC, Generic[StateT]):
         self.emitted += len(rollups)
         self.samples_emitted += sum(r.count for r in rollups)
         if rollups:
-            self.metrics.rollups.labels(self.settings.resolution).inc(len(rollups))
+            self.metrics.rollups.labels(format_duration(self.settings.resolution)).inc(len(rollups))
 
     def _dead_letter(self, partition: int, rejects: list[Reject]) -> None:
         """Produce dead letters for refused input of `partition`, counted by reason."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from confluent_kafka import Message
 
+from pipeline.core.durations import format_duration
 from pipeline.core.tier import TierAggregator
 from pipeline.kafka.rollup_input import RollupBatch
 from pipeline.kafka.stage import OwnedPartition, PartitionedStage
@@ -46,7 +47,8 @@ class TierWorker(PartitionedStage[TierAggregator]):
         step = owned.state.process(records.rollups, records.end_offset)
         self.late_samples += sum(child.count for _, child in step.late)
         records.reject_late(
-            step.late, f"its {self.settings.resolution} window had closed before it arrived"
+            step.late,
+            f"its {format_duration(self.settings.resolution)} window had closed before it arrived",
         )
         rejects = records.rejects
         self._dead_letter(partition, rejects)

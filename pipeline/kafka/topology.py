@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from pipeline.core.rollup import format_duration, parse_duration_ms
+from pipeline.core.durations import format_duration, parse_duration_ms
 from pipeline.kafka.admin import TopicSpec
-from pipeline.settings import DEFAULT_RETENTION, FOREVER, WorkerSettings
+from pipeline.settings import DEFAULT_RETENTION, FOREVER, Duration, WorkerSettings, duration
 
 
 class TopologySettings(WorkerSettings):
@@ -28,7 +28,9 @@ class TopologySettings(WorkerSettings):
 
     model_config = SettingsConfigDict(env_prefix="METRICS_PIPELINE_", extra="ignore")
 
-    chain: list[str] = Field(default_factory=lambda: ["10s", "1m", "5m", "1h"])
+    chain: list[Duration] = Field(
+        default_factory=lambda: [duration(d) for d in ("10s", "1m", "5m", "1h")]
+    )
     anomaly_topic: str = "metrics.anomalies"
 
 
@@ -50,7 +52,7 @@ class Topology:
         self.settings = settings
         s = settings
         raw = self._partitions("raw")
-        tiers = [format_duration(parse_duration_ms(r)) for r in s.chain]
+        tiers = [format_duration(r) for r in s.chain]
         entries = [
             ("raw", s.input_topic, raw),
             ("repartition", s.repartition_topic_name, raw),

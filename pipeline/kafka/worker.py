@@ -35,7 +35,7 @@ from pipeline.kafka.forwarding import (
 from pipeline.kafka.partitioner import OwnerPartitions
 from pipeline.kafka.stage import OwnedPartition, PartitionedStage
 from pipeline.observability import Health, WorkerMetrics
-from pipeline.settings import WorkerSettings, duration_or_off_ms
+from pipeline.settings import WorkerSettings
 
 _VALUE = methodcaller("value")
 _OFFSET = methodcaller("offset")
@@ -79,13 +79,13 @@ class RollupWorker(PartitionedStage[PartitionAggregator]):
             self.series,
             settings.max_series,
             settings.max_series_per_metric,
-            settings.seconds("series_idle_timeout"),
+            settings.series_idle_timeout / 1000,
             overflow_counter=self.metrics.series_overflow,
             forgotten_counter=self.metrics.series_forgotten,
         )
         self.forwards: dict[int, ForwardDedup] = {}
         self._sent_watermark: dict[int, int] = {}  # partition → last window boundary sent
-        self._alignment_ms = duration_or_off_ms(settings.watermark_alignment)
+        self._alignment_ms = settings.watermark_alignment
         self._paused: set[int] = set()  # input partitions paused by watermark alignment
         self.totals = Totals()
         # Records per consume(), adapted so a batch holds about batch_samples samples whatever

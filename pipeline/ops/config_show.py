@@ -60,6 +60,8 @@ def effective_settings(
     settings = load_settings(cls, config_file, **flags)
     in_file = _file_keys(config_file)
     env = {k.upper() for k in os.environ}
+    # Dumped, not read: durations are shown as written ("10s"), not as their milliseconds.
+    dumped = settings.model_dump()
     shown = []
     for name in sorted(type(settings).model_fields):
         if flags.get(name) is not None:
@@ -70,7 +72,7 @@ def effective_settings(
             source = "file"
         else:
             source = "default"
-        shown.append(ShownSetting(name, masked(name, getattr(settings, name)), source))
+        shown.append(ShownSetting(name, masked(name, dumped[name]), source))
     return shown
 
 

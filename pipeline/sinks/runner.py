@@ -114,7 +114,7 @@ class SinkRunner:
         self.health = health or Health()
         self.totals = SinkTotals()
         self._stage = f"sink:{sink.name}"
-        self._interval = settings.seconds("batch_interval")
+        self._interval = settings.batch_interval / 1000
         self._batch = PendingBatch()
         self._first_input_seen = False
         self.group = GroupConsumer(
@@ -123,7 +123,7 @@ class SinkRunner:
             self,
             outputs=[settings.deadletter_topic],
             metrics=self.metrics,
-            backoff=Backoff(settings.seconds("retry_initial"), settings.seconds("retry_max")),
+            backoff=Backoff(settings.retry_initial / 1000, settings.retry_max / 1000),
             health=self.health,
             committed=self.totals.committed,
             retries=self.metrics.retries,

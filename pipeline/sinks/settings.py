@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 
-from pipeline.settings import CommonSettings, valid_duration
+from pipeline.settings import CommonSettings, Duration, duration
 from pipeline.store import DEFAULT_STORE_PATH
 
 
@@ -20,9 +20,15 @@ class SinkSettings(CommonSettings):
     )
     deadletter_topic: str = "metrics.deadletter"
     batch_records: int = Field(5_000, ge=1, description="Most rollups per sink write.")
-    batch_interval: str = Field("1s", description="Write a partial batch after this long.")
-    retry_initial: str = Field("200ms", description="First back-off after a retryable failure.")
-    retry_max: str = Field("30s", description="Back-off cap while the store stays unavailable.")
+    batch_interval: Duration = Field(
+        duration("1s"), description="Write a partial batch after this long."
+    )
+    retry_initial: Duration = Field(
+        duration("200ms"), description="First back-off after a retryable failure."
+    )
+    retry_max: Duration = Field(
+        duration("30s"), description="Back-off cap while the store stays unavailable."
+    )
     session_timeout_ms: int = Field(10_000, ge=1000)
     create_topics: bool = Field(
         False,
@@ -30,11 +36,6 @@ class SinkSettings(CommonSettings):
         "`metrics-pipeline topics create` when one is missing.",
     )
     topic_partitions: int = Field(8, ge=1, description="Partitions of topics this process creates.")
-
-    @field_validator("batch_interval", "retry_initial", "retry_max")
-    @classmethod
-    def _duration(cls, value: str) -> str:
-        return valid_duration(value)
 
     @field_validator("topics")
     @classmethod

@@ -152,7 +152,7 @@ def test_values_reach_the_processes(tmp_path: Path) -> None:
         "metrics-pipeline-tier-5m",
         "metrics-pipeline-tier-1h",
     ]
-    assert seen["detect"].history == 30 and seen["detect"].resolution == "1m"
+    assert seen["detect"].history == 30 and seen["detect"].resolution == 60_000
     rw = seen["sink-remote-write"]
     assert rw.url.startswith("http://vminsert") and rw.max_samples_per_request == 5000
     assert rw.basic_auth_password.get_secret_value() == SECRET_VALUE

@@ -40,8 +40,8 @@ def write_yaml(tmp_path: Path, text: str, name: str = "settings.yaml") -> Path:
 def test_defaults() -> None:
     s = load_settings(WorkerSettings)
     assert s.bootstrap_servers == "localhost:9092"
-    assert s.resolution == "10s"
-    assert s.allowed_lateness == "5s"
+    assert s.resolution == 10_000
+    assert s.allowed_lateness == 5_000
     assert s.percentiles == [0.5, 0.9, 0.95, 0.99, 0.999]
     assert s.compression == 200
     assert s.input_topic == "metrics.raw"
@@ -81,6 +81,32 @@ def test_percentiles_are_sorted() -> None:
     assert s.digest().percentile_names() == ["p50", "p90", "p99"]
 
 
+def test_durations_are_milliseconds_inside() -> None:
+    s = load_settings(WorkerSettings, idle_timeout="250ms", clock_jump="2m")
+    assert (s.idle_timeout, s.clock_jump, s.max_age) == (250, 120_000, 21_600_000)
+    off = load_settings(WorkerSettings, clock_jump="0s", watermark_alignment="0")
+    assert (off.clock_jump, off.watermark_alignment) == (0, 0)
+    assert load_settings(TierSettings, allowed_lateness="30s").allowed_lateness == 30_000
+    assert load_settings(TierSettings).allowed_lateness is None
+
+
+def test_a_dump_reads_back_to_the_same_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = load_settings(
+        TierSettings, idle_timeout="90s", allowed_lateness="250ms", chain=["10s", "1m", "1h"]
+    )
+    dumped = s.model_dump()
+    assert dumped["idle_timeout"] == "90s" and dumped["allowed_lateness"] == "250ms"
+    assert dumped["chain"] == ["10s", "1m", "1h"] and dumped["resolution"] == "1m"
+    assert load_settings(TierSettings, **dumped) == s
+    # As environment variables (a subprocess's settings): strings, JSON for lists.
+    monkeypatch.setenv(PREFIX + "IDLE_TIMEOUT", dumped["idle_timeout"])
+    monkeypatch.setenv(PREFIX + "CHAIN", '["10s", "1m", "1h"]')
+    from_env = load_settings(TierSettings)
+    assert (from_env.idle_timeout, from_env.chain) == (90_000, [10_000, 60_000, 3_600_000])
+    assert WorkerSettings().model_dump(mode="json")["clock_jump"] == "1m"
+    assert load_settings(WorkerSettings, clock_jump="0s").model_dump()["clock_jump"] == "0s"
+
+
 def test_limits_follow_the_settings() -> None:
     s = load_settings(WorkerSettings, max_age="1h", max_future="30s", max_labels=4)
     assert s.limits() == DecodeLimits(max_labels=4, max_age_ms=3_600_000, max_future_ms=30_000)
@@ -97,11 +123,11 @@ def test_yaml_file_overrides_defaults(tmp_path: Path) -> None:
     )
     s = load_settings(WorkerSettings, path)
     assert s.bootstrap_servers == "yaml:9092"
-    assert s.resolution == "1m"
+    assert s.resolution == 60_000
     assert s.percentiles == [0.5, 0.99]
     assert s.kafka_config == {"security.protocol": "SASL_SSL"}
     assert s.rollup_topic == "metrics.rollups.1m"
-    assert s.allowed_lateness == "5s"  # not in the file: default
+    assert s.allowed_lateness == 5_000  # not in the file: default
 
 
 def test_env_overrides_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -111,14 +137,14 @@ def test_env_overrides_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("METRICS_PIPELINE_COMPRESSION", "300")
     s = load_settings(WorkerSettings, path)
     assert s.bootstrap_servers == "env:9092"
-    assert s.resolution == "1m"  # only in the file
+    assert s.resolution == 60_000  # only in the file
     assert s.percentiles == [0.25, 0.75]
     assert s.compression == 300
 
 
 def test_env_prefix_is_case_insensitive(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("metrics_pipeline_resolution", "30s")
-    assert load_settings(WorkerSettings).resolution == "30s"
+    assert load_settings(WorkerSettings).resolution == 30_000
 
 
 def test_flags_override_env_and_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -127,24 +153,24 @@ def test_flags_override_env_and_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("METRICS_PIPELINE_RESOLUTION", "5m")
     s = load_settings(WorkerSettings, path, bootstrap_servers="flag:9092", resolution=None)
     assert s.bootstrap_servers == "flag:9092"  # flag > env > yaml
-    assert s.resolution == "5m"  # flag not given (None): env > yaml
+    assert s.resolution == 300_000  # flag not given (None): env > yaml
     assert s.group_id == "g-yaml"  # only in the file
     assert s.rollup_topic == "metrics.rollups.5m"
 
 
 def test_a_flag_overrides_a_bad_env_value(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("METRICS_PIPELINE_RESOLUTION", "10x")
-    assert load_settings(WorkerSettings, resolution="1m").resolution == "1m"
+    assert load_settings(WorkerSettings, resolution="1m").resolution == 60_000
 
 
 def test_yaml_file_is_not_sticky(tmp_path: Path) -> None:
     path = write_yaml(tmp_path, "resolution: 1m\n")
-    assert load_settings(WorkerSettings, path).resolution == "1m"
-    assert load_settings(WorkerSettings).resolution == "10s"
+    assert load_settings(WorkerSettings, path).resolution == 60_000
+    assert load_settings(WorkerSettings).resolution == 10_000
 
 
 def test_empty_yaml_file_means_defaults(tmp_path: Path) -> None:
-    assert load_settings(WorkerSettings, write_yaml(tmp_path, "")).resolution == "10s"
+    assert load_settings(WorkerSettings, write_yaml(tmp_path, "")).resolution == 10_000
 
 
 # -- errors -------------------------------------------------------------------------------------
@@ -156,10 +182,18 @@ def config_error(*args: object, **flags: object) -> str:
     return str(info.value)
 
 
-@pytest.mark.parametrize("bad", ["10x", "", "ten seconds", "0s", "-5s", "10"])
+@pytest.mark.parametrize("bad", ["10x", "", "ten seconds", "0s", "-5s", "1.5s"])
 def test_bad_resolution_flag(bad: str) -> None:
     message = config_error(resolution=bad)
     assert "resolution" in message and "not a duration" in message
+
+
+def test_a_bare_number_is_refused_with_a_request_for_a_unit(tmp_path: Path) -> None:
+    # YAML reads `resolution: 10` as the number 10; taken as milliseconds it would be a trap.
+    message = config_error(write_yaml(tmp_path, "resolution: 10\n"))
+    assert "resolution" in message and "10 has no unit" in message and "10s" in message
+    assert "no unit" in config_error(idle_timeout="30")
+    assert "no unit" in config_error(clock_jump=60)
 
 
 def test_bad_duration_names_the_setting() -> None:
@@ -260,11 +294,11 @@ def test_source_errors_are_config_errors(
 def test_tier_chain_steps_double_their_idle_timeout_and_name_their_groups() -> None:
     steps = TierSettings(idle_timeout="30s").steps()
     assert [(s.input_resolution, s.resolution) for s in steps] == [
-        ("10s", "1m"),
-        ("1m", "5m"),
-        ("5m", "1h"),
+        (10_000, 60_000),
+        (60_000, 300_000),
+        (300_000, 3_600_000),
     ]
-    assert [s.idle_timeout for s in steps] == ["30s", "1m", "2m"]
+    assert [s.idle_timeout for s in steps] == [30_000, 60_000, 120_000]
     assert [s.consumer_group for s in steps] == [
         "metrics-pipeline-tier-1m",
         "metrics-pipeline-tier-5m",

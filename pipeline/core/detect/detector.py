@@ -49,7 +49,8 @@ from pipeline.core.detect.noise import from_model, sampling_sd, statistic_value,
 from pipeline.core.detect.novelty import Novelty
 from pipeline.core.detect.snapshot import Checkpointing
 from pipeline.core.detect.tracks import TrackState
-from pipeline.core.rollup import Rollup, format_duration
+from pipeline.core.durations import format_duration
+from pipeline.core.rollup import Rollup
 from pipeline.core.rollup_wire import WireRollup, series_dict
 
 __all__ = ["DetectConfig", "DetectStep", "PartitionDetector"]

@@ -39,14 +39,14 @@ class RemoteWriteClient:
         self._settings = settings
         self._policy = RetryPolicy(
             settings.request_retries,
-            settings.seconds("request_retry_initial"),
-            settings.seconds("request_retry_max"),
+            settings.request_retry_initial / 1000,
+            settings.request_retry_max / 1000,
         )
         self._permanent = tuple(m.lower() for m in settings.refuse_on_messages)
         self._http = httpx.Client(
             auth=basic_auth(settings),
             verify=tls_context(settings),
-            timeout=settings.seconds("timeout"),
+            timeout=settings.timeout / 1000,
             headers={**settings.headers, **PROTOCOL_HEADERS},
             limits=httpx.Limits(
                 max_connections=settings.concurrency, max_keepalive_connections=settings.concurrency

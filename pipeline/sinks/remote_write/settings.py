@@ -6,6 +6,7 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 
 from pipeline.http_client import HttpAuthSettings
+from pipeline.settings import Duration, duration
 from pipeline.sinks.remote_write.encode import PROTOCOL_HEADERS
 from pipeline.sinks.remote_write.naming import Scheme
 from pipeline.sinks.settings import SinkSettings
@@ -18,7 +19,9 @@ class RemoteWriteSettings(SinkSettings, HttpAuthSettings):
     url: str = Field(description="Remote-write endpoint, e.g. http://prometheus:9090/api/v1/write.")
     # (request_retries + 1) × timeout + back-off bounds one write; keep it under the 60 s after
     # which /healthz reports a stalled loop.
-    timeout: str = Field("10s", description="Per HTTP request (connect, send, wait, read).")
+    timeout: Duration = Field(
+        duration("10s"), description="Per HTTP request (connect, send, wait, read)."
+    )
     concurrency: int = Field(4, ge=1, le=64, description="Parallel requests (shards by series).")
     # Each request costs the sink a fixed amount of HTTP work: 10,000 samples (vmagent's default
     # block size; ~1 MB before snappy) halves the sink's CPU per sample against 2,000.
@@ -26,8 +29,8 @@ class RemoteWriteSettings(SinkSettings, HttpAuthSettings):
     request_retries: int = Field(
         3, ge=0, description="Retries of one request on 5xx/429/timeouts before the batch fails."
     )
-    request_retry_initial: str = "100ms"
-    request_retry_max: str = "5s"
+    request_retry_initial: Duration = duration("100ms")
+    request_retry_max: Duration = duration("5s")
     headers: dict[str, str] = Field(default_factory=dict, description="Extra HTTP headers.")
     naming: Scheme = Field(
         "aggregation",
@@ -35,8 +38,8 @@ class RemoteWriteSettings(SinkSettings, HttpAuthSettings):
         "or 'flat' (the earlier <metric>_count/_sum/... with a resolution label, raw units).",
     )
     send_metadata: bool = Field(True, description="Send metric metadata (type, help, unit).")
-    metadata_interval: str = Field(
-        "10m", description="Resend every family's metadata this often (TSDBs forget it)."
+    metadata_interval: Duration = Field(
+        duration("10m"), description="Resend every family's metadata this often (TSDBs forget it)."
     )
     refuse_on_messages: list[str] = Field(
         default_factory=lambda: [
@@ -48,11 +51,6 @@ class RemoteWriteSettings(SinkSettings, HttpAuthSettings):
         description="A 5xx whose body contains one of these is a refusal, not an outage: "
         "Prometheus 2.42 answers 500 'too old sample' for samples behind its out-of-order window.",
     )
-
-    @field_validator("timeout", "request_retry_initial", "request_retry_max", "metadata_interval")
-    @classmethod
-    def _durations(cls, value: str) -> str:
-        return cls._duration(value)
 
     @field_validator("url")
     @classmethod

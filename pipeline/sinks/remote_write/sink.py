@@ -43,7 +43,7 @@ class RemoteWriteSink:
         self.settings = settings
         self.client = RemoteWriteClient(settings)
         self.encoder = RollupEncoder(settings.naming)
-        interval = settings.seconds("metadata_interval") if settings.send_metadata else None
+        interval = settings.metadata_interval / 1000 if settings.send_metadata else None
         self.metadata = MetadataSchedule(interval)
         self._shards = settings.concurrency
         self._max_samples = settings.max_samples_per_request

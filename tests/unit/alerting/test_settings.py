@@ -19,7 +19,8 @@ def test_defaults_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.anomaly_topic == "metrics.anomalies" and s.alertname == "MetricAnomaly"
     assert s.extra_labels == {"team": "payments"}
     assert s.ttl_ms() == 120_000  # 4 × resend_interval
-    assert s.seconds("resend_interval") == 30.0
+    assert (s.resend_interval, s.timeout, s.alert_ttl) == (30_000, 10_000, None)
+    assert s.model_dump()["resend_interval"] == "30s"
 
 
 @pytest.mark.parametrize(
