@@ -24,6 +24,7 @@ from pipeline.loadgen.build import generate
 from pipeline.loadgen.produce import produce
 from pipeline.loadgen.spec import WorkloadSpec
 from pipeline.settings import WorkerSettings
+from tests.support.workloads import mixed_spec
 
 from .harness import (
     expected_rollups,
@@ -40,19 +41,10 @@ _P = "metrics_pipeline_"
 
 
 def spec(**overrides: Any) -> WorkloadSpec:
-    values: dict[str, Any] = {
-        "seed": 7,
-        "services": 5,
-        "regions": 2,
-        "timers": 2,
-        "gauges": 1,
-        "delta_counters": 1,
-        "cumulative_counters": 1,
-        "duration_s": 120.0,
-        "samples": 40_000,
-    }
-    values.update(overrides)
-    return WorkloadSpec(**values)
+    return mixed_spec(
+        **{"seed": 7, "services": 5, "regions": 2, "duration_s": 120.0, "samples": 40_000}
+        | overrides
+    )
 
 
 def supervisor(settings: WorkerSettings, port: int, log: Path) -> subprocess.Popen[bytes]:
