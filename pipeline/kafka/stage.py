@@ -66,6 +66,16 @@ class PartitionState(Protocol):
     def apply_idle_advance(self) -> list[Rollup]: ...
 
 
+def broker_end(consumer: Consumer, tp: TopicPartition, timeout: float = 2.0) -> int | None:
+    """The partition's end as the broker says now (not the fetch cache); None if it cannot be
+    asked."""
+    try:
+        _, high = consumer.get_watermark_offsets(tp, timeout=timeout, cached=False)
+    except KafkaException:
+        return None
+    return int(high)
+
+
 StateT = TypeVar("StateT", bound=PartitionState)
 
 
@@ -461,12 +471,9 @@ class PartitionedStage(ABC, Generic[StateT]):
             return True
         if now - owned.end_confirmed_at < 1.0:
             return owned.end_confirmed_at < owned.last_input_at + self._idle_after
-        try:
-            _, high = consumer.get_watermark_offsets(tp, timeout=2, cached=False)
-        except KafkaException:
-            return True  # unknown: do not advance on a guess
-        if high is not None and high > owned.state.next_offset:
-            return True
+        end = broker_end(consumer, tp)
+        if end is None or end > owned.state.next_offset:
+            return True  # waiting, or the broker cannot say: do not advance on a guess
         owned.end_confirmed_at = now
         return False
 

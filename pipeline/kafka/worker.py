@@ -14,7 +14,7 @@ from operator import methodcaller
 from typing import cast
 
 import numpy as np
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 
 from pipeline.core.aggregator import FORWARD_STATE, PartitionAggregator, StepResult
 from pipeline.core.cardinality import CardinalityGuard
@@ -33,7 +33,7 @@ from pipeline.kafka.forwarding import (
     watermark_messages,
 )
 from pipeline.kafka.partitioner import OwnerPartitions
-from pipeline.kafka.stage import OwnedPartition, PartitionedStage
+from pipeline.kafka.stage import OwnedPartition, PartitionedStage, broker_end
 from pipeline.observability import Health, WorkerMetrics
 from pipeline.settings import WorkerSettings
 
@@ -261,11 +261,9 @@ class RollupWorker(PartitionedStage[PartitionAggregator]):
             if now - owned.checked_empty_at < 1.0:
                 return False
             owned.checked_empty_at = now
-            try:
-                _, high = consumer.get_watermark_offsets(tp, timeout=5, cached=False)
-            except KafkaException:
-                return False
-        return high is not None and 0 <= high <= owned.state.next_offset
+            end = broker_end(consumer, tp, timeout=5)
+            return end is not None and 0 <= end <= owned.state.next_offset
+        return 0 <= high <= owned.state.next_offset
 
     def _after_idle_advance(
         self, partition: int, owned: OwnedPartition[PartitionAggregator]
