@@ -15,7 +15,10 @@ Order of work (an embedded Tansu broker is started unless --bootstrap-servers is
    member per usable CPU) on the same topic, and verifies every rollup each worker emitted
    against the ground truth. Two ratios per run, both independent of the machine's speed:
    worker wall throughput ÷ the limit's, and worker CPU per sample ÷ the limit's;
-3. memory per open series-window at the core level (subprocess, see load/memory.py).
+3. live emission delay (load/live.py): the worker started first, samples sent at a steady rate
+   with event time = now, well-partitioned (murmur2) and with librdkafka's default partitioner,
+   beside the broker's own produce → consume latency in the same run;
+4. memory per open series-window at the core level (subprocess, see load/memory.py).
 
 Exit status 1 if any verification failed or a run did not complete (a fast wrong answer fails);
 a missed target is reported as MISS but does not change the exit status.
@@ -36,6 +39,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from load import report
 from load.limit import LIMIT_BATCH, LIMIT_SETTINGS, measure_limit
+from load.live import LIVE_PARTITIONERS, measure_live, measure_transport
 from load.memory import measure_memory
 from load.scenarios import SCENARIOS, STANDARD_SAMPLES, Loaded, Scenario, hot_scenario, preload
 from load.scenarios import standard_scenario as standard
@@ -59,6 +63,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--memory-per-series", type=int, default=10)
     p.add_argument("--hot-samples", type=int, default=300_000, help="0 skips warm-up/accuracy")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per limit/worker run")
+    p.add_argument(
+        "--live-seconds", type=float, default=25.0, help="measured live interval; 0 skips it"
+    )
     p.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS)
     p.add_argument(
         "--multi-process",
@@ -179,6 +186,32 @@ class Bench:
         )
         return acc, ok
 
+    def live(self) -> dict[str, Any]:
+        task = self.progress.add_task("live: broker alone", total=None)
+        out: dict[str, Any] = {"runs": {}}
+        transport = measure_transport(self.bootstrap)
+        out["transport"] = transport.to_dict()
+        self.say(
+            f"[bold]live[/bold]: broker alone, produce → consume p50 {transport.p50_s * 1000:.0f}"
+            f" ms, p99 {transport.p99_s * 1000:.0f} ms"
+        )
+        for partitioner in LIVE_PARTITIONERS:
+            self.progress.update(task, description=f"live: {partitioner}")
+            try:
+                r = measure_live(self.bootstrap, partitioner, measured_s=self.args.live_seconds)
+            except Exception as exc:  # one failed run must not hide the others' results
+                out["runs"][partitioner] = {"error": f"{type(exc).__name__}: {exc}"}
+                continue
+            out["runs"][partitioner] = r.to_dict()
+            self.say(
+                f"  live {partitioner}: {r.windows} windows · worker p99 "
+                f"{'> ' if r.worker_p99_above else ''}{r.worker_p99_s * 1000:.0f} ms · window "
+                f"end + lateness → rollup sent p50 {r.end_to_end_p50_s * 1000:.0f} ms, p99 "
+                f"{r.end_to_end_p99_s * 1000:.0f} ms"
+            )
+        self.progress.remove_task(task)
+        return out
+
     def encoding(self, name: str) -> dict[str, Any]:
         scenario = standard(name, self.args.samples)
         loaded = self.load(scenario)
@@ -251,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
         for name in encodings:
             results["encodings"][name] = bench.encoding(name)
             ok &= results["encodings"][name]["verified"]
+        if args.live_seconds > 0:
+            results["live"] = bench.live()
         if args.memory_series:
             task = progress.add_task(f"memory, {args.memory_series:,} series (core)", total=None)
             results["memory"] = measure_memory(args.memory_series, args.memory_per_series)
