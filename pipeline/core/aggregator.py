@@ -167,6 +167,14 @@ class PartitionAggregator:
         result.rollups.extend(self._close())
         return result
 
+    def take_local_watermark(self, source: int, watermark: int) -> list[Rollup]:
+        """`source`'s watermark, handed over in-process by the worker that owns both partitions
+        once every record `source` sent here before it has been read (see
+        kafka/local_watermarks.py); returns the windows it closes."""
+        if not self.upstream.observe_local(source, watermark):
+            return []
+        return self._close()
+
     def _process_own(self, cols: SampleColumns, result: StepResult) -> None:
         n = len(cols)
         if n == 0:

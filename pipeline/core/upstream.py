@@ -42,16 +42,34 @@ class UpstreamWatermarks:
             known[:] = NO_LIMIT  # nothing is ever forwarded: nothing to wait for
         self._base = known.copy()
         self.known = known
+        self._logged = known.copy()  # as received through the stream alone
         self._log: list[tuple[int, int, int]] = []  # (stream offset, partition, watermark)
 
     def observe(self, offset: int, partition: int, watermark: int) -> bool:
         """Take a watermark record read at `offset`; True if it moved anything."""
         if not 0 <= partition < self.partitions or self.partitions == 1:
             return False  # not one of ours (another partition count): ignore
+        if watermark <= self._logged[partition]:
+            return False
+        self._logged[partition] = watermark
+        self._log.append((offset, partition, watermark))
+        if watermark <= self.known[partition]:
+            return False  # known already, from the process that sent it (observe_local)
+        self.known[partition] = watermark
+        return True
+
+    def observe_local(self, partition: int, watermark: int) -> bool:
+        """Take a watermark straight from the process that sent it, before its record arrives.
+
+        Only valid when every record that partition sent here before it has been read (the
+        caller's check): then the record adds nothing but its watermark. Not part of the
+        replayed state: `fold` keeps what the stream says, so a replay waits for the record,
+        which closes the same windows with the same contents, only later."""
+        if not 0 <= partition < self.partitions or self.partitions == 1:
+            return False
         if watermark <= self.known[partition]:
             return False
         self.known[partition] = watermark
-        self._log.append((offset, partition, watermark))
         return True
 
     @property

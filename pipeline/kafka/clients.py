@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from confluent_kafka import KafkaError, Message, Producer
 
@@ -222,14 +222,19 @@ class OutputProducer:
         headers: list[tuple[str, bytes]] | None = None,
         timestamp: int | None = None,
         on_delivered: Callable[[], None] | None = None,
+        on_offset: Callable[[int], None] | None = None,
     ) -> None:
-        """Queue a record. on_delivered runs (on a later poll/flush) once the broker acked it."""
+        """Queue a record. on_delivered runs (on a later poll/flush) once the broker acked it;
+        on_offset too, with the offset the record got."""
         callback = self._on_delivery
-        if on_delivered is not None:
+        if on_delivered is not None or on_offset is not None:
 
             def callback(err: KafkaError | None, msg: Message) -> None:
                 if err is None:
-                    on_delivered()
+                    if on_delivered is not None:
+                        on_delivered()
+                    if on_offset is not None:
+                        on_offset(cast(int, msg.offset()))
                 self._on_delivery(err, msg)
 
         kwargs: dict[str, Any] = {"key": key, "on_delivery": callback}

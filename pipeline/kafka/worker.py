@@ -32,6 +32,7 @@ from pipeline.kafka.forwarding import (
     unexpected_record,
     watermark_messages,
 )
+from pipeline.kafka.local_watermarks import LocalWatermarks
 from pipeline.kafka.partitioner import OwnerPartitions
 from pipeline.kafka.stage import OwnedPartition, PartitionedStage, broker_end
 from pipeline.observability import Health, WorkerMetrics
@@ -85,6 +86,7 @@ class RollupWorker(PartitionedStage[PartitionAggregator]):
         )
         self.forwards: dict[int, ForwardDedup] = {}
         self._sent_watermark: dict[int, int] = {}  # partition → last window boundary sent
+        self.local_watermarks = LocalWatermarks()
         self._alignment_ms = settings.watermark_alignment
         self._paused: set[int] = set()  # input partitions paused by watermark alignment
         self.totals = Totals()
@@ -129,6 +131,7 @@ class RollupWorker(PartitionedStage[PartitionAggregator]):
         stored = None if checkpoint is None else checkpoint.extra.get("forwarded")
         self.forwards[partition] = ForwardDedup(stored)
         self._sent_watermark.pop(partition, None)
+        self.local_watermarks.source_assigned(partition)
         self._paused.discard(partition)  # an assignment starts unpaused
 
     def _checkpoint_extra(self, partition: int, checkpoint: Checkpoint) -> None:
@@ -218,7 +221,10 @@ class RollupWorker(PartitionedStage[PartitionAggregator]):
         if len(foreign):
             owners = self.series.owners(foreign.series)
             for record in forward_messages(foreign, owners, self.series, partition):
-                self.producer.produce(self.settings.repartition_topic_name, **record)
+                acked = self.local_watermarks.forward_sent(partition, record["partition"])
+                self.producer.produce(
+                    self.settings.repartition_topic_name, **record, on_offset=acked
+                )
             self.metrics.forwarded.inc(len(foreign))
             self.totals.forwarded += len(foreign)
         self._account(step)
@@ -283,7 +289,17 @@ class RollupWorker(PartitionedStage[PartitionAggregator]):
         self._sent_watermark[partition] = boundary
         topic = self.settings.repartition_topic_name
         for record in watermark_messages(partition, watermark, self.input_partitions):
-            self.producer.produce(topic, **record)
+            acked = self.local_watermarks.watermark_sent(partition, record["partition"])
+            self.producer.produce(topic, **record, on_offset=acked)
+        self._hand_over(partition, watermark)
+
+    def _hand_over(self, source: int, watermark: int) -> None:
+        """Give the source's watermark at once to the partitions owned here that have read all
+        it sent them (kafka/local_watermarks.py): their windows need not wait for the record."""
+        for owner, owned in self.owned.items():
+            state = owned.state
+            if self.local_watermarks.may_hand_over(source, owner, state.forwarded_next_offset):
+                self._emit(state.take_local_watermark(source, watermark))
 
     # -- samples and watermarks forwarded by the other partitions ---------------------------
 

@@ -8,6 +8,11 @@ repartition consumption in random batch sizes — one partition racing through i
 another lags is the catch-up case — and optionally crashes partitions back to their last
 checkpoint. Whatever the schedule: no sample that is on time on its own partition is late,
 every (series, window) is exact, and every rollup key carries the same bytes in every run.
+
+With `hand_over`, the simulation is one process owning every partition, as a single worker is:
+a sender's watermark is also handed straight to the owners that have read all it sent them
+(kafka/local_watermarks.py), with acknowledgements of its records arriving at random later
+steps. The rollups must be the same bytes as without the hand-over.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from pipeline.kafka.forwarding import (
     forward_messages,
     parse_repartition_headers,
 )
+from pipeline.kafka.local_watermarks import LocalWatermarks
 
 from .helpers import BASE_MS
 
@@ -79,7 +85,12 @@ class Partition:
 
 
 class Simulation:
-    def __init__(self, streams: list[list[RawMessage]], seed: int, crashes: bool) -> None:
+    def __init__(
+        self, streams: list[list[RawMessage]], seed: int, crashes: bool, hand_over: bool = False
+    ) -> None:
+        self.hand_over = hand_over
+        self.local = LocalWatermarks()
+        self.unacked: list[tuple[Any, int]] = []  # (acknowledgement callback, offset), in order
         self.streams = streams
         self.n = len(streams)
         self.rng = random.Random(seed)
@@ -109,7 +120,21 @@ class Simulation:
         if wm // RES > part.sent:
             part.sent = wm // RES
             for o in range(self.n):
-                self.logs[o].append(("wm", (p, wm)))
+                self._append(o, ("wm", (p, wm)), self.local.watermark_sent(p, o))
+            if self.hand_over:
+                for o, owner in enumerate(self.parts):
+                    if self.local.may_hand_over(p, o, owner.fwd_pos):
+                        self._emit(owner.agg.take_local_watermark(p, wm))
+
+    def _append(self, owner: int, record: tuple[str, Any], acknowledged: Any) -> None:
+        self.logs[owner].append(record)
+        self.unacked.append((acknowledged, len(self.logs[owner]) - 1))
+
+    def _acknowledge_some(self) -> None:
+        count = self.rng.randint(0, len(self.unacked))
+        for acknowledged, offset in self.unacked[:count]:
+            acknowledged(offset)
+        del self.unacked[:count]
 
     def raw_step(self, p: int) -> bool:
         part = self.parts[p]
@@ -124,7 +149,11 @@ class Simulation:
         for offset in dict.fromkeys(foreign.offset.tolist()):
             for owner in sorted(set(owners[foreign.offset == offset].tolist())):
                 mask = (foreign.offset == offset) & (owners == owner)
-                self.logs[owner].append(("samples", (p, (offset, 0), foreign.take(mask))))
+                self._append(
+                    owner,
+                    ("samples", (p, (offset, 0), foreign.take(mask))),
+                    self.local.forward_sent(p, owner),
+                )
         self._emit(step.rollups)
         self._send_watermark(p)
         return True
@@ -163,6 +192,7 @@ class Simulation:
         if part.saved is None:
             return
         checkpoint, dedup = part.saved
+        self.local.source_assigned(p)
         agg = self._fresh(p)
         agg.restore(checkpoint)
         self.parts[p] = Partition(
@@ -180,6 +210,8 @@ class Simulation:
         while True:
             p = self.rng.randrange(self.n)
             roll = self.rng.random()
+            if self.rng.random() < 0.3:
+                self._acknowledge_some()
             if self.crashes and roll < 0.03:
                 self.checkpoint(p)
             elif self.crashes and roll < 0.04:
@@ -238,13 +270,14 @@ def test_any_partitioning_and_schedule_gives_the_ideal_rollups(
 ) -> None:
     streams, samples = streams_for(seed, partitions, 600)
     runs = []
-    for schedule in schedules:
-        sim = Simulation(streams, schedule, crashes=False)
+    for schedule, hand_over in zip(schedules * 2, (False, False, True, True), strict=True):
+        sim = Simulation(streams, schedule, crashes=False, hand_over=hand_over)
         sim.run()
         assert sim.late == 0
         runs.append(sim.out)
     assert summarize(runs[0]) == exact(samples)
-    assert runs[0] == runs[1]  # every byte, whatever the interleaving and batching
+    # every byte, whatever the interleaving and batching, with or without in-process hand-over
+    assert runs[0] == runs[1] == runs[2] == runs[3]
 
 
 @settings(max_examples=15, deadline=None)
@@ -253,11 +286,12 @@ def test_crashes_back_to_checkpoints_change_nothing(seed: int, schedule: int) ->
     streams, samples = streams_for(seed, 3, 600)
     calm = Simulation(streams, schedule, crashes=False)
     calm.run()
-    stormy = Simulation(streams, schedule + 1, crashes=True)
-    stormy.run()
-    assert stormy.late == 0
-    assert summarize(stormy.out) == exact(samples)
-    assert stormy.out == calm.out
+    for hand_over in (False, True):
+        stormy = Simulation(streams, schedule + 1, crashes=True, hand_over=hand_over)
+        stormy.run()
+        assert stormy.late == 0
+        assert summarize(stormy.out) == exact(samples)
+        assert stormy.out == calm.out
 
 
 def test_a_lagging_partition_holds_windows_instead_of_losing_its_samples() -> None:
