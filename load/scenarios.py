@@ -143,10 +143,15 @@ def tick_keys(partitions: int) -> list[bytes]:
 
 def tick_messages(scenario: Scenario, partitions: int) -> list[Message]:
     """One record per partition, after the workload, that moves the partition's clock past
-    every window. It holds two tick series: a partition's clock jumps further than its limit
+    every window (see `ticks_at`)."""
+    return ticks_at(scenario.tick_ts_ms, partitions)
+
+
+def ticks_at(ts: int, partitions: int) -> list[Message]:
+    """One record per partition (murmur2 keys), event time `ts`, that moves the partition's
+    clock there. It holds two tick series: a partition's clock jumps further than its limit
     (one minute) at once only when two series confirm it, and a columnar workload's clock can
     trail the end by minutes (each record spans many minutes of one series)."""
-    ts = scenario.tick_ts_ms
     out = []
     for key in tick_keys(partitions):
         service, region = key.decode().split("|")

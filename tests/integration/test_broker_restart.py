@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from load.scenarios import ticks_at
 from pipeline.kafka.admin import TopicSpec, ensure_topics
 from pipeline.kafka.broker import EmbeddedBroker
 from pipeline.loadgen.build import generate
@@ -139,6 +140,12 @@ def test_worker_survives_a_broker_restart_with_its_data(
 
             for chunk in chunks[half:]:
                 produce(broker.bootstrap_servers, settings.input_topic, chunk)
+            # Move every partition's clock past the last window, so the windows close by
+            # watermark now rather than after the long idle timeout (the tick windows stay open
+            # and are not counted).
+            end = spec().start_ms + spec().duration_ms
+            tick_ts = end - end % 10_000 + 10_000 + settings.allowed_lateness + 1_000
+            produce(broker.bootstrap_servers, settings.input_topic, ticks_at(tick_ts, PARTITIONS))
             outputs = wait_for(settings, PARTITIONS, total, timeout=180)
             assert worker.poll() is None, "the worker died across the broker restart"
             ready_again = http_get(f"http://127.0.0.1:{http_port}/readyz")
