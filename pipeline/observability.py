@@ -132,6 +132,12 @@ class WorkerMetrics(StageMetrics):
         self.duplicate_forwards = Counter(
             p + "duplicate_forwards", "Forwarded records seen twice and skipped.", registry=r
         )
+        self.watermarks_handed_over = Counter(
+            p + "watermarks_handed_over",
+            "Watermarks of a partition this process owns given in-process to a partition it "
+            "also owns, which had read all the sender sent it (no wait for the record).",
+            registry=r,
+        )
         self.active_series = Gauge(p + "active_series", "Series known to this process.", registry=r)
         self.series_overflow = Counter(
             p + "series_overflow",

@@ -299,6 +299,7 @@ class RollupWorker(PartitionedStage[PartitionAggregator]):
         for owner, owned in self.owned.items():
             state = owned.state
             if self.local_watermarks.may_hand_over(source, owner, state.forwarded_next_offset):
+                self.metrics.watermarks_handed_over.inc()
                 self._emit(state.take_local_watermark(source, watermark))
 
     # -- samples and watermarks forwarded by the other partitions ---------------------------
