@@ -28,7 +28,7 @@ from pipeline.observability import (
 if TYPE_CHECKING:
     from http.server import ThreadingHTTPServer
 
-    from pipeline.settings import CommonSettings
+    from pipeline.common_settings import CommonSettings
 
 #: How long a stopping process gets to commit and close before it is left behind.
 JOIN_TIMEOUT_S = 60.0

@@ -8,11 +8,12 @@ from pydantic import Field, field_validator, model_validator
 
 from pipeline.alerting.labels import LABEL_NAME
 from pipeline.alerting.template import check_template
+from pipeline.common_settings import GroupMemberSettings
 from pipeline.http_client import HttpAuthSettings
-from pipeline.settings import CommonSettings, Duration, OptionalDuration, duration
+from pipeline.setting_types import Duration, OptionalDuration, duration
 
 
-class AlertBridgeSettings(CommonSettings, HttpAuthSettings):
+class AlertBridgeSettings(GroupMemberSettings, HttpAuthSettings):
     """A consumer-group member on the anomaly topic that keeps Alertmanager in step with it."""
 
     group_id: str = "metrics-pipeline-alert-bridge"
@@ -65,13 +66,6 @@ class AlertBridgeSettings(CommonSettings, HttpAuthSettings):
         "resolved episode does not fire it again.",
     )
     headers: dict[str, str] = Field(default_factory=dict, description="Extra HTTP headers.")
-    session_timeout_ms: int = Field(10_000, ge=1000)
-    create_topics: bool = Field(
-        False,
-        description="Create missing topics (single replica); off: verify them, and name "
-        "`metrics-pipeline topics create` when one is missing.",
-    )
-    topic_partitions: int = Field(8, ge=1, description="Partitions of topics this process creates.")
 
     @field_validator("alertmanager_url")
     @classmethod

@@ -17,9 +17,11 @@ from dataclasses import dataclass
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from pipeline.common_settings import DEFAULT_RETENTION, FOREVER
 from pipeline.core.durations import format_duration, parse_duration_ms
 from pipeline.kafka.admin import TopicSpec
-from pipeline.settings import DEFAULT_RETENTION, FOREVER, Duration, WorkerSettings, duration
+from pipeline.setting_types import Duration, duration
+from pipeline.settings import WorkerSettings
 
 
 class TopologySettings(WorkerSettings):

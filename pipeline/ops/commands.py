@@ -28,8 +28,8 @@ def _topology(
     partitions: int | None,
     replication_factor: int | None,
 ) -> tuple[dict[str, str], Topology]:
+    from pipeline.common_settings import load_settings
     from pipeline.kafka.topology import Topology, TopologySettings
-    from pipeline.settings import load_settings
 
     settings = load_settings(
         TopologySettings,
@@ -156,9 +156,9 @@ def tail(
     output: Annotated[str, typer.Option("--format", help="table | json")] = "table",
 ) -> None:
     """Print a topic's records as a table or JSON lines (never joins a consumer group)."""
+    from pipeline.common_settings import CommonSettings, load_settings
     from pipeline.ops.tail import TableWriter, TailOptions, json_line, tail_records
     from pipeline.runtime import stop_on_signals
-    from pipeline.settings import CommonSettings, load_settings
 
     try:
         if output not in ("table", "json"):

@@ -13,8 +13,8 @@ from typing import Any, Final
 import yaml
 from pydantic import SecretStr
 
+from pipeline.common_settings import CommonSettings, load_settings
 from pipeline.errors import ConfigError
-from pipeline.settings import CommonSettings, load_settings
 
 ENV_PREFIX: Final = "METRICS_PIPELINE_"
 MASK: Final = "***"

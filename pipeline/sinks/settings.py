@@ -7,11 +7,12 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 
-from pipeline.settings import CommonSettings, Duration, duration
+from pipeline.common_settings import GroupMemberSettings
+from pipeline.setting_types import Duration, duration
 from pipeline.store import DEFAULT_STORE_PATH
 
 
-class SinkSettings(CommonSettings):
+class SinkSettings(GroupMemberSettings):
     """The sink runner: a consumer-group member that stores rollup topics through one sink."""
 
     group_id: str = "metrics-pipeline-sink"
@@ -29,13 +30,6 @@ class SinkSettings(CommonSettings):
     retry_max: Duration = Field(
         duration("30s"), description="Back-off cap while the store stays unavailable."
     )
-    session_timeout_ms: int = Field(10_000, ge=1000)
-    create_topics: bool = Field(
-        False,
-        description="Create missing topics (single replica); off: verify them, and name "
-        "`metrics-pipeline topics create` when one is missing.",
-    )
-    topic_partitions: int = Field(8, ge=1, description="Partitions of topics this process creates.")
 
     @field_validator("topics")
     @classmethod

@@ -8,14 +8,9 @@ from pathlib import Path
 import pytest
 
 from pipeline.alerting import AlertBridgeSettings
+from pipeline.common_settings import CommonSettings, load_settings
 from pipeline.kafka.topology import Topology, TopologySettings
-from pipeline.settings import (
-    CommonSettings,
-    DetectSettings,
-    TierSettings,
-    WorkerSettings,
-    load_settings,
-)
+from pipeline.settings import DetectSettings, TierSettings, WorkerSettings
 from pipeline.sinks.remote_write import RemoteWriteSettings
 from pipeline.sinks.settings import LocalSinkSettings
 

@@ -16,10 +16,10 @@ import urllib.request
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
+from pipeline.common_settings import CommonSettings
 from pipeline.errors import PipelineError
 from pipeline.observability import Health
 from pipeline.runtime import Closing, Supervisor, serve
-from pipeline.settings import CommonSettings
 
 
 class Metrics:
