@@ -22,13 +22,8 @@ from pydantic_settings import (
 )
 
 from pipeline.errors import ConfigError
+from pipeline.kafka.topology import DEFAULT_RETENTION, FOREVER, ROLES, TopicNameSettings
 from pipeline.setting_types import duration_setting_ms, is_duration
-
-#: Topic roles whose retention and partitions can be set (`metrics-pipeline topics create`); a
-#: tier can also be named alone ("rollups.1h") to override "rollups".
-ROLES = ("raw", "repartition", "rollups", "deadletter", "checkpoints", "anomalies")
-DEFAULT_RETENTION = "7d"
-FOREVER = "forever"
 
 
 class CommonSettings(BaseSettings):
@@ -133,8 +128,9 @@ class CommonSettings(BaseSettings):
         return tuple(sources)
 
 
-class GroupMemberSettings(CommonSettings):
-    """What every consumer-group member shares: its group, session, and the topics it may create."""
+class GroupMemberSettings(CommonSettings, TopicNameSettings):
+    """What every consumer-group member shares: its group, session, the topics' names and
+    whether it may create them."""
 
     group_id: str
     session_timeout_ms: int = Field(10_000, ge=1000)

@@ -10,6 +10,7 @@ from itertools import pairwise
 from typing import Literal
 
 from pydantic import Field, field_validator
+from pydantic_settings import SettingsConfigDict
 
 from pipeline.common_settings import GroupMemberSettings
 from pipeline.core.aggregator import WindowConfig
@@ -33,9 +34,6 @@ class StageSettings(GroupMemberSettings):
     """What every windowed stage (rollup worker, tier) shares: topics, commits, idleness."""
 
     group_id: str = "metrics-pipeline-rollup"
-    rollup_topic_prefix: str = "metrics.rollups."
-    deadletter_topic: str = "metrics.deadletter"
-    checkpoint_topic: str = "metrics.checkpoints"
     resolution: Duration = duration("10s")
     idle_timeout: Duration = duration("30s")
     commit_interval: Duration = duration("1s")
@@ -53,8 +51,14 @@ class StageSettings(GroupMemberSettings):
         return sorted(value)
 
     @property
+    def output_topic(self) -> str:
+        """The topic this stage writes: its resolution's rollups."""
+        return self.topology.rollups(self.resolution)
+
+    @property
     def rollup_topic(self) -> str:
-        return self.rollup_topic_prefix + format_duration(self.resolution)
+        """`output_topic`, by the name pipeline/kafka/stage.py still reads."""
+        return self.output_topic
 
     @property
     def source_topic(self) -> str:
@@ -69,12 +73,6 @@ class StageSettings(GroupMemberSettings):
 class WorkerSettings(StageSettings):
     """The rollup worker: raw samples in, base-resolution rollups out."""
 
-    input_topic: str = "metrics.raw"
-    # Samples that landed on a partition not owning their series, and the partitions'
-    # watermarks, travel here to the owner. Only the workers write it: grant producers no access.
-    # Empty: "<input_topic>.<group_id>.repartition" (one per consumer group, as each group
-    # forwards by its own clocks).
-    repartition_topic: str = ""
     allowed_lateness: Duration = duration("5s")
     counter_staleness: Duration = duration("10m")
     raw_limit: int = Field(1024, ge=0, description="Raw values kept per window before folding.")
@@ -117,11 +115,11 @@ class WorkerSettings(StageSettings):
 
     @property
     def source_topic(self) -> str:
-        return self.input_topic
+        return self.topology.raw
 
     @property
     def repartition_topic_name(self) -> str:
-        return self.repartition_topic or f"{self.input_topic}.{self.group_id}.repartition"
+        return self.topology.repartition(self.group_id)
 
     def window(self) -> WindowConfig:
         resolution = self.resolution
@@ -161,29 +159,13 @@ class TierSettings(StageSettings):
         description="How far behind the latest child window a child may arrive; "
         "default: one input window.",
     )
-    chain: list[Duration] = Field(
-        default_factory=lambda: [duration(d) for d in ("10s", "1m", "5m", "1h")]
-    )
     # Longer than the rollup worker's 30 s: the last base windows of a quiet stream arrive
     # after that worker's own idle timeout.
     idle_timeout: Duration = duration("1m")
 
-    @field_validator("chain")
-    @classmethod
-    def _chain(cls, value: list[int]) -> list[int]:
-        if len(value) < 2:
-            raise ValueError("a chain needs at least two resolutions")
-        for finer, coarser in pairwise(value):
-            if coarser <= finer or coarser % finer:
-                shown = ", ".join(format_duration(v) for v in value)
-                raise ValueError(
-                    f"each resolution must be a larger multiple of the one before: [{shown}]"
-                )
-        return value
-
     @property
     def source_topic(self) -> str:
-        return self.rollup_topic_prefix + format_duration(self.input_resolution)
+        return self.topology.rollups(self.input_resolution)
 
     @property
     def consumer_group(self) -> str:
@@ -219,11 +201,10 @@ class TierSettings(StageSettings):
 
 
 class DetectSettings(StageSettings):
-    """The anomaly detector: one rollup tier in, anomaly episodes out (metrics.anomalies)."""
+    """The anomaly detector: one rollup tier in, anomaly episodes out (the anomaly topic)."""
 
     group_id: str = "metrics-pipeline-detect"
     resolution: Duration = duration("1m")  # the tier it reads
-    anomaly_topic: str = "metrics.anomalies"
     allowed_lateness: OptionalDuration = Field(None, description="Default: one window.")
     statistics: list[str] = Field(default_factory=lambda: list(DetectConfig().statistics))
     statistics_by_name: dict[str, list[str]] = Field(
@@ -264,12 +245,11 @@ class DetectSettings(StageSettings):
 
     @property
     def source_topic(self) -> str:
-        return self.rollup_topic_prefix + format_duration(self.resolution)
+        return self.topology.rollups(self.resolution)
 
     @property
-    def rollup_topic(self) -> str:
-        """Where this stage's output goes: the anomaly topic."""
-        return self.anomaly_topic
+    def output_topic(self) -> str:
+        return self.topology.anomalies
 
     def detect(self) -> DetectConfig:
         resolution = self.resolution
@@ -307,3 +287,10 @@ class DetectSettings(StageSettings):
             )
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+
+
+class TopologySettings(WorkerSettings):
+    """What `metrics-pipeline topics` reads: the worker's settings (its group names the
+    repartition topic). Other keys are ignored, so any process's settings file can be read."""
+
+    model_config = SettingsConfigDict(env_prefix="METRICS_PIPELINE_", extra="ignore")

@@ -1,4 +1,4 @@
-"""Settings of `metrics-pipeline alert-bridge` (pipeline/settings.py precedence: flags >
+"""Settings of `metrics-pipeline alert-bridge` (pipeline/common_settings.py precedence: flags >
 METRICS_PIPELINE_* env > YAML > defaults), e.g. METRICS_PIPELINE_ALERTMANAGER_URL,
 METRICS_PIPELINE_DASHBOARD_URL_TEMPLATE, METRICS_PIPELINE_BEARER_TOKEN_FILE."""
 
@@ -17,8 +17,6 @@ class AlertBridgeSettings(GroupMemberSettings, HttpAuthSettings):
     """A consumer-group member on the anomaly topic that keeps Alertmanager in step with it."""
 
     group_id: str = "metrics-pipeline-alert-bridge"
-    anomaly_topic: str = "metrics.anomalies"
-    deadletter_topic: str = "metrics.deadletter"
     alertmanager_url: str = Field(
         description="Alertmanager's base URL (alerts go to <url>/api/v2/alerts), "
         "e.g. http://alertmanager:9093."

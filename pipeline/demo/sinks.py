@@ -30,8 +30,8 @@ def build_sinks(
     """The local store sink, and the remote-write sink when a URL is given, by name."""
     common: dict[str, Any] = {
         "bootstrap_servers": worker.bootstrap_servers,
+        **worker.topic_names(),
         "topics": topics,
-        "deadletter_topic": worker.deadletter_topic,
         "session_timeout_ms": worker.session_timeout_ms,
         "http_port": 0,
         "topic_partitions": worker.topic_partitions,

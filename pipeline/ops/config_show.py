@@ -32,8 +32,7 @@ class ShownSetting:
 def settings_class(command: str) -> type[CommonSettings]:
     """The settings class a command reads (sub-commands joined by a dash: sink-local)."""
     from pipeline.alerting import AlertBridgeSettings
-    from pipeline.kafka.topology import TopologySettings
-    from pipeline.settings import DetectSettings, TierSettings, WorkerSettings
+    from pipeline.settings import DetectSettings, TierSettings, TopologySettings, WorkerSettings
     from pipeline.sinks.remote_write import RemoteWriteSettings
     from pipeline.sinks.settings import LocalSinkSettings
 

@@ -1,16 +1,17 @@
-"""The pipeline's topic list (Topology) from settings, and what `topics check` calls a problem."""
+"""The pipeline's topic list (TopicPlan) from settings, and what `topics check` calls a problem."""
 
 from __future__ import annotations
 
 import pytest
 
 from pipeline.kafka.admin import KafkaConfigError, partition_count
-from pipeline.kafka.topology import Topology, TopologySettings
+from pipeline.kafka.topology import TopicPlan
 from pipeline.ops.topics import TopicState, _judge, problems_summary
+from pipeline.settings import TopologySettings
 
 
-def topology(**values: object) -> Topology:
-    return Topology(TopologySettings(create_topics=False, **values))  # type: ignore[arg-type]
+def topology(**values: object) -> TopicPlan:
+    return TopicPlan(TopologySettings(create_topics=False, **values))  # type: ignore[arg-type]
 
 
 def test_every_topic_of_the_pipeline_with_its_role() -> None:
@@ -50,7 +51,7 @@ def test_repartition_follows_raw_partitions() -> None:
     assert t["deadletter"].partitions == 8
 
 
-def _states(t: Topology, **found: tuple[int, str]) -> list[TopicState]:
+def _states(t: TopicPlan, **found: tuple[int, str]) -> list[TopicState]:
     states = []
     for x in t:
         partitions, policy = found.get(
