@@ -1,9 +1,12 @@
 """Loopback addresses and ports for the processes this project starts itself (the embedded
-broker, worker child processes): a free port, `host:port` text, whether something answers."""
+broker, worker child processes): a free port, `host:port` text, whether something answers,
+what an HTTP endpoint answers."""
 
 from __future__ import annotations
 
 import socket
+import urllib.error
+import urllib.request
 
 
 def host_port(host: str, port: int) -> str:
@@ -30,3 +33,14 @@ def accepts_connections(host: str, port: int, timeout: float = 0.5) -> bool:
             return True
     except OSError:
         return False
+
+
+def http_get(url: str, timeout: float = 2.0) -> tuple[int, str]:
+    """(HTTP status, body) of a local endpoint; status 0 if it does not answer."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return int(resp.status), resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), exc.read().decode(errors="replace")
+    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+        return 0, ""

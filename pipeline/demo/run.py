@@ -45,7 +45,7 @@ from pipeline.loadgen.anchor import event_start_ms
 from pipeline.loadgen.build import Workload, generate
 from pipeline.loadgen.produce import produce
 from pipeline.loadgen.spec import MalformedCounts, WorkloadSpec
-from pipeline.runtime import Supervisor
+from pipeline.runtime import ThreadSupervisor
 from pipeline.settings import TierSettings, WorkerSettings
 from pipeline.store import DEFAULT_STORE_PATH
 
@@ -186,7 +186,7 @@ def run_pipeline(
     stages: list[PartitionedStage[Any]] = [worker, *tiers]
     samples = workload.manifest.samples_total
     deadline = time.monotonic() + options.timeout_s
-    with Supervisor() as supervisor, _progress(console) as progress:
+    with ThreadSupervisor() as supervisor, _progress(console) as progress:
         supervisor.start("detect", detector)
         if bridge is not None:
             supervisor.start("alert-bridge", bridge)
