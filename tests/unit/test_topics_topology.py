@@ -92,3 +92,23 @@ def test_unknown_librdkafka_key_is_one_line_naming_it() -> None:
     assert str(caught.value) == (
         'invalid Kafka client setting: No such configuration property: "sasl.pasword"'
     )
+
+
+def test_every_process_derives_its_topics_from_the_same_names() -> None:
+    from pipeline.settings import DetectSettings, TierSettings, WorkerSettings
+    from pipeline.sinks.settings import LocalSinkSettings, SinkSettings
+
+    names = {"input_topic": "p.raw", "rollup_topic_prefix": "p.r.", "chain": ["1m", "5m", "1h"]}
+    worker = WorkerSettings(resolution="1m", group_id="w", **names)  # type: ignore[arg-type]
+    assert (worker.source_topic, worker.output_topic) == ("p.raw", "p.r.1m")
+    assert worker.repartition_topic_name == "p.raw.w.repartition"
+    steps = TierSettings(**names).steps()  # type: ignore[arg-type]
+    assert [(s.source_topic, s.output_topic) for s in steps] == [
+        ("p.r.1m", "p.r.5m"),
+        ("p.r.5m", "p.r.1h"),
+    ]
+    detect = DetectSettings(resolution="5m", anomaly_topic="p.anomalies", **names)  # type: ignore[arg-type]
+    assert (detect.source_topic, detect.output_topic) == ("p.r.5m", "p.anomalies")
+    assert LocalSinkSettings(**names).topics == ["p.r.1m", "p.r.5m", "p.r.1h"]  # type: ignore[arg-type]
+    assert SinkSettings(group_id="s", **names).topics == ["p.r.1m"]  # type: ignore[arg-type]
+    assert SinkSettings(group_id="s", topics=["x"], **names).topics == ["x"]  # type: ignore[arg-type]
