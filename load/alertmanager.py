@@ -21,6 +21,7 @@ from load.tsdb import TsdbServer
 class AlertmanagerServer(TsdbServer):
     binary = "prometheus-alertmanager"
     kind = "alertmanager"
+    package = "prometheus-alertmanager"
 
     def __init__(
         self, data_dir: Path, port: int | None = None, webhook_url: str | None = None

@@ -37,7 +37,7 @@ import numpy as np
 import orjson
 from confluent_kafka import Producer
 
-from load.worker_run import free_port, scrape
+from load.worker_run import scrape
 from pipeline.core.series import MetricKind, SeriesIdentity
 from pipeline.demo.summary import OutputSummary, read_outputs
 from pipeline.kafka.admin import TopicSpec, ensure_topics
@@ -45,6 +45,7 @@ from pipeline.kafka.broker import EmbeddedBroker
 from pipeline.loadgen.build import Workload, generate
 from pipeline.loadgen.produce import produce
 from pipeline.loadgen.spec import MalformedCounts, WorkloadSpec
+from pipeline.loopback import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTITIONS = 4

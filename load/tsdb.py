@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -21,14 +20,10 @@ from typing import IO, ClassVar
 
 import httpx
 
+from pipeline.loopback import free_port
+
 SeriesKey = frozenset[tuple[str, str]]
 Stored = dict[SeriesKey, list[tuple[int, float]]]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class TsdbServer:
@@ -36,6 +31,8 @@ class TsdbServer:
 
     binary: ClassVar[str]
     kind: ClassVar[str]
+    #: The Debian package that installs `binary`.
+    package: ClassVar[str]
 
     def __init__(self, data_dir: Path, port: int | None = None) -> None:
         self.data_dir = data_dir
@@ -125,6 +122,7 @@ class TsdbServer:
 class PrometheusServer(TsdbServer):
     binary = "prometheus"
     kind = "prometheus"
+    package = "prometheus"
 
     def __init__(
         self, data_dir: Path, port: int | None = None, out_of_order_window: str | None = "1h"
@@ -170,6 +168,7 @@ class PrometheusServer(TsdbServer):
 class VictoriaMetricsServer(TsdbServer):
     binary = "victoria-metrics"
     kind = "victoria-metrics"
+    package = "victoria-metrics"
 
     def command(self) -> list[str]:
         return [

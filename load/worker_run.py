@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,6 +41,7 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from load.procfs import cpu_seconds, peak_rss_kb, per
+from pipeline.loopback import free_port
 
 _P = "metrics_pipeline_"
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,13 +120,6 @@ class Scrape:
 
     def get(self, name: str) -> float:
         return self.values.get(_P + name, 0.0)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def scrape(port: int) -> Scrape | None:

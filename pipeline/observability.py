@@ -10,10 +10,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
+
+from pipeline.metric_declarations import MetricDeclarations
 
 
 def configure_logging(level: str = "info", fmt: str = "console") -> None:
@@ -41,79 +43,63 @@ class StageMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
-        r = self.registry
-        p = "metrics_pipeline_"
-        self.messages = Counter(p + "messages_consumed", "Kafka records consumed.", registry=r)
-        self.samples = Counter(
-            p + "samples_in", "Samples read (a message that cannot be read counts 1).", registry=r
+        m = MetricDeclarations(self.registry, "metrics_pipeline_")
+        self.messages = m.counter("messages_consumed", "Kafka records consumed.")
+        self.samples = m.counter(
+            "samples_in", "Samples read (a message that cannot be read counts 1)."
         )
-        self.aggregated = Counter(
-            p + "samples_aggregated", "Samples added to a window.", registry=r
+        self.aggregated = m.counter("samples_aggregated", "Samples added to a window.")
+        self.deadletter = m.counter(
+            "deadletter", "Samples dead-lettered, by reason.", by=["reason"]
         )
-        self.deadletter = Counter(
-            p + "deadletter", "Samples dead-lettered, by reason.", ["reason"], registry=r
-        )
-        self.late = Counter(p + "late_samples", "Samples whose window had closed.", registry=r)
-        self.replayed = Counter(
-            p + "replayed_samples",
+        self.late = m.counter("late_samples", "Samples whose window had closed.")
+        self.replayed = m.counter(
+            "replayed_samples",
             "Samples skipped on replay because their rollup was already emitted.",
-            registry=r,
         )
-        self.rollups = Counter(
-            p + "rollups_emitted", "Rollups produced, by resolution.", ["resolution"], registry=r
+        self.rollups = m.counter(
+            "rollups_emitted", "Rollups produced, by resolution.", by=["resolution"]
         )
-        self.replay_gaps = Counter(
-            p + "replay_gaps",
+        self.replay_gaps = m.counter(
+            "replay_gaps",
             "Replays that found input deleted by retention (their windows are incomplete).",
-            registry=r,
         )
-        self.rollups_delivered = Counter(
-            p + "rollups_delivered", "Rollups acknowledged by Kafka.", registry=r
-        )
-        self.first_input_time = Gauge(
-            p + "first_input_timestamp_seconds",
+        self.rollups_delivered = m.counter("rollups_delivered", "Rollups acknowledged by Kafka.")
+        self.first_input_time = m.gauge(
+            "first_input_timestamp_seconds",
             "Unix time the first input record was consumed (benchmarks time from it).",
-            registry=r,
         )
-        self.last_delivery_time = Gauge(
-            p + "last_rollup_delivered_timestamp_seconds",
+        self.last_delivery_time = m.gauge(
+            "last_rollup_delivered_timestamp_seconds",
             "Unix time the latest rollup was acknowledged by Kafka.",
-            registry=r,
         )
-        self.emission_delay = Histogram(
-            p + "emission_delay_seconds",
+        self.emission_delay = m.histogram(
+            "emission_delay_seconds",
             "From consuming the record that closed a window to Kafka acknowledging its rollup.",
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.5, 1, 2.5, 5, 10),
-            registry=r,
+            (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.5, 1, 2.5, 5, 10),
         )
-        self.open_windows = Gauge(p + "open_windows", "Open (series, window) pairs.", registry=r)
-        self.assigned = Gauge(p + "assigned_partitions", "Input partitions owned.", registry=r)
-        self.watermark_lag = Gauge(
-            p + "watermark_lag_seconds",
-            "Wall clock minus the lowest partition watermark.",
-            registry=r,
+        self.open_windows = m.gauge("open_windows", "Open (series, window) pairs.")
+        self.assigned = m.gauge("assigned_partitions", "Input partitions owned.")
+        self.watermark_lag = m.gauge(
+            "watermark_lag_seconds", "Wall clock minus the lowest partition watermark."
         )
-        self.commit_lag = Gauge(
-            p + "commit_lag_messages",
-            "Messages consumed but not yet committed (held by open windows).",
-            registry=r,
+        self.commit_lag = m.gauge(
+            "commit_lag_messages", "Messages consumed but not yet committed (held by open windows)."
         )
-        self.flush_duration = Histogram(
-            p + "flush_duration_seconds",
+        self.flush_duration = m.histogram(
+            "flush_duration_seconds",
             "Time to flush outputs, write checkpoints and commit.",
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
-            registry=r,
+            (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
         )
-        self.kafka_reachable = Gauge(
-            p + "kafka_reachable",
+        self.kafka_reachable = m.gauge(
+            "kafka_reachable",
             "1 while Kafka answers; 0 from a client error saying it is unreachable (all "
             "brokers down, transport, authentication or TLS failure) until a delivery, fetch "
             "or metadata request succeeds again. /readyz says why.",
-            registry=r,
         )
         self.kafka_reachable.set(1)
-        self.produce_errors = Counter(
-            p + "produce_errors", "Kafka delivery failures (fatal for the batch).", registry=r
+        self.produce_errors = m.counter(
+            "produce_errors", "Kafka delivery failures (fatal for the batch)."
         )
 
 
@@ -122,39 +108,32 @@ class WorkerMetrics(StageMetrics):
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         super().__init__(registry)
-        r = self.registry
-        p = "metrics_pipeline_"
-        self.forwarded = Counter(
-            p + "forwarded_samples",
-            "Samples re-keyed to the partition that owns their series.",
-            registry=r,
+        m = MetricDeclarations(self.registry, "metrics_pipeline_")
+        self.forwarded = m.counter(
+            "forwarded_samples", "Samples re-keyed to the partition that owns their series."
         )
-        self.duplicate_forwards = Counter(
-            p + "duplicate_forwards", "Forwarded records seen twice and skipped.", registry=r
+        self.duplicate_forwards = m.counter(
+            "duplicate_forwards", "Forwarded records seen twice and skipped."
         )
-        self.watermarks_handed_over = Counter(
-            p + "watermarks_handed_over",
+        self.watermarks_handed_over = m.counter(
+            "watermarks_handed_over",
             "Watermarks of a partition this process owns given in-process to a partition it "
             "also owns, which had read all the sender sent it (no wait for the record).",
-            registry=r,
         )
-        self.active_series = Gauge(p + "active_series", "Series known to this process.", registry=r)
-        self.series_overflow = Counter(
-            p + "series_overflow",
+        self.active_series = m.gauge("active_series", "Series known to this process.")
+        self.series_overflow = m.counter(
+            "series_overflow",
             "Samples aggregated into an overflow series because their series was over the "
             "cardinality budget, by the limit it hit (worker or metric).",
-            ["limit"],
-            registry=r,
+            by=["limit"],
         )
-        self.series_forgotten = Counter(
-            p + "series_forgotten",
+        self.series_forgotten = m.counter(
+            "series_forgotten",
             "Series dropped from memory: idle, or refused by the cardinality budget.",
-            registry=r,
         )
-        self.paused_partitions = Gauge(
-            p + "alignment_paused_partitions",
+        self.paused_partitions = m.gauge(
+            "alignment_paused_partitions",
             "Input partitions paused because their clock ran ahead of the slowest partition's.",
-            registry=r,
         )
 
 
@@ -163,15 +142,13 @@ class TierMetrics(StageMetrics):
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         super().__init__(registry)
-        r = self.registry
-        p = "metrics_pipeline_tier_"
-        self.children = Counter(
-            p + "children",
+        m = MetricDeclarations(self.registry, "metrics_pipeline_tier_")
+        self.children = m.counter(
+            "children",
             "Child rollups read, by outcome: merged, duplicate (already in its open window), "
             "reemitted (its closed window had merged it), replayed (window emitted before a "
             "restart), late, invalid.",
-            ["outcome"],
-            registry=r,
+            by=["outcome"],
         )
 
 

@@ -17,7 +17,7 @@ import typer
 from pipeline.errors import PipelineError
 
 if TYPE_CHECKING:  # pydantic-settings is imported by the commands that need it, not by --help
-    from pipeline.settings import CommonSettings
+    from pipeline.common_settings import CommonSettings
 
 S = TypeVar("S", bound="CommonSettings")
 
@@ -63,7 +63,7 @@ def settings_from(cls: type[S], flags: dict[str, Any]) -> S:
     """`cls` from a command's flags (its `locals()`: `config` is the YAML file, the names of
     settings fields are settings, None = not given; a command's own switches are left out),
     the environment and the file."""
-    from pipeline.settings import load_settings
+    from pipeline.common_settings import load_settings
 
     given = {name: value for name, value in flags.items() if name in cls.model_fields}
     return load_settings(cls, flags.get("config"), **given)

@@ -2,8 +2,9 @@
 one `serve()` that owns everything around it — logging, SIGTERM/SIGINT, the /metrics /healthz
 /readyz server (started and stopped), one thread per process, and the first error raised.
 
-The demo, which drives its own progress bars on the main thread, uses the same `Supervisor`
-without the signals and the HTTP server.
+The demo, which drives its own progress bars on the main thread, uses the same
+`ThreadSupervisor` without the signals and the HTTP server. `worker --processes N`
+(pipeline/supervise.py) uses the signals and the HTTP server around its child processes.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import signal
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Protocol
 
@@ -26,9 +27,7 @@ from pipeline.observability import (
 )
 
 if TYPE_CHECKING:
-    from http.server import ThreadingHTTPServer
-
-    from pipeline.settings import CommonSettings
+    from pipeline.common_settings import CommonSettings
 
 #: How long a stopping process gets to commit and close before it is left behind.
 JOIN_TIMEOUT_S = 60.0
@@ -75,7 +74,7 @@ class Closing:
             self._close()
 
 
-class Supervisor:
+class ThreadSupervisor:
     """Processes on threads sharing one stop event: the first to fail stops the others, and
     leaving the `with` block stops and joins them all. `raise_first_error()` re-raises it."""
 
@@ -115,7 +114,7 @@ class Supervisor:
         for error in self.errors.values():
             raise error
 
-    def __enter__(self) -> Supervisor:
+    def __enter__(self) -> ThreadSupervisor:
         return self
 
     def __exit__(
@@ -141,24 +140,38 @@ def serve(
     configure_logging(settings.log_level, settings.log_format)
     with stop_on_signals() as stop:
         processes = build()
-        server = _start_http(settings, processes, label) if settings.http_port else None
-        try:
-            with Supervisor(stop) as supervisor:
+        with _http_endpoint_of(settings, processes, label):
+            with ThreadSupervisor(stop) as supervisor:
                 for name, process in processes.items():
                     supervisor.start(name, process)
                 supervisor.wait()
             supervisor.raise_first_error()
-        finally:
-            if server is not None:
-                server.shutdown()
-                server.server_close()
 
 
-def _start_http(
+@contextmanager
+def http_endpoint(
+    host: str, port: int, registry: CollectorRegistry, health: Health
+) -> Iterator[None]:
+    """/metrics, /healthz and /readyz on host:port while the block runs (port 0: none)."""
+    if not port:
+        yield
+        return
+    server = serve_http(host, port, registry, health)
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _http_endpoint_of(
     settings: CommonSettings, processes: Mapping[str, Process], label: str | None
-) -> ThreadingHTTPServer:
+) -> AbstractContextManager[None]:
+    """The endpoint of `serve`: one process's registry as it is, or several labelled."""
     from pipeline.selfmetrics import add_process_collectors
 
+    if not settings.http_port:
+        return nullcontext()
     if len(processes) == 1 and label is None:
         (process,) = processes.values()
         registry = process.metrics.registry
@@ -172,7 +185,7 @@ def _start_http(
         )
         health = AllHealthy([p.health for p in processes.values()])
     add_process_collectors(registry)
-    return serve_http(settings.http_host, settings.http_port, registry, health)
+    return http_endpoint(settings.http_host, settings.http_port, registry, health)
 
 
 @contextmanager

@@ -1,31 +1,18 @@
-"""Settings of every process: flags > environment (METRICS_PIPELINE_...) > YAML file > defaults.
+"""Settings of each Kafka stage process: the rollup worker, the tiers and the detector.
 
-Validated once at start-up; a bad value stops the process with a message naming the setting.
+The blocks they share and how settings are loaded (flags > METRICS_PIPELINE_* env > YAML >
+defaults) are in pipeline/common_settings.py; duration fields in pipeline/setting_types.py.
 """
 
 from __future__ import annotations
 
 from itertools import pairwise
-from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
+from typing import Literal
 
-import yaml
-from pydantic import (
-    BeforeValidator,
-    Field,
-    PlainSerializer,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    SettingsError,
-    YamlConfigSettingsSource,
-)
+from pydantic import Field, field_validator
+from pydantic_settings import SettingsConfigDict
 
+from pipeline.common_settings import GroupMemberSettings
 from pipeline.core.aggregator import WindowConfig
 from pipeline.core.clock import ClockConfig
 from pipeline.core.decode import DecodeLimits
@@ -33,185 +20,24 @@ from pipeline.core.detect.detector import DetectConfig
 from pipeline.core.detect.models import ModelConfig
 from pipeline.core.detect.novelty import NoveltyConfig
 from pipeline.core.digest import DigestConfig, percentile_name
-from pipeline.core.durations import format_duration, parse_duration_ms
+from pipeline.core.durations import format_duration
 from pipeline.core.tier import TierConfig
 from pipeline.errors import ConfigError
 
-#: Topic roles whose retention and partitions can be set (`metrics-pipeline topics create`); a
-#: tier can also be named alone ("rollups.1h") to override "rollups".
-ROLES = ("raw", "repartition", "rollups", "deadletter", "checkpoints", "anomalies")
-DEFAULT_RETENTION = "7d"
-FOREVER = "forever"
+# Re-exported: pipeline/sinks/remote_write/settings.py still imports the duration types from here.
+from pipeline.setting_types import Duration as Duration
+from pipeline.setting_types import DurationOrOff, OptionalDuration
+from pipeline.setting_types import duration as duration
 
 
-class _Millis(int):
-    """Milliseconds given in code (`duration("10s")`); never what a file, env var or flag holds."""
-
-
-def duration(text: str) -> int:
-    """A duration written in code (a default, a setting built by a program), for a Duration
-    field: bare numbers are refused there, as a file's `resolution: 10` would be a trap."""
-    return _Millis(_duration_or_off_ms(text))
-
-
-def _duration_ms(value: Any) -> Any:
-    """A duration setting's milliseconds from its text ("250ms", "10s", "1m", ...)."""
-    if isinstance(value, _Millis):
-        if value <= 0:
-            raise ValueError("a duration must be longer than 0")
-        return int(value)
-    if isinstance(value, bool) or not isinstance(value, str):
-        if isinstance(value, int | float):
-            raise ValueError(f"{value} has no unit: write e.g. {value}s, {value}ms or {value}m")
-        raise ValueError(f"not a duration: {value!r} (use e.g. 250ms, 10s, 1m, 5m, 1h, 1d)")
-    if value.strip().isdigit():
-        number = value.strip()
-        raise ValueError(f"{number} has no unit: write e.g. {number}s or {number}ms")
-    try:
-        return parse_duration_ms(value)
-    except ConfigError as exc:
-        raise ValueError(str(exc)) from None
-
-
-def _duration_or_off_ms(value: Any) -> Any:
-    if value == 0 and isinstance(value, _Millis):
-        return 0
-    if isinstance(value, str) and value.strip() in ("0", "0s", "0ms"):
-        return 0
-    return _duration_ms(value)
-
-
-_AS_TEXT = PlainSerializer(format_duration, return_type=str)
-
-#: A duration setting, milliseconds inside; read from and dumped as text ("10s"), so a dump
-#: (config show, model_dump, settings as env vars) reads back to the same value.
-Duration = Annotated[int, BeforeValidator(_duration_ms), _AS_TEXT]
-#: A duration that "0s" (or "0") turns off: 0 ms.
-DurationOrOff = Annotated[int, BeforeValidator(_duration_or_off_ms), _AS_TEXT]
-#: A duration whose default (None) is derived from other settings.
-OptionalDuration = Duration | None
-
-
-class CommonSettings(BaseSettings):
-    """Settings shared by every process that talks to Kafka and serves /metrics."""
-
-    model_config = SettingsConfigDict(env_prefix="METRICS_PIPELINE_", extra="forbid")
-    yaml_file: ClassVar[Path | None] = None
-
-    bootstrap_servers: str = "localhost:9092"
-    kafka_config: dict[str, str] = Field(
-        default_factory=dict,
-        description="Extra librdkafka settings for every client (security.protocol, sasl.*, ...); "
-        "numbers and booleans are accepted and passed as librdkafka's strings.",
-    )
-    kafka_config_files: dict[str, Path] = Field(
-        default_factory=dict,
-        description="librdkafka setting → file holding its value (a mounted Secret), e.g. "
-        "sasl.password: /var/run/secrets/kafka/password; read at start-up, trailing newline cut.",
-    )
-    topic_replication_factor: int = Field(
-        3, ge=1, description="Replicas of every topic `topics create` makes (1 for one broker)."
-    )
-    topic_retention: dict[str, str] = Field(
-        default_factory=dict,
-        description="Role (raw, repartition, rollups, rollups.<res>, deadletter, anomalies) → "
-        f"retention, e.g. 30d or {FOREVER}; default {DEFAULT_RETENTION}.",
-    )
-    topic_partitions_by_role: dict[str, int] = Field(
-        default_factory=dict,
-        description="Role → partitions instead of topic_partitions (repartition follows raw).",
-    )
-    http_host: str = "127.0.0.1"
-    http_port: int = Field(9464, ge=0, le=65535, description="0 disables the HTTP server.")
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
-    log_format: Literal["json", "console"] = "console"
-
-    @field_validator("topic_retention")
-    @classmethod
-    def _retention(cls, value: dict[str, str]) -> dict[str, str]:
-        for role, retention in value.items():
-            _known_role(role)
-            if role == "checkpoints":
-                raise ValueError("the checkpoint topic is compacted: it has no retention")
-            if retention != FOREVER:
-                _duration_ms(retention)
-        return value
-
-    @field_validator("topic_partitions_by_role")
-    @classmethod
-    def _partitions(cls, value: dict[str, int]) -> dict[str, int]:
-        for role, count in value.items():
-            _known_role(role)
-            if role == "repartition":
-                raise ValueError("the repartition topic always has as many partitions as raw")
-            if count < 1:
-                raise ValueError(f"{role}: partitions must be >= 1")
-        return value
-
-    @field_validator("kafka_config", mode="before")
-    @classmethod
-    def _librdkafka_strings(cls, value: Any) -> Any:
-        return librdkafka_strings(value)
-
-    @model_validator(mode="after")
-    def _one_bootstrap(self) -> Self:
-        # The address may come from either place; a client must never dial the other one.
-        in_config = self.kafka_config.get("bootstrap.servers")
-        if in_config is not None and in_config != self.bootstrap_servers:
-            if "bootstrap_servers" in self.model_fields_set:
-                raise ValueError(
-                    f"bootstrap_servers ({self.bootstrap_servers}) and kafka_config's "
-                    f"bootstrap.servers ({in_config}) differ; set one of them"
-                )
-            self.bootstrap_servers = in_config
-        return self
-
-    def client_config(self) -> dict[str, str]:
-        """The librdkafka settings every producer, consumer and admin client of this process
-        starts from: bootstrap servers, kafka_config, and the values of kafka_config_files."""
-        config = {**self.kafka_config, "bootstrap.servers": self.bootstrap_servers}
-        for key, path in self.kafka_config_files.items():
-            try:
-                config[key] = path.read_text().rstrip("\r\n")
-            except OSError as exc:
-                raise ConfigError(
-                    f"kafka_config_files: cannot read {key} from {path}: {exc.strerror}"
-                ) from None
-        return config
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if cls.yaml_file is not None:
-            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=cls.yaml_file))
-        return tuple(sources)
-
-
-class StageSettings(CommonSettings):
+class StageSettings(GroupMemberSettings):
     """What every windowed stage (rollup worker, tier) shares: topics, commits, idleness."""
 
     group_id: str = "metrics-pipeline-rollup"
-    rollup_topic_prefix: str = "metrics.rollups."
-    deadletter_topic: str = "metrics.deadletter"
-    checkpoint_topic: str = "metrics.checkpoints"
     resolution: Duration = duration("10s")
     idle_timeout: Duration = duration("30s")
     commit_interval: Duration = duration("1s")
     batch_size: int = Field(10_000, ge=1, description="Most records per consume().")
-    session_timeout_ms: int = Field(10_000, ge=1000)
-    create_topics: bool = Field(
-        False,
-        description="Create missing topics (single replica); off: verify them, and name "
-        "`metrics-pipeline topics create` when one is missing.",
-    )
-    topic_partitions: int = Field(8, ge=1, description="Partitions of topics this process creates.")
     percentiles: list[float] = Field(default_factory=lambda: [0.5, 0.9, 0.95, 0.99, 0.999])
     compression: int = Field(200, ge=20, le=5000)
 
@@ -225,8 +51,14 @@ class StageSettings(CommonSettings):
         return sorted(value)
 
     @property
+    def output_topic(self) -> str:
+        """The topic this stage writes: its resolution's rollups."""
+        return self.topology.rollups(self.resolution)
+
+    @property
     def rollup_topic(self) -> str:
-        return self.rollup_topic_prefix + format_duration(self.resolution)
+        """`output_topic`, by the name pipeline/kafka/stage.py still reads."""
+        return self.output_topic
 
     @property
     def source_topic(self) -> str:
@@ -238,43 +70,9 @@ class StageSettings(CommonSettings):
         return self.group_id
 
 
-def librdkafka_strings(value: Any) -> Any:
-    """YAML and JSON numbers and booleans as the strings librdkafka takes (true/false, 5000)."""
-    if not isinstance(value, dict):
-        return value
-    converted: dict[Any, Any] = {}
-    for key, item in value.items():
-        if isinstance(item, bool):
-            converted[key] = "true" if item else "false"
-        elif isinstance(item, int | float):
-            converted[key] = str(item)
-        else:
-            converted[key] = item
-    return converted
-
-
-def _known_role(role: str) -> None:
-    if role not in ROLES and not (role.startswith("rollups.") and _is_duration(role[8:])):
-        raise ValueError(f"unknown topic role {role!r}; roles: {', '.join(ROLES)}, rollups.<res>")
-
-
-def _is_duration(text: str) -> bool:
-    try:
-        _duration_ms(text)
-    except ValueError:
-        return False
-    return True
-
-
 class WorkerSettings(StageSettings):
     """The rollup worker: raw samples in, base-resolution rollups out."""
 
-    input_topic: str = "metrics.raw"
-    # Samples that landed on a partition not owning their series, and the partitions'
-    # watermarks, travel here to the owner. Only the workers write it: grant producers no access.
-    # Empty: "<input_topic>.<group_id>.repartition" (one per consumer group, as each group
-    # forwards by its own clocks).
-    repartition_topic: str = ""
     allowed_lateness: Duration = duration("5s")
     counter_staleness: Duration = duration("10m")
     raw_limit: int = Field(1024, ge=0, description="Raw values kept per window before folding.")
@@ -317,11 +115,11 @@ class WorkerSettings(StageSettings):
 
     @property
     def source_topic(self) -> str:
-        return self.input_topic
+        return self.topology.raw
 
     @property
     def repartition_topic_name(self) -> str:
-        return self.repartition_topic or f"{self.input_topic}.{self.group_id}.repartition"
+        return self.topology.repartition(self.group_id)
 
     def window(self) -> WindowConfig:
         resolution = self.resolution
@@ -361,29 +159,13 @@ class TierSettings(StageSettings):
         description="How far behind the latest child window a child may arrive; "
         "default: one input window.",
     )
-    chain: list[Duration] = Field(
-        default_factory=lambda: [duration(d) for d in ("10s", "1m", "5m", "1h")]
-    )
     # Longer than the rollup worker's 30 s: the last base windows of a quiet stream arrive
     # after that worker's own idle timeout.
     idle_timeout: Duration = duration("1m")
 
-    @field_validator("chain")
-    @classmethod
-    def _chain(cls, value: list[int]) -> list[int]:
-        if len(value) < 2:
-            raise ValueError("a chain needs at least two resolutions")
-        for finer, coarser in pairwise(value):
-            if coarser <= finer or coarser % finer:
-                shown = ", ".join(format_duration(v) for v in value)
-                raise ValueError(
-                    f"each resolution must be a larger multiple of the one before: [{shown}]"
-                )
-        return value
-
     @property
     def source_topic(self) -> str:
-        return self.rollup_topic_prefix + format_duration(self.input_resolution)
+        return self.topology.rollups(self.input_resolution)
 
     @property
     def consumer_group(self) -> str:
@@ -419,11 +201,10 @@ class TierSettings(StageSettings):
 
 
 class DetectSettings(StageSettings):
-    """The anomaly detector: one rollup tier in, anomaly episodes out (metrics.anomalies)."""
+    """The anomaly detector: one rollup tier in, anomaly episodes out (the anomaly topic)."""
 
     group_id: str = "metrics-pipeline-detect"
     resolution: Duration = duration("1m")  # the tier it reads
-    anomaly_topic: str = "metrics.anomalies"
     allowed_lateness: OptionalDuration = Field(None, description="Default: one window.")
     statistics: list[str] = Field(default_factory=lambda: list(DetectConfig().statistics))
     statistics_by_name: dict[str, list[str]] = Field(
@@ -464,12 +245,11 @@ class DetectSettings(StageSettings):
 
     @property
     def source_topic(self) -> str:
-        return self.rollup_topic_prefix + format_duration(self.resolution)
+        return self.topology.rollups(self.resolution)
 
     @property
-    def rollup_topic(self) -> str:
-        """Where this stage's output goes: the anomaly topic."""
-        return self.anomaly_topic
+    def output_topic(self) -> str:
+        return self.topology.anomalies
 
     def detect(self) -> DetectConfig:
         resolution = self.resolution
@@ -509,24 +289,8 @@ class DetectSettings(StageSettings):
             raise ConfigError(str(exc)) from None
 
 
-S = TypeVar("S", bound=CommonSettings)
+class TopologySettings(WorkerSettings):
+    """What `metrics-pipeline topics` reads: the worker's settings (its group names the
+    repartition topic). Other keys are ignored, so any process's settings file can be read."""
 
-
-def load_settings(cls: type[S], config_file: Path | None = None, **overrides: Any) -> S:
-    """Build settings from flags (overrides that are not None), env and an optional YAML file."""
-    if config_file is not None and not config_file.is_file():
-        raise ConfigError(f"config file not found: {config_file}")
-    given = {k: v for k, v in overrides.items() if v is not None}
-    cls.yaml_file = config_file
-    try:
-        return cls(**given)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
-        raise ConfigError(f"invalid settings: {problems}") from exc
-    except (SettingsError, yaml.YAMLError, ValueError, TypeError) as exc:
-        # Raised by the sources themselves: unparsable env JSON, YAML syntax, a YAML list.
-        raise ConfigError(f"cannot read settings: {exc}") from exc
-    finally:
-        cls.yaml_file = None
+    model_config = SettingsConfigDict(env_prefix="METRICS_PIPELINE_", extra="ignore")

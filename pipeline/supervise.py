@@ -21,13 +21,10 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -35,8 +32,10 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from pipeline.errors import ConfigError
+from pipeline.loopback import free_port, http_get
 from pipeline.merged_metrics import Family, MergedChildren, parse_exposition
-from pipeline.observability import Health, serve_http
+from pipeline.observability import Health
+from pipeline.runtime import http_endpoint, stop_on_signals
 
 log = structlog.get_logger("supervise")
 
@@ -84,24 +83,6 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _get(url: str, timeout: float = 2.0) -> tuple[int, str]:
-    """(HTTP status, body) of a child's endpoint; status 0 if it does not answer."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return int(resp.status), resp.read().decode()
-    except urllib.error.HTTPError as exc:
-        return int(exc.code), exc.read().decode(errors="replace")
-    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-        return 0, ""
-
-
 @dataclass
 class Child:
     """One slot: the process running in it now, and when it may be started again."""
@@ -122,7 +103,9 @@ class Child:
         return f"http://127.0.0.1:{self.port}{path}"
 
 
-class Supervisor:
+class WorkerProcessSupervisor:
+    """`worker --processes N`: N worker child processes kept running, their metrics merged."""
+
     def __init__(self, count: int, child_args: list[str]) -> None:
         self.children = [Child(i) for i in range(count)]
         self._child_args = child_args
@@ -145,7 +128,7 @@ class Supervisor:
     # -- process management (main thread only: PR_SET_PDEATHSIG follows the forking thread)
 
     def start(self, child: Child) -> None:
-        port = _free_port()
+        port = free_port()
         argv = [sys.executable, "-m", "pipeline.cli", "worker", *self._child_args]
         argv += ["--http-host", "127.0.0.1", "--http-port", str(port)]
         process = subprocess.Popen(argv, preexec_fn=_die_with_parent)
@@ -218,7 +201,7 @@ class Supervisor:
 
         def one(child: Child) -> dict[str, Family]:
             process = child.process
-            status, text = _get(child.url("/metrics"))
+            status, text = http_get(child.url("/metrics"))
             with self._lock:
                 # kept only if that process still holds the slot (not retired meanwhile)
                 if status == 200 and child.process is process:
@@ -234,7 +217,7 @@ class Supervisor:
 class ChildrenHealth(Health):
     """Alive and ready only when every child process runs and its own endpoint says so."""
 
-    def __init__(self, supervisor: Supervisor) -> None:
+    def __init__(self, supervisor: WorkerProcessSupervisor) -> None:
         super().__init__()
         self._supervisor = supervisor
 
@@ -244,7 +227,7 @@ class ChildrenHealth(Health):
             if not child.running:
                 problems.append(f"worker process {child.index}: not running (restarting)")
                 continue
-            status, body = _get(child.url(path))
+            status, body = http_get(child.url(path))
             if status != 200:
                 said = body.strip() or "no answer"
                 problems.append(f"worker process {child.index}: {said}")
@@ -271,11 +254,10 @@ def supervise_workers(
     or SIGINT; serve the merged endpoint on http_host:http_port (0: none). Returns the exit
     status."""
     arguments = child_arguments(sys.argv if argv is None else argv)
-    supervisor = Supervisor(process_count(processes), arguments)
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda _signum, _frame: stop.set())
-    if http_port:
-        serve_http(http_host, http_port, supervisor.registry, supervisor.health)
-    log.info("supervising worker processes", processes=len(supervisor.children))
-    return supervisor.run(stop)
+    supervisor = WorkerProcessSupervisor(process_count(processes), arguments)
+    with (
+        stop_on_signals() as stop,
+        http_endpoint(http_host, http_port, supervisor.registry, supervisor.health),
+    ):
+        log.info("supervising worker processes", processes=len(supervisor.children))
+        return supervisor.run(stop)

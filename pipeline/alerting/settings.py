@@ -1,4 +1,4 @@
-"""Settings of `metrics-pipeline alert-bridge` (pipeline/settings.py precedence: flags >
+"""Settings of `metrics-pipeline alert-bridge` (pipeline/common_settings.py precedence: flags >
 METRICS_PIPELINE_* env > YAML > defaults), e.g. METRICS_PIPELINE_ALERTMANAGER_URL,
 METRICS_PIPELINE_DASHBOARD_URL_TEMPLATE, METRICS_PIPELINE_BEARER_TOKEN_FILE."""
 
@@ -8,16 +8,15 @@ from pydantic import Field, field_validator, model_validator
 
 from pipeline.alerting.labels import LABEL_NAME
 from pipeline.alerting.template import check_template
+from pipeline.common_settings import GroupMemberSettings
 from pipeline.http_client import HttpAuthSettings
-from pipeline.settings import CommonSettings, Duration, OptionalDuration, duration
+from pipeline.setting_types import Duration, OptionalDuration, duration
 
 
-class AlertBridgeSettings(CommonSettings, HttpAuthSettings):
+class AlertBridgeSettings(GroupMemberSettings, HttpAuthSettings):
     """A consumer-group member on the anomaly topic that keeps Alertmanager in step with it."""
 
     group_id: str = "metrics-pipeline-alert-bridge"
-    anomaly_topic: str = "metrics.anomalies"
-    deadletter_topic: str = "metrics.deadletter"
     alertmanager_url: str = Field(
         description="Alertmanager's base URL (alerts go to <url>/api/v2/alerts), "
         "e.g. http://alertmanager:9093."
@@ -65,13 +64,6 @@ class AlertBridgeSettings(CommonSettings, HttpAuthSettings):
         "resolved episode does not fire it again.",
     )
     headers: dict[str, str] = Field(default_factory=dict, description="Extra HTTP headers.")
-    session_timeout_ms: int = Field(10_000, ge=1000)
-    create_topics: bool = Field(
-        False,
-        description="Create missing topics (single replica); off: verify them, and name "
-        "`metrics-pipeline topics create` when one is missing.",
-    )
-    topic_partitions: int = Field(8, ge=1, description="Partitions of topics this process creates.")
 
     @field_validator("alertmanager_url")
     @classmethod

@@ -45,13 +45,11 @@ def detect_settings(worker: WorkerSettings) -> DetectSettings:
     """The detector on the 10 s tier, tuned to the demo's five minutes of event time: a short
     history and warm-up, p99 only, and the wider threshold such a short history needs (15
     windows of a few gauges pin their band to the scale floor)."""
+    topics = worker.topic_names() | {"anomaly_topic": worker.group_id + ".anomalies"}
     return DetectSettings(
         bootstrap_servers=worker.bootstrap_servers,
         group_id=worker.group_id + "-detect",
-        rollup_topic_prefix=worker.rollup_topic_prefix,
-        deadletter_topic=worker.deadletter_topic,
-        checkpoint_topic=worker.checkpoint_topic,
-        anomaly_topic=worker.group_id + ".anomalies",
+        **topics,
         resolution=format_duration(worker.resolution),
         statistics=["p99"],
         model="robust",
@@ -82,8 +80,7 @@ def alert_bridge(settings: DetectSettings, alertmanager_url: str) -> AlertBridge
         AlertBridgeSettings(
             bootstrap_servers=settings.bootstrap_servers,
             group_id=settings.group_id + "-alerts",
-            anomaly_topic=settings.anomaly_topic,
-            deadletter_topic=settings.deadletter_topic,
+            **settings.topic_names(),
             alertmanager_url=alertmanager_url,
             session_timeout_ms=settings.session_timeout_ms,
             http_port=0,

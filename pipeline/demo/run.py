@@ -45,7 +45,7 @@ from pipeline.loadgen.anchor import event_start_ms
 from pipeline.loadgen.build import Workload, generate
 from pipeline.loadgen.produce import produce
 from pipeline.loadgen.spec import MalformedCounts, WorkloadSpec
-from pipeline.runtime import Supervisor
+from pipeline.runtime import ThreadSupervisor
 from pipeline.settings import TierSettings, WorkerSettings
 from pipeline.store import DEFAULT_STORE_PATH
 
@@ -179,14 +179,14 @@ def run_pipeline(
     )
     sinks = build_sinks(
         settings,
-        [settings.rollup_topic, *(step.rollup_topic for step in steps)],
+        [settings.output_topic, *(step.output_topic for step in steps)],
         options.store_path,
         options.remote_write_url,
     )
     stages: list[PartitionedStage[Any]] = [worker, *tiers]
     samples = workload.manifest.samples_total
     deadline = time.monotonic() + options.timeout_s
-    with Supervisor() as supervisor, _progress(console) as progress:
+    with ThreadSupervisor() as supervisor, _progress(console) as progress:
         supervisor.start("detect", detector)
         if bridge is not None:
             supervisor.start("alert-bridge", bridge)
@@ -261,14 +261,14 @@ def report(
     )
     servers = settings.bootstrap_servers
     samples = workload.manifest.samples_total
-    summary = read_outputs(servers, settings.rollup_topic, settings.deadletter_topic)
+    summary = read_outputs(servers, settings.output_topic, settings.deadletter_topic)
     print_summary(console, summary, samples)
     tier_outputs = {format_duration(settings.resolution): summary}
     late_children: dict[str, int] = {}
     read_by: dict[str, str] = {}
     for step in tier_settings(settings).steps():
         tier_outputs[format_duration(step.resolution)] = read_outputs(
-            servers, step.rollup_topic, "__none__"
+            servers, step.output_topic, "__none__"
         )
         read_by[step.source_topic] = format_duration(step.resolution)
     for record in summary.deadletters.values():
@@ -300,13 +300,13 @@ def report(
 
 
 def tier_settings(worker: WorkerSettings) -> TierSettings:
+    topics = worker.topic_names() | {
+        "chain": [format_duration(worker.resolution), "1m", "5m", "1h"]
+    }
     return TierSettings(
         bootstrap_servers=worker.bootstrap_servers,
         group_id=worker.group_id + "-tier",
-        rollup_topic_prefix=worker.rollup_topic_prefix,
-        deadletter_topic=worker.deadletter_topic,
-        checkpoint_topic=worker.checkpoint_topic,
-        chain=[format_duration(worker.resolution), "1m", "5m", "1h"],
+        **topics,
         # Doubled per step (3 s, 6 s, 12 s): each tier waits for the one below to flush.
         idle_timeout="3s",
         session_timeout_ms=worker.session_timeout_ms,

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from pipeline.runtime import Closing, Supervisor
+from pipeline.runtime import Closing, ThreadSupervisor
 from pipeline.settings import WorkerSettings
 from pipeline.sinks.base import RollupSink
 from pipeline.sinks.local import LocalStoreSink
@@ -30,8 +30,8 @@ def build_sinks(
     """The local store sink, and the remote-write sink when a URL is given, by name."""
     common: dict[str, Any] = {
         "bootstrap_servers": worker.bootstrap_servers,
+        **worker.topic_names(),
         "topics": topics,
-        "deadletter_topic": worker.deadletter_topic,
         "session_timeout_ms": worker.session_timeout_ms,
         "http_port": 0,
         "topic_partitions": worker.topic_partitions,
@@ -54,14 +54,14 @@ def build_sinks(
     return {f"sink-{sink.name}": SinkRunner(settings, sink) for settings, sink in pairs}
 
 
-def start_sinks(supervisor: Supervisor, sinks: dict[str, SinkRunner]) -> None:
+def start_sinks(supervisor: ThreadSupervisor, sinks: dict[str, SinkRunner]) -> None:
     """Each sink on its own thread; its store is closed once it has stopped."""
     for name, runner in sinks.items():
         supervisor.start(name, Closing(runner, runner.sink.close))
 
 
 def wait_stored(
-    supervisor: Supervisor, sinks: dict[str, SinkRunner], rollups: int, deadline: float
+    supervisor: ThreadSupervisor, sinks: dict[str, SinkRunner], rollups: int, deadline: float
 ) -> bool:
     """Until every sink has stored `rollups` records (or the deadline, or a sink died)."""
     while time.monotonic() < deadline:

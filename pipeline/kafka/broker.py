@@ -13,6 +13,8 @@ Typical use::
 
     with EmbeddedBroker() as broker:
         run_something(broker.bootstrap_servers)
+
+`metrics-pipeline broker` runs one in the foreground (pipeline/kafka/broker_command.py).
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from __future__ import annotations
 import atexit
 import ipaddress
 import os
-import signal
 import socket
 import subprocess
 import tempfile
@@ -28,13 +29,14 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import IO, Final, Self
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from pipeline.errors import PipelineError
+from pipeline.loopback import accepts_connections, free_port, host_port, socket_family
 
 DEFAULT_STARTUP_TIMEOUT: Final = 20.0
 # Tansu exits at once on SIGTERM when no client is connected, but waits ~5 s for connected
@@ -81,42 +83,17 @@ def _loopback_host(host: str) -> str:
     return str(address)
 
 
-def _host_port(host: str, port: int) -> str:
-    """Format ``host:port``, bracketing IPv6 literals as Kafka clients and URLs expect."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _socket_family(host: str) -> socket.AddressFamily:
-    return socket.AF_INET6 if ":" in host else socket.AF_INET
-
-
-def _free_port(host: str) -> int:
-    """Ask the kernel for a currently free port on ``host`` (it can be taken again before use)."""
-    with socket.socket(_socket_family(host), socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def _check_port_free(host: str, port: int) -> None:
     """Fail early and clearly if ``port`` is already bound (e.g. a real Kafka on 9092)."""
-    with socket.socket(_socket_family(host), socket.SOCK_STREAM) as probe:
+    with socket.socket(socket_family(host), socket.SOCK_STREAM) as probe:
         # Tansu's listener sets SO_REUSEADDR, so TIME_WAIT leftovers must not count as "in use".
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as exc:
             raise PortInUseError(
-                f"cannot start the embedded broker: {_host_port(host, port)} is in use ({exc})"
+                f"cannot start the embedded broker: {host_port(host, port)} is in use ({exc})"
             ) from exc
-
-
-def _accepts_connections(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 def resolve_binary() -> str:
@@ -207,7 +184,7 @@ class EmbeddedBroker:
     @property
     def bootstrap_servers(self) -> str:
         """``host:port`` for a Kafka client's ``bootstrap.servers``."""
-        return _host_port(self.host, self.port)
+        return host_port(self.host, self.port)
 
     @property
     def pid(self) -> int | None:
@@ -241,7 +218,7 @@ class EmbeddedBroker:
             attempts = 1 if self._requested_port is not None else _PORT_ATTEMPTS
             deadline = time.monotonic() + self.startup_timeout
             for attempt in range(1, attempts + 1):
-                port = self._requested_port or _free_port(self.host)
+                port = self._requested_port or free_port(self.host)
                 try:
                     self._spawn_and_wait(binary, port, deadline)
                 except PortInUseError:
@@ -303,7 +280,7 @@ class EmbeddedBroker:
             return ""
 
     def __repr__(self) -> str:
-        where = _host_port(self.host, self._port) if self._port else "not started"
+        where = host_port(self.host, self._port) if self._port else "not started"
         return f"EmbeddedBroker({where}, pid={self.pid})"
 
     # -- internals ----------------------------------------------------------------------------
@@ -322,7 +299,7 @@ class EmbeddedBroker:
     def _spawn_and_wait(self, binary: str, port: int, deadline: float) -> None:
         if self._requested_port is not None:
             _check_port_free(self.host, port)
-        url = f"tcp://{_host_port(self.host, port)}"
+        url = f"tcp://{host_port(self.host, port)}"
         argv = [
             binary,
             "broker",
@@ -358,13 +335,13 @@ class EmbeddedBroker:
         process, host, port = self._process, self.host, self._port
         assert process is not None and port is not None
         # Poll the TCP port first: cheap, and librdkafka would log every refused connection.
-        while not _accepts_connections(host, port):
+        while not accepts_connections(host, port):
             self._raise_if_exited(process)
             if time.monotonic() >= deadline:
                 self._raise_timeout()
             time.sleep(0.02)
 
-        admin = AdminClient({"bootstrap.servers": _host_port(host, port), "log_level": 0})
+        admin = AdminClient({"bootstrap.servers": host_port(host, port), "log_level": 0})
         while True:
             self._raise_if_exited(process)
             remaining = deadline - time.monotonic()
@@ -382,7 +359,7 @@ class EmbeddedBroker:
             self._raise_if_exited(process)
             raise PortInUseError(
                 f"another broker (cluster id {metadata.cluster_id!r}) already listens on "
-                f"{_host_port(host, port)}"
+                f"{host_port(host, port)}"
             )
 
     def _raise_if_exited(self, process: subprocess.Popen[bytes]) -> None:
@@ -390,7 +367,7 @@ class EmbeddedBroker:
         if code is None:
             return
         tail = self.log_tail()
-        where = _host_port(self.host, self._port or 0)
+        where = host_port(self.host, self._port or 0)
         if "AddrInUse" in tail or "Address in use" in tail:
             raise PortInUseError(f"cannot start the embedded broker: {where} is in use")
         raise BrokerError(
@@ -400,7 +377,7 @@ class EmbeddedBroker:
 
     def _raise_timeout(self) -> None:
         raise BrokerError(
-            f"the embedded broker did not answer on {_host_port(self.host, self._port or 0)} "
+            f"the embedded broker did not answer on {host_port(self.host, self._port or 0)} "
             f"within {self.startup_timeout:.0f} s; log {self._log_path}:\n{self.log_tail()}"
         )
 
@@ -417,44 +394,3 @@ class EmbeddedBroker:
     def _cleanup_process(self) -> None:
         self._process = None
         self._port = None
-
-
-def run_embedded_broker(
-    port: int = 9092, host: str = "127.0.0.1", storage: str = MEMORY_STORAGE
-) -> None:
-    """Run the embedded broker in the foreground until SIGINT or SIGTERM.
-
-    This is ``metrics-pipeline broker``. Prints where it listens. Raises ``BrokerError`` if the
-    port is taken or the broker dies.
-    Signal handlers are installed only when called from the main thread; from another thread,
-    stop it by raising ``KeyboardInterrupt`` or ending the process.
-    """
-    stop_requested = threading.Event()
-
-    def _request_stop(signum: int, frame: FrameType | None) -> None:
-        stop_requested.set()
-
-    previous = {}
-    if threading.current_thread() is threading.main_thread():
-        previous = {
-            sig: signal.signal(sig, _request_stop) for sig in (signal.SIGINT, signal.SIGTERM)
-        }
-    broker = EmbeddedBroker(port=port, host=host, log_path=None, storage=storage)
-    kept = "memory only" if storage == MEMORY_STORAGE else f"storage {storage}"
-    try:
-        with broker:
-            print(
-                f"Kafka-compatible broker (Tansu, {kept}) listening on "
-                f"{broker.bootstrap_servers} — pid {broker.pid}, log {broker.log_path}. "
-                "Ctrl-C to stop.",
-                flush=True,
-            )
-            while not stop_requested.wait(0.5):
-                if not broker.running:
-                    raise BrokerError(
-                        f"the embedded broker exited unexpectedly; log tail:\n{broker.log_tail()}"
-                    )
-    finally:
-        for sig, handler in previous.items():
-            # None means "not installed from Python"; the default is the closest restorable.
-            signal.signal(sig, signal.SIG_DFL if handler is None else handler)

@@ -1,37 +1,117 @@
-"""Every topic of the pipeline, from one set of settings: what `metrics-pipeline topics` creates,
-describes and checks.
+"""Every topic of the pipeline, named in one place: `Topology`. Each process's settings include
+the same topic-name keys (`TopicNameSettings`) and derive the names they use from it; the
+`metrics-pipeline topics` command creates, describes and checks the whole list (`TopicPlan`).
 
-Roles: ``raw`` (input), ``repartition`` (the rollup worker's forwarding topic, always as many
-partitions as ``raw``: partition N of one pairs with partition N of the other), ``rollups.<res>``
-(one per tier of ``chain``), ``deadletter``, ``checkpoints`` (compacted: only the latest record
-per key matters) and ``anomalies``. A rollup tier works with any partition count (its consumers
-route by key and the worker spreads output over whatever count it finds), so a tier created by
-another process first with another count is reported, not refused.
+Roles: ``raw`` (input), ``repartition`` (the rollup worker's forwarding topic, one per consumer
+group, always as many partitions as ``raw``: partition N of one pairs with partition N of the
+other), ``rollups.<res>`` (one per tier of ``chain``), ``deadletter``, ``checkpoints``
+(compacted: only the latest record per key matters) and ``anomalies``. A rollup tier works with
+any partition count (its consumers route by key and the worker spreads output over whatever
+count it finds), so a tier created by another process first with another count is reported,
+not refused.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import pairwise
+from typing import TYPE_CHECKING, Any
 
-from pydantic import Field
-from pydantic_settings import SettingsConfigDict
+from pydantic import BaseModel, Field, field_validator
 
 from pipeline.core.durations import format_duration, parse_duration_ms
 from pipeline.kafka.admin import TopicSpec
-from pipeline.settings import DEFAULT_RETENTION, FOREVER, Duration, WorkerSettings, duration
+from pipeline.setting_types import Duration, duration
+
+if TYPE_CHECKING:
+    from pipeline.settings import TopologySettings
+
+#: Topic roles whose retention and partitions can be set (`metrics-pipeline topics create`); a
+#: tier can also be named alone ("rollups.1h") to override "rollups".
+ROLES = ("raw", "repartition", "rollups", "deadletter", "checkpoints", "anomalies")
+DEFAULT_RETENTION = "7d"
+FOREVER = "forever"
+#: The rollup tiers of a default deployment, finest first (the worker writes the first).
+DEFAULT_CHAIN = tuple(duration(d) for d in ("10s", "1m", "5m", "1h"))
 
 
-class TopologySettings(WorkerSettings):
-    """The worker's settings plus what only the whole pipeline needs: the tier chain and the
-    anomaly topic. Other keys are ignored, so any process's settings file can be read."""
+@dataclass(frozen=True)
+class Topology:
+    """The names of every topic of one deployment; the only place a topic name is made."""
 
-    model_config = SettingsConfigDict(env_prefix="METRICS_PIPELINE_", extra="ignore")
+    raw: str = "metrics.raw"
+    rollup_prefix: str = "metrics.rollups."
+    deadletter: str = "metrics.deadletter"
+    checkpoints: str = "metrics.checkpoints"
+    anomalies: str = "metrics.anomalies"
+    chain: tuple[int, ...] = DEFAULT_CHAIN
+    #: A repartition topic named outright; empty: one per consumer group (`repartition`).
+    repartition_override: str = ""
 
+    def repartition(self, group_id: str) -> str:
+        """The rollup worker group's forwarding topic: each group forwards by its own clocks."""
+        return self.repartition_override or f"{self.raw}.{group_id}.repartition"
+
+    def rollups(self, resolution_ms: int) -> str:
+        return self.rollup_prefix + format_duration(resolution_ms)
+
+    def tiers(self) -> list[str]:
+        """The rollup topic of every tier of the chain, finest first."""
+        return [self.rollups(resolution) for resolution in self.chain]
+
+
+_DEFAULT = Topology()
+
+
+class TopicNameSettings(BaseModel):
+    """The settings keys naming the topics, the same in every process's settings, so one file
+    can name them for the whole pipeline; a process reads the names it uses from `topology`."""
+
+    input_topic: str = _DEFAULT.raw
+    # Samples that landed on a partition not owning their series, and the partitions'
+    # watermarks, travel here to the owner. Only the workers write it: grant producers no access.
+    # Empty: "<input_topic>.<group_id>.repartition" (one per consumer group, as each group
+    # forwards by its own clocks).
+    repartition_topic: str = _DEFAULT.repartition_override
+    rollup_topic_prefix: str = _DEFAULT.rollup_prefix
+    deadletter_topic: str = _DEFAULT.deadletter
+    checkpoint_topic: str = _DEFAULT.checkpoints
+    anomaly_topic: str = _DEFAULT.anomalies
     chain: list[Duration] = Field(
-        default_factory=lambda: [duration(d) for d in ("10s", "1m", "5m", "1h")]
+        default_factory=lambda: list(DEFAULT_CHAIN),
+        description="The rollup tiers, finest first: the worker writes the first, "
+        "`metrics-pipeline tier` each next one.",
     )
-    anomaly_topic: str = "metrics.anomalies"
+
+    @field_validator("chain")
+    @classmethod
+    def _chain(cls, value: list[int]) -> list[int]:
+        if len(value) < 2:
+            raise ValueError("a chain needs at least two resolutions")
+        for finer, coarser in pairwise(value):
+            if coarser <= finer or coarser % finer:
+                shown = ", ".join(format_duration(v) for v in value)
+                raise ValueError(
+                    f"each resolution must be a larger multiple of the one before: [{shown}]"
+                )
+        return value
+
+    @property
+    def topology(self) -> Topology:
+        return Topology(
+            raw=self.input_topic,
+            rollup_prefix=self.rollup_topic_prefix,
+            deadletter=self.deadletter_topic,
+            checkpoints=self.checkpoint_topic,
+            anomalies=self.anomaly_topic,
+            chain=tuple(self.chain),
+            repartition_override=self.repartition_topic,
+        )
+
+    def topic_names(self) -> dict[str, Any]:
+        """These keys as settings values, to hand the same names to another process's settings."""
+        return self.model_dump(include=set(TopicNameSettings.model_fields))
 
 
 @dataclass(frozen=True)
@@ -45,24 +125,25 @@ class TopologyTopic:
         return self.role in ("raw", "repartition", "checkpoints")
 
 
-class Topology:
-    """The topics of one pipeline deployment, in the order data flows through them."""
+class TopicPlan:
+    """The topics `metrics-pipeline topics` manages, in the order data flows through them:
+    names from the settings' `Topology`, partitions, retention and replication from the rest."""
 
     def __init__(self, settings: TopologySettings) -> None:
         self.settings = settings
         s = settings
+        names = s.topology
         raw = self._partitions("raw")
-        tiers = [format_duration(r) for r in s.chain]
         entries = [
-            ("raw", s.input_topic, raw),
-            ("repartition", s.repartition_topic_name, raw),
+            ("raw", names.raw, raw),
+            ("repartition", names.repartition(s.group_id), raw),
             *[
-                (f"rollups.{t}", s.rollup_topic_prefix + t, self._partitions(f"rollups.{t}"))
-                for t in tiers
+                (f"rollups.{format_duration(r)}", names.rollups(r), self._partitions_of_tier(r))
+                for r in names.chain
             ],
-            ("deadletter", s.deadletter_topic, self._partitions("deadletter")),
-            ("checkpoints", s.checkpoint_topic, self._partitions("checkpoints")),
-            ("anomalies", s.anomaly_topic, self._partitions("anomalies")),
+            ("deadletter", names.deadletter, self._partitions("deadletter")),
+            ("checkpoints", names.checkpoints, self._partitions("checkpoints")),
+            ("anomalies", names.anomalies, self._partitions("anomalies")),
         ]
         self.topics = [
             TopologyTopic(
@@ -76,6 +157,9 @@ class Topology:
 
     def specs(self) -> list[TopicSpec]:
         return [t.spec for t in self.topics]
+
+    def _partitions_of_tier(self, resolution_ms: int) -> int:
+        return self._partitions(f"rollups.{format_duration(resolution_ms)}")
 
     def _partitions(self, role: str) -> int:
         by_role = self.settings.topic_partitions_by_role

@@ -12,7 +12,7 @@ from pipeline.errors import PipelineError
 from pipeline.options import BootstrapOpt, ConfigOpt, fail
 
 if TYPE_CHECKING:
-    from pipeline.kafka.topology import Topology
+    from pipeline.kafka.topology import TopicPlan
 
 # -- topics ----------------------------------------------------------------------------------
 
@@ -27,9 +27,10 @@ def _topology(
     bootstrap_servers: str | None,
     partitions: int | None,
     replication_factor: int | None,
-) -> tuple[dict[str, str], Topology]:
-    from pipeline.kafka.topology import Topology, TopologySettings
-    from pipeline.settings import load_settings
+) -> tuple[dict[str, str], TopicPlan]:
+    from pipeline.common_settings import load_settings
+    from pipeline.kafka.topology import TopicPlan
+    from pipeline.settings import TopologySettings
 
     settings = load_settings(
         TopologySettings,
@@ -38,7 +39,7 @@ def _topology(
         topic_partitions=partitions,
         topic_replication_factor=replication_factor,
     )
-    return settings.client_config(), Topology(settings)
+    return settings.client_config(), TopicPlan(settings)
 
 
 PartitionsOpt = Annotated[
@@ -51,7 +52,7 @@ ReplicationOpt = Annotated[
 ]
 
 
-def _describe(connection: dict[str, str], topology: Topology, as_json: bool) -> str | None:
+def _describe(connection: dict[str, str], topology: TopicPlan, as_json: bool) -> str | None:
     from pipeline.ops.topics import describe_topology, problems_summary
 
     states = describe_topology(connection, topology)
@@ -156,9 +157,9 @@ def tail(
     output: Annotated[str, typer.Option("--format", help="table | json")] = "table",
 ) -> None:
     """Print a topic's records as a table or JSON lines (never joins a consumer group)."""
+    from pipeline.common_settings import CommonSettings, load_settings
     from pipeline.ops.tail import TableWriter, TailOptions, json_line, tail_records
     from pipeline.runtime import stop_on_signals
-    from pipeline.settings import CommonSettings, load_settings
 
     try:
         if output not in ("table", "json"):

@@ -13,8 +13,8 @@ from typing import Any, Final
 import yaml
 from pydantic import SecretStr
 
+from pipeline.common_settings import CommonSettings, load_settings
 from pipeline.errors import ConfigError
-from pipeline.settings import CommonSettings, load_settings
 
 ENV_PREFIX: Final = "METRICS_PIPELINE_"
 MASK: Final = "***"
@@ -32,8 +32,7 @@ class ShownSetting:
 def settings_class(command: str) -> type[CommonSettings]:
     """The settings class a command reads (sub-commands joined by a dash: sink-local)."""
     from pipeline.alerting import AlertBridgeSettings
-    from pipeline.kafka.topology import TopologySettings
-    from pipeline.settings import DetectSettings, TierSettings, WorkerSettings
+    from pipeline.settings import DetectSettings, TierSettings, TopologySettings, WorkerSettings
     from pipeline.sinks.remote_write import RemoteWriteSettings
     from pipeline.sinks.settings import LocalSinkSettings
 

@@ -25,7 +25,7 @@ def broker(
     ] = "memory://tansu/",
 ) -> None:
     """Run the embedded Kafka-compatible broker (Tansu) until Ctrl-C."""
-    from pipeline.kafka.broker import run_embedded_broker
+    from pipeline.kafka.broker_command import run_embedded_broker
 
     try:
         run_embedded_broker(port=port, host=host, storage=storage)
@@ -84,6 +84,7 @@ def load(
     # the defaults of --topic / --partitions, so one file serves both.
     import orjson
 
+    from pipeline.common_settings import load_settings
     from pipeline.errors import ConfigError
     from pipeline.kafka.admin import TopicSpec, ensure_topics
     from pipeline.loadgen.anchor import event_start_ms
@@ -91,7 +92,7 @@ def load(
     from pipeline.loadgen.partitioning import KEY_FORMATS, partitioner_choice, rekeyed
     from pipeline.loadgen.produce import produce
     from pipeline.loadgen.spec import MalformedCounts, WorkloadSpec
-    from pipeline.settings import WorkerSettings, load_settings
+    from pipeline.settings import WorkerSettings
 
     try:
         settings = load_settings(

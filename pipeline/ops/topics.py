@@ -26,7 +26,7 @@ from pipeline.kafka.admin import (
     partition_counts,
 )
 from pipeline.kafka.clients import Connection, admin_config
-from pipeline.kafka.topology import Topology, TopologyTopic
+from pipeline.kafka.topology import TopicPlan, TopologyTopic
 
 #: Topic configs shown and checked.
 SHOWN_CONFIGS = ("cleanup.policy", "retention.ms")
@@ -48,13 +48,13 @@ class TopicState:
         return self.partitions > 0
 
 
-def create_topology(connection: Connection, topology: Topology, timeout: float = 30.0) -> None:
+def create_topology(connection: Connection, topology: TopicPlan, timeout: float = 30.0) -> None:
     """Create every missing topic of the topology; existing ones are left as they are."""
     ensure_topics(connection, topology.specs(), timeout=timeout, exact=False)
 
 
 def describe_topology(
-    connection: Connection, topology: Topology, timeout: float = 10.0
+    connection: Connection, topology: TopicPlan, timeout: float = 10.0
 ) -> list[TopicState]:
     """What exists of the topology, with each topic's problems and notes filled in."""
     partition_counts(connection, timeout)  # fails with the reason when Kafka is unreachable

@@ -1,24 +1,27 @@
-"""Settings every sink process shares: which rollup topics, batching, retries (pipeline/settings.py
-precedence: flags > METRICS_PIPELINE_* env > YAML > defaults). Each sink subclasses this."""
+"""Settings every sink process shares: which rollup topics, batching, retries (precedence as in
+pipeline/common_settings.py: flags > METRICS_PIPELINE_* env > YAML > defaults). Each sink
+subclasses this."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Self
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
-from pipeline.settings import CommonSettings, Duration, duration
+from pipeline.common_settings import GroupMemberSettings
+from pipeline.setting_types import Duration, duration
 from pipeline.store import DEFAULT_STORE_PATH
 
 
-class SinkSettings(CommonSettings):
+class SinkSettings(GroupMemberSettings):
     """The sink runner: a consumer-group member that stores rollup topics through one sink."""
 
     group_id: str = "metrics-pipeline-sink"
     topics: list[str] = Field(
-        default_factory=lambda: ["metrics.rollups.10s"], description="Rollup topics to store."
+        default_factory=list,
+        description="Rollup topics to store; default: the first tier's (metrics.rollups.10s).",
     )
-    deadletter_topic: str = "metrics.deadletter"
     batch_records: int = Field(5_000, ge=1, description="Most rollups per sink write.")
     batch_interval: Duration = Field(
         duration("1s"), description="Write a partial batch after this long."
@@ -29,21 +32,22 @@ class SinkSettings(CommonSettings):
     retry_max: Duration = Field(
         duration("30s"), description="Back-off cap while the store stays unavailable."
     )
-    session_timeout_ms: int = Field(10_000, ge=1000)
-    create_topics: bool = Field(
-        False,
-        description="Create missing topics (single replica); off: verify them, and name "
-        "`metrics-pipeline topics create` when one is missing.",
-    )
-    topic_partitions: int = Field(8, ge=1, description="Partitions of topics this process creates.")
 
     @field_validator("topics")
     @classmethod
     def _topics(cls, value: list[str]) -> list[str]:
-        topics = [t.strip() for t in value if t.strip()]
-        if not topics:
-            raise ValueError("name at least one rollup topic")
-        return topics
+        return [t.strip() for t in value if t.strip()]
+
+    @model_validator(mode="after")
+    def _named_by_the_topology(self) -> Self:
+        if not self.topics:
+            if "topics" in self.model_fields_set:
+                raise ValueError("topics: name at least one rollup topic")
+            self.topics = self.default_topics()
+        return self
+
+    def default_topics(self) -> list[str]:
+        return self.topology.tiers()[:1]
 
 
 class LocalSinkSettings(SinkSettings):
@@ -51,15 +55,12 @@ class LocalSinkSettings(SinkSettings):
 
     group_id: str = "metrics-pipeline-local-store"
     topics: list[str] = Field(
-        default_factory=lambda: [
-            "metrics.rollups.10s",
-            "metrics.rollups.1m",
-            "metrics.rollups.5m",
-            "metrics.rollups.1h",
-        ],
-        description="Rollup topics to store.",
+        default_factory=list, description="Rollup topics to store; default: every tier's."
     )
     path: Path = Field(DEFAULT_STORE_PATH, description="Root directory of the store.")
     compact_after: int = Field(
         64, ge=0, description="Merge a partition's batch files once it holds this many; 0: never."
     )
+
+    def default_topics(self) -> list[str]:
+        return self.topology.tiers()

@@ -15,12 +15,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
-from load.tsdb import PrometheusServer, free_port
+from load.tsdb import PrometheusServer
 from pipeline.demo import DEMO_SPEC
 from pipeline.demo.alerts import inject_incident
 from pipeline.kafka.admin import TopicSpec, ensure_topics
 from pipeline.loadgen.build import generate
 from pipeline.loadgen.produce import produce
+from pipeline.loopback import free_port
 from pipeline.sinks.remote_write.naming import base_name
 from tests.deploy.chart import render, settings_files, workloads
 

@@ -8,6 +8,7 @@ test needs the parsed settings, not a Kafka connection."""
 from __future__ import annotations
 
 import re
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -173,3 +174,44 @@ def test_topics_job_command_parses(tmp_path: Path) -> None:
     args = [_local(a, tmp_path) for a in container["args"]] + ["--help"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.usefixtures("captured_cli")
+def test_every_process_and_the_topics_job_name_the_same_topics(tmp_path: Path) -> None:
+    from pipeline.common_settings import load_settings
+    from pipeline.kafka.topology import TopicPlan
+    from pipeline.settings import TopologySettings
+
+    values = {
+        **EVERYTHING,
+        "topics": {"raw": "prod.raw", "rollupPrefix": "prod.rollups.", "anomalies": "prod.anom"},
+        "tier": {"chain": ["10s", "1m", "1h"]},
+        "detect": {"resolution": "1h"},
+    }
+    objects = render(values)
+    _lay_out_mounts(objects, tmp_path)
+    seen = {}
+    for workload in workloads(objects):
+        (container,) = workload["spec"]["template"]["spec"]["containers"]
+        seen[container["name"]] = _run(container, tmp_path)
+    tiers = ["prod.rollups.10s", "prod.rollups.1m", "prod.rollups.1h"]
+    assert (seen["worker"].source_topic, seen["worker"].output_topic) == ("prod.raw", tiers[0])
+    assert [(s.source_topic, s.output_topic) for s in seen["tier"]] == list(pairwise(tiers))
+    assert (seen["detect"].source_topic, seen["detect"].output_topic) == (tiers[2], "prod.anom")
+    assert seen["sink-local"].topics == tiers  # values leave them empty: every tier
+    assert seen["alert-bridge"].anomaly_topic == "prod.anom"
+
+    (hook_map,) = [
+        m for m in of_kind(objects, "ConfigMap") if m["metadata"]["name"].endswith("-topics")
+    ]
+    common = tmp_path / "topics.yaml"
+    common.write_text(_local(hook_map["data"]["common.yaml"], tmp_path))
+    plan = TopicPlan(load_settings(TopologySettings, common))
+    assert [t.spec.name for t in plan] == [
+        "prod.raw",
+        seen["worker"].repartition_topic_name,
+        *tiers,
+        "metrics.deadletter",
+        "metrics.checkpoints",
+        "prod.anom",
+    ]

@@ -14,7 +14,6 @@ What each expression must show is declared next to it (pipeline/deploy/panels.py
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,6 @@ from tests.deploy.pipeline_run import (
     wait_until,
 )
 from tests.deploy.queries import all_queries, concrete
-from tests.support.tsdb_servers import require_alertmanager
 
 pytestmark = pytest.mark.slow
 
@@ -56,17 +54,6 @@ def _query_range(base_url: str, expr: str, start: float) -> list[dict[str, Any]]
 
 def _has(base_url: str, expr: str, start: float) -> bool:
     return bool(_query_range(base_url, expr, start))
-
-
-@pytest.fixture
-def alertmanager(tmp_path: Path) -> Iterator[AlertmanagerServer]:
-    require_alertmanager()
-    server = AlertmanagerServer(tmp_path / "alertmanager")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def test_every_dashboard_query_on_a_real_run(

@@ -104,7 +104,10 @@ def test_embedded_broker_keeps_log_on_request(tmp_path: os.PathLike[str]) -> Non
 @pytest.mark.slow
 def test_run_embedded_broker_stops_on_sigterm() -> None:
     port = _free_loopback_port()
-    code = f"from pipeline.kafka.broker import run_embedded_broker; run_embedded_broker({port})"
+    code = (
+        "from pipeline.kafka.broker_command import run_embedded_broker; "
+        f"run_embedded_broker({port})"
+    )
     runner = subprocess.Popen(
         [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )

@@ -17,12 +17,13 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from load.worker_run import free_port, process_tree
+from load.worker_run import process_tree
 from pipeline.demo.summary import OutputSummary
 from pipeline.kafka.admin import TopicSpec, ensure_topics
 from pipeline.loadgen.build import generate
 from pipeline.loadgen.produce import produce
 from pipeline.loadgen.spec import WorkloadSpec
+from pipeline.loopback import free_port
 from pipeline.settings import WorkerSettings
 from tests.support.workloads import mixed_spec
 

@@ -4,7 +4,7 @@ load/alertmanager.py run them).
 Each starts on a free loopback port with its data in the test's tmp dir and is stopped by its
 pid at the end. They skip the test only when the server's binary is not installed (Debian:
 `apt-get install prometheus victoria-metrics prometheus-alertmanager`); any other start-up
-failure fails the test.
+failure fails the test. A test needing other options starts its own with `running(...)`.
 Import them in a conftest.py:
 ``from tests.support.tsdb_servers import prometheus, tsdb, victoria_metrics``.
 """
@@ -12,77 +12,60 @@ Import them in a conftest.py:
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from load.alertmanager import AlertmanagerServer
 from load.tsdb import PrometheusServer, TsdbServer, VictoriaMetricsServer
 
+Server = TypeVar("Server", bound=TsdbServer)
 
-def _require(cls: type[TsdbServer]) -> None:
+
+def require(cls: type[TsdbServer]) -> None:
+    """Skip the test when the server's Debian package is not installed."""
     if not cls.available():
         pytest.skip(
-            f"{cls.binary} is not installed: apt-get install prometheus victoria-metrics "
-            "(the remote-write tests need the real servers)"
+            f"{cls.binary} is not installed: apt-get install {cls.package} "
+            "(these tests need the real server)"
         )
 
 
-def start_server(cls: type[TsdbServer], data_dir: Path) -> TsdbServer:
-    _require(cls)
-    server = cls(data_dir)
+@contextmanager
+def running(server: Server) -> Iterator[Server]:
+    """`server` started for the block and stopped after it (the test skips without it)."""
+    require(type(server))
     server.start()
-    return server
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture
 def prometheus(tmp_path: Path) -> Iterator[PrometheusServer]:
     """Prometheus with the remote-write receiver and a 1 h out-of-order window."""
-    _require(PrometheusServer)
-    server = PrometheusServer(tmp_path / "prometheus")
-    server.start()
-    try:
+    with running(PrometheusServer(tmp_path / "prometheus")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
 def victoria_metrics(tmp_path: Path) -> Iterator[VictoriaMetricsServer]:
-    _require(VictoriaMetricsServer)
-    server = VictoriaMetricsServer(tmp_path / "victoria-metrics")
-    server.start()
-    try:
+    with running(VictoriaMetricsServer(tmp_path / "victoria-metrics")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(params=[PrometheusServer, VictoriaMetricsServer], ids=lambda c: c.kind)
 def tsdb(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TsdbServer]:
     """Each of the two servers in turn."""
-    server = start_server(request.param, tmp_path / request.param.kind)
-    try:
+    with running(request.param(tmp_path / request.param.kind)) as server:
         yield server
-    finally:
-        server.stop()
-
-
-def require_alertmanager() -> None:
-    if not AlertmanagerServer.available():
-        pytest.skip(
-            f"{AlertmanagerServer.binary} is not installed: apt-get install "
-            "prometheus-alertmanager (the alert bridge tests need the real server)"
-        )
 
 
 @pytest.fixture
 def alertmanager(tmp_path: Path) -> Iterator[AlertmanagerServer]:
     """Alertmanager with a null receiver and clustering off."""
-    require_alertmanager()
-    server = AlertmanagerServer(tmp_path / "alertmanager")
-    server.start()
-    try:
+    with running(AlertmanagerServer(tmp_path / "alertmanager")) as server:
         yield server
-    finally:
-        server.stop()

@@ -8,14 +8,9 @@ from pathlib import Path
 import pytest
 
 from pipeline.alerting import AlertBridgeSettings
-from pipeline.kafka.topology import Topology, TopologySettings
-from pipeline.settings import (
-    CommonSettings,
-    DetectSettings,
-    TierSettings,
-    WorkerSettings,
-    load_settings,
-)
+from pipeline.common_settings import CommonSettings, load_settings
+from pipeline.kafka.topology import TopicPlan
+from pipeline.settings import DetectSettings, TierSettings, TopologySettings, WorkerSettings
 from pipeline.sinks.remote_write import RemoteWriteSettings
 from pipeline.sinks.settings import LocalSinkSettings
 
@@ -34,7 +29,7 @@ def test_config_yaml_serves_the_worker_and_the_topology() -> None:
     assert worker.create_topics is False
     assert worker.kafka_config["socket.timeout.ms"] == "30000"
     topology = {
-        t.role: t.spec for t in Topology(load_settings(TopologySettings, EXAMPLES / "config.yaml"))
+        t.role: t.spec for t in TopicPlan(load_settings(TopologySettings, EXAMPLES / "config.yaml"))
     }
     assert topology["raw"].partitions == topology["repartition"].partitions == 16
     assert topology["rollups.1h"].config["retention.ms"] == "-1"

@@ -16,10 +16,10 @@ import urllib.request
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
+from pipeline.common_settings import CommonSettings
 from pipeline.errors import PipelineError
 from pipeline.observability import Health
-from pipeline.runtime import Closing, Supervisor, serve
-from pipeline.settings import CommonSettings
+from pipeline.runtime import Closing, ThreadSupervisor, serve
 
 
 class Metrics:
@@ -103,7 +103,7 @@ def test_closing_releases_after_run_even_when_it_raises() -> None:
     def fail() -> None:
         raise PipelineError("sink refused")
 
-    with Supervisor() as supervisor:
+    with ThreadSupervisor() as supervisor:
         supervisor.start("sink", Closing(Loop(then=fail), lambda: released.append("closed")))
         supervisor.wait()
     assert released == ["closed"]

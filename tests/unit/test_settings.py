@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from pipeline.common_settings import load_settings
 from pipeline.core.aggregator import WindowConfig
 from pipeline.core.decode import DecodeLimits
 from pipeline.core.digest import DigestConfig
 from pipeline.errors import ConfigError
-from pipeline.settings import TierSettings, WorkerSettings, load_settings
+from pipeline.settings import TierSettings, WorkerSettings
 
 PREFIX = "METRICS_PIPELINE_"
 

@@ -1,16 +1,17 @@
-"""The pipeline's topic list (Topology) from settings, and what `topics check` calls a problem."""
+"""The pipeline's topic list (TopicPlan) from settings, and what `topics check` calls a problem."""
 
 from __future__ import annotations
 
 import pytest
 
 from pipeline.kafka.admin import KafkaConfigError, partition_count
-from pipeline.kafka.topology import Topology, TopologySettings
+from pipeline.kafka.topology import TopicPlan
 from pipeline.ops.topics import TopicState, _judge, problems_summary
+from pipeline.settings import TopologySettings
 
 
-def topology(**values: object) -> Topology:
-    return Topology(TopologySettings(create_topics=False, **values))  # type: ignore[arg-type]
+def topology(**values: object) -> TopicPlan:
+    return TopicPlan(TopologySettings(create_topics=False, **values))  # type: ignore[arg-type]
 
 
 def test_every_topic_of_the_pipeline_with_its_role() -> None:
@@ -50,7 +51,7 @@ def test_repartition_follows_raw_partitions() -> None:
     assert t["deadletter"].partitions == 8
 
 
-def _states(t: Topology, **found: tuple[int, str]) -> list[TopicState]:
+def _states(t: TopicPlan, **found: tuple[int, str]) -> list[TopicState]:
     states = []
     for x in t:
         partitions, policy = found.get(
@@ -91,3 +92,23 @@ def test_unknown_librdkafka_key_is_one_line_naming_it() -> None:
     assert str(caught.value) == (
         'invalid Kafka client setting: No such configuration property: "sasl.pasword"'
     )
+
+
+def test_every_process_derives_its_topics_from_the_same_names() -> None:
+    from pipeline.settings import DetectSettings, TierSettings, WorkerSettings
+    from pipeline.sinks.settings import LocalSinkSettings, SinkSettings
+
+    names = {"input_topic": "p.raw", "rollup_topic_prefix": "p.r.", "chain": ["1m", "5m", "1h"]}
+    worker = WorkerSettings(resolution="1m", group_id="w", **names)  # type: ignore[arg-type]
+    assert (worker.source_topic, worker.output_topic) == ("p.raw", "p.r.1m")
+    assert worker.repartition_topic_name == "p.raw.w.repartition"
+    steps = TierSettings(**names).steps()  # type: ignore[arg-type]
+    assert [(s.source_topic, s.output_topic) for s in steps] == [
+        ("p.r.1m", "p.r.5m"),
+        ("p.r.5m", "p.r.1h"),
+    ]
+    detect = DetectSettings(resolution="5m", anomaly_topic="p.anomalies", **names)  # type: ignore[arg-type]
+    assert (detect.source_topic, detect.output_topic) == ("p.r.5m", "p.anomalies")
+    assert LocalSinkSettings(**names).topics == ["p.r.1m", "p.r.5m", "p.r.1h"]  # type: ignore[arg-type]
+    assert SinkSettings(group_id="s", **names).topics == ["p.r.1m"]  # type: ignore[arg-type]
+    assert SinkSettings(group_id="s", topics=["x"], **names).topics == ["x"]  # type: ignore[arg-type]

@@ -96,9 +96,20 @@ log_level: {{ .Values.logging.level }}
 log_format: {{ .Values.logging.format }}
 {{- end -}}
 
-{{/* Topic keys of processes that create topics. */}}
-{{- define "mp.topicSettings" -}}
+{{/* The topic names, the same keys in every settings file (pipeline/kafka/topology.py): each
+     process derives the names it uses from them, `topics create` makes all of them. */}}
+{{- define "mp.topicNames" -}}
+input_topic: {{ .Values.topics.raw | quote }}
+rollup_topic_prefix: {{ .Values.topics.rollupPrefix | quote }}
 deadletter_topic: {{ .Values.topics.deadletter | quote }}
+checkpoint_topic: {{ .Values.topics.checkpoints | quote }}
+anomaly_topic: {{ .Values.topics.anomalies | quote }}
+chain: {{ toJson .Values.tier.chain }}
+{{- end -}}
+
+{{/* Topic keys of every consumer-group process: the names, and whether it creates topics. */}}
+{{- define "mp.topicSettings" -}}
+{{ include "mp.topicNames" . }}
 create_topics: {{ .Values.topics.createMissing }}
 topic_partitions: {{ .Values.topics.partitions }}
 {{- end -}}

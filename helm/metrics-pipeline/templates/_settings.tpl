@@ -1,17 +1,13 @@
 {{/* The data of the settings ConfigMap: one <process>.yaml per enabled process. */}}
 {{- define "mp.settingsFiles" -}}
-{{- $t := .Values.topics -}}
 {{- if .Values.worker.enabled }}
 {{- $w := .Values.worker }}
 {{- $own := printf `
 group_id: %q
-input_topic: %q
-rollup_topic_prefix: %q
-checkpoint_topic: %q
 resolution: %q
 allowed_lateness: %q
 idle_timeout: %q
-%s` $w.groupId $t.raw $t.rollupPrefix $t.checkpoints $w.resolution $w.allowedLateness $w.idleTimeout (include "mp.topicSettings" .) }}
+%s` $w.groupId $w.resolution $w.allowedLateness $w.idleTimeout (include "mp.topicSettings" .) }}
 worker.yaml: |
   {{- include "mp.settingsFile" (dict "root" . "own" $own "config" $w.config) | nindent 2 }}
 {{- end }}
@@ -19,11 +15,8 @@ worker.yaml: |
 {{- $w := .Values.tier }}
 {{- $own := printf `
 group_id: %q
-rollup_topic_prefix: %q
-checkpoint_topic: %q
-chain: %s
 idle_timeout: "%ds"
-%s` $w.groupId $t.rollupPrefix $t.checkpoints (toJson $w.chain) (int $w.idleTimeoutSeconds) (include "mp.topicSettings" .) }}
+%s` $w.groupId (int $w.idleTimeoutSeconds) (include "mp.topicSettings" .) }}
 tier.yaml: |
   {{- include "mp.settingsFile" (dict "root" . "own" $own "config" $w.config) | nindent 2 }}
 {{- end }}
@@ -31,13 +24,10 @@ tier.yaml: |
 {{- $w := .Values.detect }}
 {{- $own := printf `
 group_id: %q
-rollup_topic_prefix: %q
-checkpoint_topic: %q
-anomaly_topic: %q
 resolution: %q
 statistics: %s
 model: %q
-%s` $w.groupId $t.rollupPrefix $t.checkpoints $t.anomalies $w.resolution (toJson $w.statistics) $w.model (include "mp.topicSettings" .) }}
+%s` $w.groupId $w.resolution (toJson $w.statistics) $w.model (include "mp.topicSettings" .) }}
 detect.yaml: |
   {{- include "mp.settingsFile" (dict "root" . "own" $own "config" $w.config) | nindent 2 }}
 {{- end }}
@@ -59,9 +49,9 @@ sink-remote-write.yaml: |
 {{- $w := .Values.sinks.local }}
 {{- $own := printf `
 group_id: %q
-topics: %s
+%s
 path: %q
-%s` $w.groupId (toJson $w.topics) (include "mp.storeDir" .) (include "mp.topicSettings" .) }}
+%s` $w.groupId (ternary (printf "topics: %s" (toJson $w.topics)) "" (gt (len $w.topics) 0)) (include "mp.storeDir" .) (include "mp.topicSettings" .) }}
 sink-local.yaml: |
   {{- include "mp.settingsFile" (dict "root" . "own" $own "config" $w.config) | nindent 2 }}
 {{- end }}
@@ -71,17 +61,19 @@ sink-local.yaml: |
 {{- $own := printf `
 group_id: %q
 alertmanager_url: %q
-anomaly_topic: %q
 alertname: %q
 %s
 %s
-%s` $w.groupId $w.alertmanagerUrl $t.anomalies $w.alertname (ternary (printf "dashboard_url_template: %q" $w.dashboardUrlTemplate) "" (ne $w.dashboardUrlTemplate "")) (include "mp.topicSettings" .) (include "mp.httpAuthSettings" (dict "root" . "auth" $w.auth)) }}
+%s` $w.groupId $w.alertmanagerUrl $w.alertname (ternary (printf "dashboard_url_template: %q" $w.dashboardUrlTemplate) "" (ne $w.dashboardUrlTemplate "")) (include "mp.topicSettings" .) (include "mp.httpAuthSettings" (dict "root" . "auth" $w.auth)) }}
 alert-bridge.yaml: |
   {{- include "mp.settingsFile" (dict "root" . "own" $own "config" $w.config) | nindent 2 }}
 {{- end }}
 {{- end -}}
 
-{{/* The keys a topics Job reads (CommonSettings only). */}}
+{{/* The keys a topics Job reads: the connection, the topic names, and the worker's group (it
+     names the repartition topic). */}}
 {{- define "mp.commonFile" -}}
-{{- toYaml (omit (include "mp.commonSettings" . | fromYaml) "http_host" "http_port") -}}
+{{- $common := omit (include "mp.commonSettings" . | fromYaml) "http_host" "http_port" -}}
+{{- $names := include "mp.topicNames" . | fromYaml -}}
+{{- toYaml (mustMergeOverwrite $common $names (dict "group_id" .Values.worker.groupId)) -}}
 {{- end -}}

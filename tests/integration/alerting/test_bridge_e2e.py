@@ -13,7 +13,7 @@ from load.alertmanager import AlertmanagerServer
 from pipeline.kafka.admin import TopicSpec, ensure_topics
 from tests.support.anomaly_events import MINUTE_MS, anomaly, resolved
 from tests.support.kafka_helpers import read_all
-from tests.support.tsdb_servers import require_alertmanager
+from tests.support.tsdb_servers import require
 
 from .helpers import (
     PARTITIONS,
@@ -78,7 +78,7 @@ def episodes(t0: int) -> dict[str, dict[str, Any]]:
 def test_episodes_become_alerts_and_resolve(
     kafka_bootstrap: str, unique_name: str, tmp_path: Path
 ) -> None:
-    require_alertmanager()
+    require(AlertmanagerServer)
     webhook = WebhookReceiver()
     am = AlertmanagerServer(tmp_path / "alertmanager", webhook_url=webhook.url)
     am.start()

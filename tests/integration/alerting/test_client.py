@@ -7,9 +7,9 @@ import time
 import pytest
 
 from load.alertmanager import AlertmanagerServer
-from load.tsdb import free_port
 from pipeline.alerting.client import AlertmanagerClient, AlertmanagerUnavailable
 from pipeline.alerting.mapping import rfc3339
+from pipeline.loopback import free_port
 
 from .helpers import bridge_settings
 

@@ -13,7 +13,7 @@ import pytest
 from load.tsdb import PrometheusServer, TsdbServer
 from pipeline.kafka.admin import TopicSpec, ensure_topics
 from tests.support.kafka_helpers import Record, read_all
-from tests.support.tsdb_servers import start_server
+from tests.support.tsdb_servers import running
 
 from .helpers import (
     PARTITIONS,
@@ -92,11 +92,8 @@ def test_a_tsdb_outage_loses_nothing_and_commits_nothing_unstored(
 def test_refused_records_are_dead_lettered_with_the_servers_message(
     kafka_bootstrap: str, unique_name: str, tmp_path: Path, window: str | None, message: str
 ) -> None:
-    if not PrometheusServer.available():
-        start_server(PrometheusServer, tmp_path)  # skips with the reason
-    prometheus = PrometheusServer(tmp_path / "prometheus", out_of_order_window=window)
-    prometheus.start()
-    try:
+    server = PrometheusServer(tmp_path / "prometheus", out_of_order_window=window)
+    with running(server) as prometheus:
         (source,) = real_rollups(kafka_bootstrap, unique_name, recent_spec(seed=21))
         first, second = split_by_window(read_all(kafka_bootstrap, source))
         # A week-old copy of every 7th rollup: far behind what Prometheus holds.
@@ -153,8 +150,6 @@ def test_refused_records_are_dead_lettered_with_the_servers_message(
         stored = prometheus.samples('{__name__=~".+"}')
         problems = differences(stored, expected_points(bodies(first + second)))
         assert not problems, f"{len(problems)} differences, e.g. {problems[:5]}"
-    finally:
-        prometheus.stop()
 
 
 def by_key_at(records: list[Record], deadletter: dict[str, Any]) -> Record:

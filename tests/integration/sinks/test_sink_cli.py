@@ -12,7 +12,8 @@ import httpx
 import orjson
 import pytest
 
-from load.tsdb import TsdbServer, free_port
+from load.tsdb import TsdbServer
+from pipeline.loopback import free_port
 from tests.support.kafka_helpers import read_all
 
 from .helpers import (

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.alerting.settings import AlertBridgeSettings
+from pipeline.common_settings import load_settings
 from pipeline.errors import ConfigError
-from pipeline.settings import load_settings
 
 
 def test_defaults_and_env(monkeypatch: pytest.MonkeyPatch) -> None:

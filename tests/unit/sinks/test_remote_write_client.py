@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
+from pipeline.common_settings import load_settings
 from pipeline.errors import ConfigError
-from pipeline.settings import load_settings
 from pipeline.sinks.backoff import Backoff
 from pipeline.sinks.base import RetryableSinkError
 from pipeline.sinks.remote_write.client import Refused, RemoteWriteClient
