@@ -39,10 +39,11 @@ import numpy as np
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from load.worker_run import ROOT, Scrape, _tail, free_port, histogram_quantile, scrape, worker_env
+from load.worker_run import ROOT, Scrape, _tail, histogram_quantile, scrape, worker_env
 from pipeline.kafka.admin import TopicSpec, ensure_topics, partition_count
 from pipeline.kafka.clients import consumer_config
 from pipeline.kafka.reader import read_to_end
+from pipeline.loopback import free_port
 
 RESOLUTION_MS = 10_000
 #: Well-partitioned (no forwarding) and librdkafka's default (most samples forwarded).
