@@ -12,7 +12,8 @@ novelty.py asks whether it is new to the track's long past (an onset).
 
 Hysteresis: a track fires when `fire_k` of its last `fire_n` windows were anomalous (score ≥ 1),
 or at once on an onset, and resolves after `resolve_m` windows in a row back to normal (score <
-`resolve_score`); one episode id per incident, derived from the series, statistic and the window
+`resolve_score`) — for an episode an onset began, also back inside the long past it broke;
+one episode id per incident, derived from the series, statistic and the window
 the incident began in, so a replay emits the same ids. An episode that lasts
 `rebaseline_windows` is a level shift: unless it is an outage (a count down to zero), its recent
 windows become the baseline and the episode ends with `ended_by: level_shift` — a statement,

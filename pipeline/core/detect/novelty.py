@@ -19,6 +19,9 @@ Onset score = max(exceedance / envelope_margin, surprise − likelihood_sigmas +
 either limit. A track fires an onset at once (no k-of-n: the first window is the news) once it
 has `warmup` windows of this long past; after a track fires, its onset score is held at 0 for
 `quiet_windows`, so one incident is announced once, not at every new extreme it reaches.
+An episode an onset began is not over while its value stays beyond the holding edge (the
+envelope as it was when it fired, plus half the margin): the hour's baseline may call a level
+normal that the long past never saw (detector.py).
 
 All of it is O(1) state per track (five numbers), vectorised over the tracks.
 """
