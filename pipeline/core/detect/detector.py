@@ -12,7 +12,8 @@ novelty.py asks whether it is new to the track's long past (an onset).
 
 Hysteresis: a track fires when `fire_k` of its last `fire_n` windows were anomalous (score ≥ 1),
 or at once on an onset, and resolves after `resolve_m` windows in a row back to normal (score <
-`resolve_score`); one episode id per incident, derived from the series, statistic and the window
+`resolve_score`) — for an episode an onset began, also back inside the long past it broke;
+one episode id per incident, derived from the series, statistic and the window
 the incident began in, so a replay emits the same ids. An episode that lasts
 `rebaseline_windows` is a level shift: unless it is an outage (a count down to zero), its recent
 windows become the baseline and the episode ends with `ended_by: level_shift` — a statement,
@@ -236,7 +237,7 @@ class PartitionDetector(EpisodeEvents, Checkpointing):
         recent_flags = st.flags & (st.flag_window > index - cfg.fire_n)
         count = recent_flags.sum(axis=1)
         with np.errstate(invalid="ignore"):
-            calm = seen & (scores.score < cfg.resolve_score)
+            calm = seen & (scores.score < cfg.resolve_score) & ~self._still_beyond(unit)
         # Back to normal = well inside the band, not merely under the threshold: an episode of
         # a shift that hovers around the threshold stays open instead of flapping.
         st.normal_run = np.where(calm, st.normal_run + 1, np.where(seen, 0, st.normal_run))
@@ -251,9 +252,11 @@ class PartitionDetector(EpisodeEvents, Checkpointing):
                 began = int(st.flag_window[track][recent_flags[track]].min())
                 method = "seasonal" if scores.seasonal[track] else "robust"
                 score, direction = float(scores.score[track]), bool(up[track])
+                beyond = None
             else:
                 began, method = index, "onset"
                 score, direction = float(onset[track]), bool(onset_up[track])
+                beyond = self.novelty.holding_edge(track, direction)  # before it learns
             episode = Episode(
                 episode_id(series_key, statistic, "deviation", began * self.res),
                 "deviation",
@@ -262,6 +265,7 @@ class PartitionDetector(EpisodeEvents, Checkpointing):
                 "up" if direction else "down",
                 "critical" if score >= cfg.critical_score else "warning",
                 method,
+                beyond,
             )
             self.active[track] = episode
             st.normal_run[track] = 0
@@ -274,6 +278,18 @@ class PartitionDetector(EpisodeEvents, Checkpointing):
         learn = np.ones(len(values), bool)  # isolated anomalies too: a heavy tail is learnt
         learn[list(self.active)] = False
         return learn, z
+
+    def _still_beyond(self, unit: np.ndarray) -> np.ndarray:
+        """Tracks whose onset episode's value is still beyond the edge of the long past it
+        broke: a drift that the last hour's baseline has followed is still new, and its
+        episode stays open until the value comes back (or the level-shift rule ends it)."""
+        out = np.zeros(len(unit), bool)
+        for track, episode in self.active.items():
+            if episode.beyond is not None:
+                up = episode.direction == "up"
+                value = unit[track]
+                out[track] = value > episode.beyond if up else value < episode.beyond
+        return out
 
     def _scored_window(
         self, index: int, values: np.ndarray, scores: Scores, onset: np.ndarray

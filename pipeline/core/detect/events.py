@@ -22,7 +22,11 @@ class Episode:
     started_at: int  # window start (epoch ms) of the first anomalous window
     direction: str
     severity: str
-    detector: str  # robust | seasonal | absence
+    detector: str  # robust | seasonal | absence | onset
+    # For an episode an onset began: where a value stops being new to the track's long past
+    # (statistic's unit, novelty.py). The episode is not over while the value stays beyond
+    # it, however ordinary the value has become for the last hour. Checkpointed with it.
+    beyond: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

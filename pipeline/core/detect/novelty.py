@@ -19,6 +19,9 @@ Onset score = max(exceedance / envelope_margin, surprise − likelihood_sigmas +
 either limit. A track fires an onset at once (no k-of-n: the first window is the news) once it
 has `warmup` windows of this long past; after a track fires, its onset score is held at 0 for
 `quiet_windows`, so one incident is announced once, not at every new extreme it reaches.
+An episode an onset began is not over while its value stays beyond the holding edge (the
+envelope as it was when it fired, plus half the margin): the hour's baseline may call a level
+normal that the long past never saw (detector.py).
 
 All of it is O(1) state per track (five numbers), vectorised over the tracks.
 """
@@ -39,7 +42,7 @@ class NoveltyConfig:
     envelope_noise: float = 3.0  # sampling sds a new extreme must clear
     envelope_decay: float = 1e-4  # per window, share of the range the envelope contracts by
     likelihood_alpha: float = 1.0 / 500.0  # weight of one window in the long-run |z| moments
-    likelihood_sigmas: float = 7.0  # surprise (sd of the track's own |z|) at onset 1.0
+    likelihood_sigmas: float = 9.0  # surprise (sd of the track's own |z|) at onset 1.0
     z_cap: float = 10.0  # |z| beyond this is no more informative
     warmup: int = 300  # windows of the long past before a track can fire an onset
     quiet_windows: int = 60  # onset held at 0 this long after a track fires
@@ -115,6 +118,16 @@ class Novelty:
         self.z_mean = np.where(scored, self.z_mean + weight * delta, self.z_mean)
         self.z_var = np.where(scored, (1 - weight) * (self.z_var + weight * delta**2), self.z_var)
         self.seen[seen] += 1
+
+    def holding_edge(self, track: int, up: bool) -> float:
+        """Where a value stops being new to the track's long past, for an episode an onset
+        began: half the margin beyond the envelope (the envelope itself has contracted inside
+        the old extremes, so an old extreme would otherwise count as new)."""
+        span = self.high[track] - self.low[track]
+        if not span > 0:
+            span = abs(self.high[track])
+        half = 0.5 * self.config.envelope_margin * span
+        return float(self.high[track] + half if up else self.low[track] - half)
 
     def fired(self, tracks: list[int], index: int) -> None:
         self.quiet_until[tracks] = index + 1 + self.config.quiet_windows

@@ -81,3 +81,29 @@ def test_the_long_past_survives_a_restart(cut: int) -> None:
     assert {e.key: e.encode() for e in before + after} == whole
     names = {orjson.loads(v)["detector"]["name"] for v in whole.values()}
     assert "onset" in names
+
+
+BEYOND = range(400, 450)  # service b at a level it never had, though ordinary for its hour
+
+
+def flip_then_beyond(s: str, m: int, v: float) -> float:
+    if s != "b":
+        return v
+    if m in BEYOND:
+        return 300.0
+    return 150.0 if m % 2 else 250.0  # two modes: the hour's band is wide
+
+
+def test_an_onset_episode_stays_open_while_the_value_is_beyond_the_long_past() -> None:
+    records = stream(520, services=("a", "b"), p99=flip_then_beyond)
+    events = run(records, PartitionDetector("r", 0, DetectConfig()))
+    bodies = [e.body for e in events if e.body["series"]["service"] == "b"]
+    p99 = [b for b in bodies if b["statistic"] == "p99"]
+    # 300 is well inside the band of an hour flipping between 150 and 250 (the deviation
+    # models alone called it normal three windows later), but beyond anything seen before.
+    assert [b["state"] for b in p99] == ["firing", "resolved"], p99
+    firing, resolved = p99
+    assert firing["detector"]["name"] == "onset"
+    assert firing["window_start"] == START + BEYOND.start * MINUTE
+    assert resolved["window_start"] >= START + BEYOND.stop * MINUTE
+    assert resolved["ended_by"] == "recovered"
