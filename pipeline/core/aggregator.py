@@ -107,12 +107,8 @@ class PartitionAggregator:
 
     @property
     def next_offset(self) -> int:
-        """First input offset not consumed yet (the clock's)."""
+        """First own-input offset not consumed yet (the clock's)."""
         return self.clock.next_offset
-
-    @next_offset.setter
-    def next_offset(self, value: int) -> None:
-        self.clock.next_offset = value
 
     @property
     def source_watermark(self) -> int:

@@ -97,21 +97,16 @@ class TierAggregator:
         self._percentile_names = digest.percentile_names()
 
     @property
+    def next_offset(self) -> int:
+        return self.clock.next_offset
+
+    @property
     def watermark(self) -> int:
         return self.clock.watermark
 
     @property
     def open_windows(self) -> int:
         return len(self.open)
-
-    @property
-    def next_offset(self) -> int:
-        """First input offset not consumed yet (the clock's)."""
-        return self.clock.next_offset
-
-    @next_offset.setter
-    def next_offset(self, value: int) -> None:
-        self.clock.next_offset = value
 
     # -- input ------------------------------------------------------------------------------
 

@@ -49,7 +49,8 @@ log = structlog.get_logger("stage")
 class PartitionState(Protocol):
     """One input partition's deterministic window state (see core/aggregator.py)."""
 
-    next_offset: int
+    @property
+    def next_offset(self) -> int: ...
 
     @property
     def watermark(self) -> int: ...

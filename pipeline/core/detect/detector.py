@@ -101,12 +101,7 @@ class PartitionDetector(EpisodeEvents, Checkpointing):
 
     @property
     def next_offset(self) -> int:
-        """First input offset not consumed yet (the clock's)."""
         return self.clock.next_offset
-
-    @next_offset.setter
-    def next_offset(self, value: int) -> None:
-        self.clock.next_offset = value
 
     # -- input ------------------------------------------------------------------------------
 
