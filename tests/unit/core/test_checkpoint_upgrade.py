@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,7 @@ def digest_of(outputs: list[Rollup]) -> str:
 # -- the raw aggregator: counters, an unconfirmed clock jump, a planned idle advance ---------
 
 
+@cache
 def raw_messages() -> list[RawMessage]:
     rng = np.random.default_rng(11)
     samples: list[dict[str, Any]] = timers(rng, 1_500, span_ms=240_000, jitter_ms=4_000)
@@ -128,8 +130,10 @@ def forwarding_fresh(table: SeriesTable | None = None) -> tuple[PartitionAggrega
     return agg, Decoder(table)
 
 
+@cache
 def forwarding_log() -> tuple[list[Rollup], Repartition, PartitionAggregator, Decoder]:
-    """The straight run up to the end: what partition 0 emitted, and its repartition log."""
+    """The straight run up to the end: what partition 0 emitted, and its repartition log (the
+    inputs are built once: every run only reads them)."""
     agg, dec = forwarding_fresh()
     log = Repartition()
     out: list[Rollup] = []
@@ -184,6 +188,7 @@ def forwarding_resume(saved: Checkpoint) -> list[Rollup]:
 # -- the tier: open coarse windows and a planned idle advance --------------------------------
 
 
+@cache
 def tier_children() -> list[tuple[int, WireRollup]]:
     agg, dec = raw_fresh()
     base = raw_feed(agg, dec, raw_messages())
@@ -217,6 +222,7 @@ def tier_resume(saved: Checkpoint) -> list[Rollup]:
 # -- the detector: mid-incident, with an open episode and hysteresis flags -------------------
 
 
+@cache
 def detect_records() -> list[tuple[int, WireRollup]]:
     return stream(
         300,
