@@ -32,6 +32,7 @@ from pipeline.core.rollup import Rollup
 from pipeline.core.rollup_wire import WireRollup, decode_rollup
 from pipeline.core.series import SeriesTable
 from pipeline.core.tier import TierAggregator, TierConfig
+from pipeline.errors import CheckpointError
 from tests.support.synthetic_rollups import MINUTE, START, stream
 
 from .helpers import BASE_MS, cumulative, messages, timers
@@ -298,3 +299,13 @@ def test_an_old_checkpoint_restores_to_the_same_output(name: str, stored: dict[s
     # ... which is also what today's own checkpoint, taken at the same point, replays to.
     _, today = scenario.until_checkpoint(scenario.cut)
     assert digest_of(scenario.resume(Checkpoint.decode(today))) == old["after"]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"{not json", b'{"version": 3, "topic": "t"}', b'{"version": 2, "topic": "t"}', b"[]"],
+    ids=["not-json", "unknown-version", "missing-fields", "not-an-object"],
+)
+def test_an_unreadable_checkpoint_is_refused_not_guessed(raw: bytes) -> None:
+    with pytest.raises(CheckpointError):
+        Checkpoint.decode(raw)
