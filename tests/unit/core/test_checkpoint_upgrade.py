@@ -296,9 +296,12 @@ def test_an_old_checkpoint_restores_to_the_same_output(name: str, stored: dict[s
     after = scenario.resume(Checkpoint.decode(record))
     assert len(after) == old["emitted"] > 0
     assert digest_of(after) == old["after"]
-    # ... which is also what today's own checkpoint, taken at the same point, replays to.
-    _, today = scenario.until_checkpoint(scenario.cut)
-    assert digest_of(scenario.resume(Checkpoint.decode(today))) == old["after"]
+    # ... which is also what today's own checkpoint, taken at the same point, replays to: it
+    # resumes at the same offset with the same clock.
+    _, raw_today = scenario.until_checkpoint(scenario.cut)
+    today, upgraded = Checkpoint.decode(raw_today), Checkpoint.decode(record)
+    assert (today.offset, today.clock) == (upgraded.offset, upgraded.clock)
+    assert digest_of(scenario.resume(today)) == old["after"]
 
 
 @pytest.mark.parametrize(
