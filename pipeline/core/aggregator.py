@@ -12,9 +12,9 @@ so the result depends on the partition's order alone, never on how a consumer ba
 - otherwise it is added to its window, which closes once the own clock and every other
   partition's forwarded watermark have passed its end.
 
-The only wall-clock rule is the idle advance (`plan_idle_advance`): the runtime may move the
-clock of a partition that received nothing for a while. The advance is recorded at the offset
-where it happened and carried in the checkpoint, so a replay applies it at the same point.
+The partition's clock (clock.py) is the one every stage has; its only wall-clock rule is the
+idle advance (`plan_idle_advance`), recorded at the offset where it happened and carried in the
+checkpoint, so a replay applies it at the same point.
 """
 
 from __future__ import annotations
@@ -25,9 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.core.advances import IdleAdvances
 from pipeline.core.cardinality import WindowAdmission
-from pipeline.core.checkpoint import Checkpoint, resume_point
+from pipeline.core.checkpoint import Checkpoint
 from pipeline.core.clock import ClockConfig, PartitionClock
 from pipeline.core.closing import WindowRenderer
 from pipeline.core.columns import SampleColumns
@@ -38,10 +37,10 @@ from pipeline.core.series import MetricKind, SeriesTable
 from pipeline.core.upstream import NO_TIME, UpstreamWatermarks
 from pipeline.core.windows import FORWARDED, OWN, OpenWindows
 
-# Checkpoint.extra entries: the repartition stream's resume offset and known watermarks there;
-# the clock's unconfirmed jumps (see clock.py) at the resume offset.
+# Checkpoint.state entries: cumulative counters' previous values; the repartition stream's
+# resume offset and known watermarks there.
+COUNTERS = "counters"
 FORWARD_STATE = "forward"
-CLOCK_CLAIMS = "clock_claims"
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,30 +98,23 @@ class PartitionAggregator:
         self.digest = digest or DigestConfig()
         self.windows = OpenWindows(self.digest)
         self.counters = CumulativeCounters(series, self.window.counter_staleness_ms)
-        self.clock = PartitionClock(clock)
-        self.emitted_wm = NO_TIME
-        self.next_offset = 0
+        self.clock = PartitionClock(clock, self.window.allowed_lateness_ms)
         self.forwarded_next_offset = 0
-        self.advances = IdleAdvances()
         self.upstream = UpstreamWatermarks(sources, partition)
         self._owners = owners if sources > 1 else None
         self.renderer = WindowRenderer(series, self.window.resolution_ms, self.digest)
         self.admission: WindowAdmission | None = None  # cardinality budget (core/cardinality.py)
 
     @property
-    def max_ts(self) -> int:
-        """The partition's clock: largest event time so far (see clock.py), idle advances in."""
-        return self.clock.max_ts
-
-    @max_ts.setter
-    def max_ts(self, value: int) -> None:
-        self.clock.max_ts = value
+    def next_offset(self) -> int:
+        """First own-input offset not consumed yet (the clock's)."""
+        return self.clock.next_offset
 
     @property
     def source_watermark(self) -> int:
         """This partition's own clock: it forwards nothing more to windows ending at or before
         it (the watermark it sends every partition)."""
-        return self.max_ts - self.window.allowed_lateness_ms
+        return self.clock.watermark
 
     @property
     def watermark(self) -> int:
@@ -137,14 +129,14 @@ class PartitionAggregator:
         (exclusive: the offset after the last message consumed, valid or not). Samples of series
         owned elsewhere that are on time come back in `StepResult.foreign`, to be forwarded."""
         result = StepResult()
-        for adv_offset, adv_max_ts in self.advances.due(self.next_offset, end_offset).all:
+        for adv_offset, adv_max_ts in self.clock.due(end_offset).all:
             cut = int(np.searchsorted(cols.offset, adv_offset, side="left"))
             self._process_own(cols.take(slice(0, cut)), result)
             cols = cols.take(slice(cut, None))
-            self.max_ts = max(self.max_ts, adv_max_ts)
+            self.clock.advance_to(adv_max_ts)
             result.rollups.extend(self._close())
         self._process_own(cols, result)
-        self.next_offset = max(self.next_offset, end_offset)
+        self.clock.consumed(end_offset)
         result.rollups.extend(self._close())
         return result
 
@@ -242,7 +234,7 @@ class PartitionAggregator:
         """Add on-time samples of one stream to their windows (those already emitted before a
         restore are skipped: they are inside that rollup)."""
         res = self.window.resolution_ms
-        emitted = end <= self.emitted_wm
+        emitted = end <= self.clock.emitted_wm
         result.already_emitted += int(emitted.sum())
         keep = ~emitted
         if not keep.any():
@@ -281,10 +273,9 @@ class PartitionAggregator:
 
     def _close(self) -> list[Rollup]:
         watermark = self.watermark
-        if watermark <= self.emitted_wm:
+        if not self.clock.emit_until(watermark):
             return []
         ends = sorted(e for e in self.windows.by_end if e <= watermark)
-        self.emitted_wm = watermark
         if self.admission is not None:
             self.admission.close_until(watermark)
         if not ends:
@@ -308,11 +299,10 @@ class PartitionAggregator:
             ends.append(self.upstream.maximum)
         if not ends:
             return False
-        new_max_ts = max(ends) + self.window.allowed_lateness_ms
-        return self.advances.plan(self.next_offset, new_max_ts, self.max_ts)
+        return self.clock.plan_idle_advance(max(ends) + self.window.allowed_lateness_ms)
 
     def apply_idle_advance(self) -> list[Rollup]:
-        self.max_ts = self.advances.at(self.next_offset, self.max_ts)
+        self.clock.apply_idle_advance()
         return self._close()
 
     def referenced_series(self) -> np.ndarray:
@@ -327,11 +317,10 @@ class PartitionAggregator:
     # -- checkpoints ------------------------------------------------------------------------
 
     def checkpoint(self) -> Checkpoint:
-        """State just before the first offsets a replay needs (own input and, in `extra`, the
-        repartition stream); moves the replay bases there."""
-        oldest = self.windows.oldest()
-        offset, max_ts = (self.next_offset, self.max_ts) if oldest is None else oldest
-        self.advances.keep_from(offset)
+        """State just before the first offsets a replay needs (own input and the repartition
+        stream); moves the replay bases there."""
+        offset, clock = self.clock.snapshot(self.windows.oldest())
+        max_ts = clock["max_ts"]
         forwarded = self.windows.oldest_forwarded()
         forwarded_offset = self.forwarded_next_offset if forwarded is None else forwarded
         w = self.window
@@ -342,52 +331,30 @@ class PartitionAggregator:
         else:
             self.counters.fold(forwarded_offset)  # cumulative counters arrive forwarded
             # A forwarded sample that still counts ends after the emitted watermark.
-            horizon = self.emitted_wm - w.counter_staleness_ms - w.resolution_ms
-        extra: dict[str, Any] = {}
-        claims = self.clock.fold(offset)
-        if claims[0]:
-            extra[CLOCK_CLAIMS] = claims
+            horizon = self.clock.emitted_wm - w.counter_staleness_ms - w.resolution_ms
+        state: dict[str, Any] = {COUNTERS: self.counters.base_entries(horizon)}
         if self.upstream.partitions > 1:
-            extra[FORWARD_STATE] = {
+            state[FORWARD_STATE] = {
                 "offset": forwarded_offset,
                 "watermarks": self.upstream.fold(forwarded_offset),
             }
-        return Checkpoint(
-            topic=self.topic,
-            partition=self.partition,
-            offset=offset,
-            max_ts=max_ts,
-            emitted_wm=self.emitted_wm,
-            resolution_ms=w.resolution_ms,
-            allowed_lateness_ms=w.allowed_lateness_ms,
-            counter_staleness_ms=w.counter_staleness_ms,
-            counters=self.counters.base_entries(horizon),
-            advances=self.advances.to_json(),
-            extra=extra,
-        )
+        return Checkpoint(self.topic, self.partition, offset, clock, self._fingerprint(), state)
+
+    def _fingerprint(self) -> dict[str, int]:
+        w = self.window
+        return {
+            "resolution_ms": w.resolution_ms,
+            "allowed_lateness_ms": w.allowed_lateness_ms,
+            "counter_staleness_ms": w.counter_staleness_ms,
+        }
 
     def restore(self, checkpoint: Checkpoint) -> None:
         """Start from a checkpoint: the caller then replays the partition's own input from its
         offset and the repartition stream from `forwarded_next_offset`."""
-        start = resume_point(
-            checkpoint,
-            (
-                checkpoint.resolution_ms,
-                checkpoint.allowed_lateness_ms,
-                checkpoint.counter_staleness_ms,
-            ),
-            (
-                self.window.resolution_ms,
-                self.window.allowed_lateness_ms,
-                self.window.counter_staleness_ms,
-            ),
-            "resolution/lateness/counter staleness",
-        )
-        self.clock.restore(start.max_ts, checkpoint.extra.get(CLOCK_CLAIMS))
-        self.emitted_wm = start.emitted_wm
-        self.next_offset, self.advances = start.next_offset, IdleAdvances(start.advances)
-        self.counters.restore(checkpoint.counters)
-        forward = checkpoint.extra.get(FORWARD_STATE) or {}
+        checkpoint.require(self._fingerprint(), "resolution/lateness/counter staleness")
+        self.clock.restore(checkpoint.offset, checkpoint.clock)
+        self.counters.restore(checkpoint.state.get(COUNTERS, []))
+        forward = checkpoint.state.get(FORWARD_STATE) or {}
         self.forwarded_next_offset = int(forward.get("offset", 0))
         self.upstream = UpstreamWatermarks(
             self.upstream.partitions, self.partition, forward.get("watermarks")

@@ -1,160 +1,143 @@
-"""The event-time clock of one input partition, which one skewed producer cannot drag ahead.
+"""The event-time clock of one input partition, shared by every stage's state machine.
 
-The clock is the largest event time of the partition's messages so far; a sample is late when
-its window ended more than the allowed lateness before the clock as it stood before the sample's
-message. One producer with a clock minutes ahead would make every honest sample after it late.
-So a message may move the clock by at most `jump_ms` at once; event times further ahead are
-held as claims, per series, and the clock jumps to them only when the jump is confirmed:
+A stage (raw rollups, tiers, the detector) judges each record against the clock as it stood
+before that record: `max_ts` is the largest event time seen so far, `watermark` is `max_ts`
+minus the allowed lateness, and the stage has emitted everything ending at or before
+`emitted_wm`. `next_offset` is the first input offset not consumed yet.
 
-- by `quorum` distinct series that all reached beyond the limit (the clock moves to the
-  lowest of the `quorum` highest claims), or
-- by `streak` consecutive messages beyond the limit with no message inside it: the whole
-  partition moved on (a stream resuming after a pause, or a producer alone on its partition).
+The only wall-clock input is the idle advance: the runtime may move the clock of a partition
+that received nothing for a while. It is recorded at the offset where it happened (advances.py),
+persisted in the checkpoint before what it closes is emitted, and applied at the same offset
+when a replay reaches it. The raw stage also bounds how far one message may move the clock
+(jumps.py); its unconfirmed claims are clock state too.
 
-A single skewed sample, or a skewed producer reporting fewer than `quorum` series among honest
-ones, never moves the clock; its samples still count in their own (future) windows. What a
-producer with `quorum` or more skewed series can do is bounded by `max_future` (judged against
-the record timestamp when the sample is decoded).
-
-Claims are part of the clock's state, so every change of them is logged with its offset and
-a checkpoint carries them as they were at its resume offset: a replay confirms the same jumps
-at the same messages.
+A checkpoint's `clock` entry is `snapshot()` taken at the resume offset the stage names (the
+first offset its open windows still need); `restore()` puts the clock back there.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
 import numpy as np
 
-NO_TIME = -(2**62)
+from pipeline.core.advances import DueAdvances, IdleAdvances
+from pipeline.core.jumps import NO_TIME, Claims, ClockConfig, JumpGuard
 
+__all__ = ["NO_TIME", "ClockConfig", "PartitionClock", "ResumeAt"]
 
-@dataclass(frozen=True, slots=True)
-class ClockConfig:
-    """jump_ms <= 0 turns the protection off (every message may move the clock any distance)."""
-
-    jump_ms: int = 60_000
-    quorum: int = 2
-    streak: int = 20
-
-
-@dataclass(slots=True)
-class Claims:
-    """Unconfirmed event times beyond the clock's jump limit."""
-
-    by_series: dict[int, int]
-    streak: int = 0
-
-    def to_json(self) -> list[Any]:
-        return [sorted([s, t] for s, t in self.by_series.items()), self.streak]
-
-    @staticmethod
-    def from_json(doc: Any) -> Claims:
-        if not doc:
-            return Claims({})
-        pairs, streak = doc
-        return Claims({int(s): int(t) for s, t in pairs}, int(streak))
+T = TypeVar("T")
+ResumeAt = tuple[int, int]  # (offset a replay starts from, max_ts just before it)
 
 
 class PartitionClock:
-    def __init__(self, config: ClockConfig | None = None) -> None:
-        self.config = config or ClockConfig()
+    """config: the jump rule (raw input only; `observe` ignores it). lateness_ms: how far the
+    watermark trails the largest event time."""
+
+    def __init__(self, config: ClockConfig | None = None, lateness_ms: int = 0) -> None:
+        self.lateness_ms = lateness_ms
+        self.jumps = JumpGuard(config)
         self.max_ts = NO_TIME
-        self.claims = Claims({})
-        self._base = Claims({})  # claims as of the replay base
-        self._log: list[tuple[int, Claims]] = []  # (offset of the message, claims after it)
+        self.emitted_wm = NO_TIME
+        self.next_offset = 0
+        self.advances = IdleAdvances()
+
+    @property
+    def config(self) -> ClockConfig:
+        return self.jumps.config
+
+    @property
+    def claims(self) -> Claims:
+        return self.jumps.claims
+
+    @property
+    def watermark(self) -> int:
+        return self.max_ts - self.lateness_ms
+
+    # -- input ------------------------------------------------------------------------------
+
+    def observe(self, ts: int) -> None:
+        """One record's event time is in (records judged one at a time: tiers, detector)."""
+        self.max_ts = max(self.max_ts, ts)
 
     def before_messages(self, ts: np.ndarray, series: np.ndarray, offset: np.ndarray) -> np.ndarray:
-        """The clock before each sample's message, advancing it over these samples (partition
-        order; a message is atomic: all its samples see the clock as it was before it)."""
-        n = len(ts)
-        new_msg = np.ones(n, dtype=bool)
-        new_msg[1:] = offset[1:] != offset[:-1]
-        msg_starts = np.flatnonzero(new_msg)
-        msg_max = np.maximum.reduceat(ts, msg_starts)
-        running = np.maximum.accumulate(np.concatenate(([self.max_ts], msg_max)))
-        msg_of_sample = np.cumsum(new_msg) - 1
-        jump = self.config.jump_ms
-        before = running[:-1]
-        if jump <= 0:
-            fast = True
-        else:
-            ahead = msg_max > before + jump
-            if self.max_ts == NO_TIME:
-                ahead[0] = False  # the first message sets the clock
-            fast = not self.claims.by_series and not ahead.any()
-        if fast:
-            self.max_ts = int(running[-1])
-            out: np.ndarray = before[msg_of_sample]
-            return out
-        return self._one_by_one(ts, series, offset, msg_starts, msg_of_sample)
+        """The clock before each sample's message, advancing it over these samples (raw input,
+        batched, under the jump rule)."""
+        before, self.max_ts = self.jumps.before_messages(self.max_ts, ts, series, offset)
+        return before
 
-    def _one_by_one(
-        self,
-        ts: np.ndarray,
-        series: np.ndarray,
-        offset: np.ndarray,
-        msg_starts: np.ndarray,
-        msg_of_sample: np.ndarray,
-    ) -> np.ndarray:
-        """The general rule, a message at a time (only batches near a jump take this path)."""
-        jump, quorum, streak = self.config.jump_ms, self.config.quorum, self.config.streak
-        before = np.empty(len(msg_starts), np.int64)
-        bounds = [*msg_starts.tolist(), len(ts)]
-        claims = self.claims
-        for m in range(len(msg_starts)):
-            a, b = bounds[m], bounds[m + 1]
-            before[m] = self.max_ts
-            if self.max_ts == NO_TIME:  # the first message sets the clock
-                self.max_ts = int(ts[a:b].max())
-                continue
-            limit = self.max_ts + jump
-            msg_ts = ts[a:b]
-            inside = msg_ts <= limit
-            changed = False
-            if inside.any():
-                self.max_ts = max(self.max_ts, int(msg_ts[inside].max()))
-                changed = claims.streak != 0
-                claims.streak = 0
-            if not inside.all():
-                for sid, t in zip(
-                    series[a:b][~inside].tolist(), msg_ts[~inside].tolist(), strict=True
-                ):
-                    claims.by_series[sid] = max(claims.by_series.get(sid, NO_TIME), t)
-                claims.streak += 1 if not inside.any() else 0
-                changed = True
-                heights = sorted(claims.by_series.values(), reverse=True)
-                if len(heights) >= quorum:
-                    self.max_ts = max(self.max_ts, heights[quorum - 1])
-                elif claims.streak >= streak:
-                    self.max_ts = max(self.max_ts, heights[-1])
-            if claims.by_series:
-                limit = self.max_ts + jump
-                kept = {s: t for s, t in claims.by_series.items() if t > limit}
-                if len(kept) != len(claims.by_series):
-                    claims.by_series = kept
-                    claims.streak = 0 if not kept else claims.streak
-                    changed = True
-            if changed:
-                self._log.append((int(offset[a]), Claims(dict(claims.by_series), claims.streak)))
-        result: np.ndarray = before[msg_of_sample]
-        return result
+    def due(self, end_offset: int) -> DueAdvances:
+        """The idle advances a step consuming up to `end_offset` passes."""
+        return self.advances.due(self.next_offset, end_offset)
 
-    def fold(self, before_offset: int) -> Any:
-        """Move the replay base to just before `before_offset`; returns the claims there."""
-        keep = 0
-        for offset, claims in self._log:
-            if offset >= before_offset:
-                break
-            self._base = claims
-            keep += 1
-        del self._log[:keep]
-        return self._base.to_json()
+    def advance_to(self, max_ts: int) -> None:
+        self.max_ts = max(self.max_ts, max_ts)
 
-    def restore(self, max_ts: int, claims: Any) -> None:
+    def consumed(self, end_offset: int) -> None:
+        self.next_offset = max(self.next_offset, end_offset)
+
+    def records(
+        self, records: Iterable[tuple[int, T]], end_offset: int, close: Callable[[], None]
+    ) -> Iterator[tuple[int, T]]:
+        """Step through (offset, record) pairs up to `end_offset`, applying each idle advance
+        (and calling `close`) before the first record at or after its offset; the advances
+        after the last record apply once the records are through. The caller observes each
+        record and closes what the step completed."""
+        due = self.due(end_offset)
+        for offset, record in records:
+            for adv_max_ts in due.before(offset):
+                self.advance_to(adv_max_ts)
+                close()
+            yield offset, record
+        for adv_max_ts in due.rest():
+            self.advance_to(adv_max_ts)
+        self.consumed(end_offset)
+
+    def emit_until(self, watermark: int) -> bool:
+        """Whether `watermark` completes anything new; if so, it becomes the emitted one."""
+        if watermark <= self.emitted_wm:
+            return False
+        self.emitted_wm = watermark
+        return True
+
+    # -- idle advances ----------------------------------------------------------------------
+
+    def plan_idle_advance(self, new_max_ts: int) -> bool:
+        """Record an advance to `new_max_ts` at the next offset (False: it advances nothing).
+        The caller persists a checkpoint before `apply_idle_advance`."""
+        return self.advances.plan(self.next_offset, new_max_ts, self.max_ts)
+
+    def apply_idle_advance(self) -> None:
+        self.max_ts = self.advances.at(self.next_offset, self.max_ts)
+
+    # -- checkpoints ------------------------------------------------------------------------
+
+    def snapshot(self, resume: ResumeAt | None) -> tuple[int, dict[str, Any]]:
+        """The resume offset and the clock there, for a checkpoint: `resume` is where the
+        stage's oldest open window began (None: nothing open, resume where input stops).
+        Moves the replay bases (advances, claims) to it."""
+        offset, max_ts = (self.next_offset, self.max_ts) if resume is None else resume
+        self.advances.keep_from(offset)
+        doc: dict[str, Any] = {
+            "max_ts": max_ts,
+            "emitted_wm": self.emitted_wm,
+            "advances": self.advances.to_json(),
+        }
+        claims = self.jumps.fold(offset)
+        if claims[0]:
+            doc["claims"] = claims
+        return offset, doc
+
+    def restore(self, offset: int, doc: dict[str, Any]) -> None:
+        advances = [list(a) for a in doc["advances"]]
+        max_ts = int(doc["max_ts"])
+        # An advance at exactly the resume offset happened before that message: apply it now.
+        for adv_offset, adv_max_ts in advances:
+            if adv_offset <= offset:
+                max_ts = max(max_ts, adv_max_ts)
         self.max_ts = max_ts
-        self._base = Claims.from_json(claims)
-        self.claims = Claims(dict(self._base.by_series), self._base.streak)
-        self._log = []
+        self.emitted_wm = int(doc["emitted_wm"])
+        self.next_offset = offset
+        self.advances = IdleAdvances(advances)
+        self.jumps.restore(doc.get("claims"))

@@ -25,15 +25,14 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.core.advances import IdleAdvances
-from pipeline.core.checkpoint import Checkpoint, resume_point
+from pipeline.core.checkpoint import Checkpoint
+from pipeline.core.clock import PartitionClock
 from pipeline.core.digest import DigestConfig
 from pipeline.core.durations import format_duration
 from pipeline.core.merge import merge_digests
 from pipeline.core.rollup import Rollup, rollup_key
 from pipeline.core.rollup_wire import WireRollup, series_dict
 
-NO_TIME = -(2**62)
 _MEAN = attrgetter("m")
 _WEIGHT = attrgetter("c")
 _RECENT_CLOSED = 2  # coarse windows whose child keys are kept to tell re-emissions from late
@@ -88,10 +87,8 @@ class TierAggregator:
         self.partition = partition
         self.config = config
         self.digest = digest
-        self.max_ts = NO_TIME  # latest child window_start seen
-        self.emitted_wm = NO_TIME
-        self.next_offset = 0
-        self.advances = IdleAdvances()
+        # Its event time is the latest child window_start seen.
+        self.clock = PartitionClock(lateness_ms=config.allowed_lateness_ms)
         self.open: dict[tuple[str, int], CoarseWindow] = {}
         self._by_end: dict[int, list[CoarseWindow]] = {}
         self._recent_closed: dict[int, set[tuple[str, int]]] = {}
@@ -100,8 +97,12 @@ class TierAggregator:
         self._percentile_names = digest.percentile_names()
 
     @property
+    def next_offset(self) -> int:
+        return self.clock.next_offset
+
+    @property
     def watermark(self) -> int:
-        return self.max_ts - self.config.allowed_lateness_ms
+        return self.clock.watermark
 
     @property
     def open_windows(self) -> int:
@@ -114,11 +115,9 @@ class TierAggregator:
         `end_offset` (exclusive: the offset after the last record consumed, valid or not)."""
         step = TierStep()
         res = self.config.resolution_ms
-        due = self.advances.due(self.next_offset, end_offset)
-        for offset, child in children:
-            for adv_max_ts in due.before(offset):
-                self.max_ts = max(self.max_ts, adv_max_ts)
-                step.rollups.extend(self._close())
+        for offset, child in self.clock.records(
+            children, end_offset, lambda: step.rollups.extend(self._close())
+        ):
             start = child.window_start - child.window_start % res
             end = start + res
             if end <= self.watermark:
@@ -126,7 +125,7 @@ class TierAggregator:
                     step.reemitted += 1
                 else:
                     step.late.append((offset, child))
-            elif end <= self.emitted_wm:
+            elif end <= self.clock.emitted_wm:
                 step.already_emitted += 1
             else:
                 window = self._window_for(child, start, offset)
@@ -135,11 +134,8 @@ class TierAggregator:
                 else:
                     self._merge(window, child)
                     step.merged += 1
-            self.max_ts = max(self.max_ts, child.window_start)
+            self.clock.observe(child.window_start)
             step.rollups.extend(self._close())
-        for adv_max_ts in due.rest():
-            self.max_ts = max(self.max_ts, adv_max_ts)
-        self.next_offset = max(self.next_offset, end_offset)
         step.rollups.extend(self._close())
         return step
 
@@ -157,7 +153,7 @@ class TierAggregator:
                 start=start,
                 has_digest=child.series.type != "counter",
                 first_offset=offset,
-                max_ts_before=self.max_ts,
+                max_ts_before=self.clock.max_ts,
             )
             self.open[key] = window
             self._by_end.setdefault(start + self.config.resolution_ms, []).append(window)
@@ -180,9 +176,8 @@ class TierAggregator:
 
     def _close(self) -> list[Rollup]:
         watermark = self.watermark
-        if watermark <= self.emitted_wm:
+        if not self.clock.emit_until(watermark):
             return []
-        self.emitted_wm = watermark
         ends = sorted(e for e in self._by_end if e <= watermark)
         if not ends:
             return []
@@ -230,51 +225,32 @@ class TierAggregator:
         """Record an advance that closes every open window (see PartitionAggregator's)."""
         if not self.open:
             return False
-        new_max = max(self._by_end) + self.config.allowed_lateness_ms
-        return self.advances.plan(self.next_offset, new_max, self.max_ts)
+        return self.clock.plan_idle_advance(max(self._by_end) + self.config.allowed_lateness_ms)
 
     def apply_idle_advance(self) -> list[Rollup]:
-        self.max_ts = self.advances.at(self.next_offset, self.max_ts)
+        self.clock.apply_idle_advance()
         return self._close()
 
     # -- checkpoints ------------------------------------------------------------------------
 
     def checkpoint(self) -> Checkpoint:
-        """State just before the first offset a replay needs."""
+        """State just before the first offset a replay needs (the tier keeps no state a replay
+        does not rebuild)."""
+        resume = None
         if self.open:
             oldest = min(self.open.values(), key=lambda w: w.first_offset)
-            offset, max_ts = oldest.first_offset, oldest.max_ts_before
-        else:
-            offset, max_ts = self.next_offset, self.max_ts
-        self.advances.keep_from(offset)
-        return Checkpoint(
-            topic=self.topic,
-            partition=self.partition,
-            offset=offset,
-            max_ts=max_ts,
-            emitted_wm=self.emitted_wm,
-            resolution_ms=self.config.resolution_ms,
-            allowed_lateness_ms=self.config.allowed_lateness_ms,
-            counter_staleness_ms=0,
-            advances=self.advances.to_json(),
-            extra={"input_resolution_ms": self.config.input_resolution_ms},
-        )
+            resume = (oldest.first_offset, oldest.max_ts_before)
+        offset, clock = self.clock.snapshot(resume)
+        return Checkpoint(self.topic, self.partition, offset, clock, self._fingerprint())
+
+    def _fingerprint(self) -> dict[str, int]:
+        return {
+            "input_resolution_ms": self.config.input_resolution_ms,
+            "resolution_ms": self.config.resolution_ms,
+            "allowed_lateness_ms": self.config.allowed_lateness_ms,
+        }
 
     def restore(self, checkpoint: Checkpoint) -> None:
         """Start from a checkpoint: the caller then replays the partition from its offset."""
-        start = resume_point(
-            checkpoint,
-            (
-                checkpoint.extra.get("input_resolution_ms"),
-                checkpoint.resolution_ms,
-                checkpoint.allowed_lateness_ms,
-            ),
-            (
-                self.config.input_resolution_ms,
-                self.config.resolution_ms,
-                self.config.allowed_lateness_ms,
-            ),
-            "input/tier resolution and lateness",
-        )
-        self.max_ts, self.emitted_wm = start.max_ts, start.emitted_wm
-        self.next_offset, self.advances = start.next_offset, IdleAdvances(start.advances)
+        checkpoint.require(self._fingerprint(), "input/tier resolution and lateness")
+        self.clock.restore(checkpoint.offset, checkpoint.clock)

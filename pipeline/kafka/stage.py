@@ -49,7 +49,8 @@ log = structlog.get_logger("stage")
 class PartitionState(Protocol):
     """One input partition's deterministic window state (see core/aggregator.py)."""
 
-    next_offset: int
+    @property
+    def next_offset(self) -> int: ...
 
     @property
     def watermark(self) -> int: ...
@@ -130,10 +131,10 @@ class PartitionedStage(ABC, Generic[StateT]):
         """Consume one partition's records (in order) and produce what they close."""
 
     def _restore_extra(self, partition: int, checkpoint: Checkpoint | None) -> None:
-        """Runtime state a stage keeps beside the window state (checkpoint.extra)."""
+        """Runtime state a stage keeps beside the window state (checkpoint.state)."""
 
     def _checkpoint_extra(self, partition: int, checkpoint: Checkpoint) -> None:
-        """Add runtime state to a checkpoint about to be written (checkpoint.extra)."""
+        """Add runtime state to a checkpoint about to be written (checkpoint.state)."""
 
     def _topics_ready(self, input_partitions: int) -> None:
         """Called once the input's partition count is known."""

@@ -125,19 +125,19 @@ class RollupWorker(PartitionedStage[PartitionAggregator]):
         return state.forwarded_next_offset
 
     def _side_offset_of(self, checkpoint: Checkpoint) -> int:
-        return int(checkpoint.extra[FORWARD_STATE]["offset"])
+        return int(checkpoint.state[FORWARD_STATE]["offset"])
 
     def _restore_extra(self, partition: int, checkpoint: Checkpoint | None) -> None:
-        stored = None if checkpoint is None else checkpoint.extra.get("forwarded")
+        stored = None if checkpoint is None else checkpoint.state.get("forwarded")
         self.forwards[partition] = ForwardDedup(stored)
         self._sent_watermark.pop(partition, None)
         self.local_watermarks.source_assigned(partition)
         self._paused.discard(partition)  # an assignment starts unpaused
 
     def _checkpoint_extra(self, partition: int, checkpoint: Checkpoint) -> None:
-        forward = checkpoint.extra.get(FORWARD_STATE)
+        forward = checkpoint.state.get(FORWARD_STATE)
         if forward is not None:
-            checkpoint.extra["forwarded"] = self.forwards[partition].fold(forward["offset"])
+            checkpoint.state["forwarded"] = self.forwards[partition].fold(forward["offset"])
 
     def _handle(self, messages: list[Message], received_at: float) -> None:
         samples_before = self.totals.samples_in

@@ -41,8 +41,8 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.core.advances import IdleAdvances
-from pipeline.core.detect.config import NO_TIME, DetectConfig, DetectStep, SeriesInfo
+from pipeline.core.clock import PartitionClock
+from pipeline.core.detect.config import DetectConfig, DetectStep, SeriesInfo
 from pipeline.core.detect.episodes import EpisodeEvents
 from pipeline.core.detect.events import Episode, episode_id
 from pipeline.core.detect.models import Baseline, Scores, SeasonalProfile, Window, score_window
@@ -65,10 +65,9 @@ class PartitionDetector(EpisodeEvents, Checkpointing):
         self.res = config.resolution_ms
         self.window_s = self.res / 1000.0
         self.resolution = format_duration(self.res)
-        self.max_ts = NO_TIME  # latest rollup window start seen
-        self.emitted_wm = NO_TIME  # every window ending at or before it was scored
-        self.next_offset = 0
-        self.advances = IdleAdvances()
+        # Its event time is the latest rollup window start seen; every window ending at or
+        # before its emitted watermark was scored.
+        self.clock = PartitionClock(lateness_ms=config.allowed_lateness_ms)
         self._next_window: int | None = None  # index of the next window to complete
         self._pending: dict[int, list[WireRollup]] = {}  # window index → its rollups
         self._first: dict[int, tuple[int, int]] = {}  # window index → (first offset, max_ts)
@@ -91,22 +90,26 @@ class PartitionDetector(EpisodeEvents, Checkpointing):
 
     @property
     def watermark(self) -> int:
-        return self.max_ts - self.config.allowed_lateness_ms
+        return self.clock.watermark
+
+    @property
+    def emitted_wm(self) -> int:
+        return self.clock.emitted_wm
 
     @property
     def open_windows(self) -> int:
         return len(self._pending)
+
+    @property
+    def next_offset(self) -> int:
+        return self.clock.next_offset
 
     # -- input ------------------------------------------------------------------------------
 
     def process(self, rollups: list[tuple[int, WireRollup]], end_offset: int) -> DetectStep:
         """Rollups of this partition, (offset, rollup) in order, up to `end_offset`."""
         step = DetectStep()
-        due = self.advances.due(self.next_offset, end_offset)
-        for offset, rollup in rollups:
-            for adv_max_ts in due.before(offset):
-                self.max_ts = max(self.max_ts, adv_max_ts)
-                self._complete(step)
+        for offset, rollup in self.clock.records(rollups, end_offset, lambda: self._complete(step)):
             if rollup.window_start + self.res <= self.watermark:
                 step.late.append((offset, rollup))
             else:
@@ -115,13 +118,10 @@ class PartitionDetector(EpisodeEvents, Checkpointing):
                     self._next_window = index
                 self._pending.setdefault(index, []).append(rollup)
                 if index not in self._first:
-                    self._first[index] = (offset, self.max_ts)
+                    self._first[index] = (offset, self.clock.max_ts)
                     heapq.heappush(self._first_heap, index)
-            self.max_ts = max(self.max_ts, rollup.window_start)
+            self.clock.observe(rollup.window_start)
             self._complete(step)
-        for adv_max_ts in due.rest():
-            self.max_ts = max(self.max_ts, adv_max_ts)
-        self.next_offset = max(self.next_offset, end_offset)
         self._complete(step)
         return step
 
@@ -162,7 +162,7 @@ class PartitionDetector(EpisodeEvents, Checkpointing):
                 # The value and its sampling noise in its own unit (the envelope's scale).
                 units[track] = (value, from_model(statistic, values[track] + noise[track],
                                                   self.window_s) - value)  # fmt: skip
-        scoring = start + self.res > self.emitted_wm
+        scoring = start + self.res > self.clock.emitted_wm
         if scoring and self._restored is not None:
             self._apply_snapshot(self._restored)
             self._restored = None
@@ -180,7 +180,7 @@ class PartitionDetector(EpisodeEvents, Checkpointing):
         if scoring:
             learn, z = self._score(index, x, unit, unit_noise, samp, level, step)
             self._absences(index, step)
-            self.emitted_wm = start + self.res
+            self.clock.emit_until(start + self.res)
         self.state.write(index, x, x - level, samp, learn)
         self._presence[:, index % self.config.model.history] = False
         self._presence[present, index % self.config.model.history] = True
@@ -335,10 +335,10 @@ class PartitionDetector(EpisodeEvents, Checkpointing):
         if not self._pending:
             return False
         new_max = max(self._pending) * self.res + self.res + self.config.allowed_lateness_ms
-        return self.advances.plan(self.next_offset, new_max, self.max_ts)
+        return self.clock.plan_idle_advance(new_max)
 
     def apply_idle_advance(self) -> list[Rollup]:
-        self.max_ts = self.advances.at(self.next_offset, self.max_ts)
+        self.clock.apply_idle_advance()
         step = DetectStep()
         self._complete(step)
         return step.events

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.core.advances import IdleAdvances
+from pipeline.core.clock import PartitionClock
 from pipeline.core.detect.config import DetectConfig, SeriesInfo
 from pipeline.core.detect.events import Episode
 from pipeline.core.detect.novelty import Novelty
@@ -22,10 +22,7 @@ class DetectorParts:
     res: int
     window_s: float
     resolution: str
-    max_ts: int
-    emitted_wm: int
-    next_offset: int
-    advances: IdleAdvances
+    clock: PartitionClock
     _next_window: int | None
     _pending: dict[int, list[WireRollup]]
     _first: dict[int, tuple[int, int]]

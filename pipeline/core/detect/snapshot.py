@@ -8,8 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.core.advances import IdleAdvances
-from pipeline.core.checkpoint import Checkpoint, resume_point
+from pipeline.core.checkpoint import Checkpoint
 from pipeline.core.detect.config import NO_TIME, SeriesInfo
 from pipeline.core.detect.events import Episode
 from pipeline.core.detect.parts import DetectorParts
@@ -17,23 +16,17 @@ from pipeline.core.detect.parts import DetectorParts
 
 class Checkpointing(DetectorParts):
     def checkpoint(self) -> Checkpoint:
-        if self._first:
-            offset, max_ts = min(self._first.values())
-        else:
-            offset, max_ts = self.next_offset, self.max_ts
-        self.advances.keep_from(offset)
+        offset, clock = self.clock.snapshot(min(self._first.values()) if self._first else None)
         return Checkpoint(
-            topic=self.topic,
-            partition=self.partition,
-            offset=offset,
-            max_ts=max_ts,
-            emitted_wm=self.emitted_wm,
-            resolution_ms=self.res,
-            allowed_lateness_ms=self.config.allowed_lateness_ms,
-            counter_staleness_ms=0,
-            advances=self.advances.to_json(),
-            extra={"history_windows": self.config.history_windows(), **self._snapshot()},
+            self.topic, self.partition, offset, clock, self._fingerprint(), self._snapshot()
         )
+
+    def _fingerprint(self) -> dict[str, int]:
+        return {
+            "resolution_ms": self.res,
+            "allowed_lateness_ms": self.config.allowed_lateness_ms,
+            "history_windows": self.config.history_windows(),
+        }
 
     def _snapshot(self) -> dict[str, Any]:
         """What replaying the history cannot rebuild, as of the last scored window."""
@@ -49,7 +42,7 @@ class Checkpointing(DetectorParts):
             for t, e in sorted(self.active.items())
         ]
         absent = [[k, e.to_json(), self._series_json(k)] for k, e in sorted(self.absent.items())]
-        last = self.emitted_wm // self.res - 1
+        last = self.clock.emitted_wm // self.res - 1
         dirty = [[*self._track_keys[t], st.dirty_json(t)] for t in st.dirty(last)]
         novelty = [
             [*self._track_keys[t], self.novelty.row_json(t)] for t in self.novelty.tracks_seen()
@@ -70,23 +63,14 @@ class Checkpointing(DetectorParts):
         return {"series": info.series, "routing": info.routing_key, "last_seen": info.last_seen}
 
     def restore(self, checkpoint: Checkpoint) -> None:
-        start = resume_point(
-            checkpoint,
-            (
-                checkpoint.resolution_ms,
-                checkpoint.allowed_lateness_ms,
-                checkpoint.extra.get("history_windows"),
-            ),
-            (self.res, self.config.allowed_lateness_ms, self.config.history_windows()),
-            "resolution/lateness/history windows",
-        )
-        self.max_ts, self.emitted_wm = start.max_ts, start.emitted_wm
-        self.next_offset, self.advances = start.next_offset, IdleAdvances(start.advances)
-        if self.emitted_wm > NO_TIME:
+        checkpoint.require(self._fingerprint(), "resolution/lateness/history windows")
+        self.clock.restore(checkpoint.offset, checkpoint.clock)
+        emitted_wm = self.clock.emitted_wm
+        if emitted_wm > NO_TIME:
             # Replay the history from its first window, scoring nothing before emitted_wm.
-            self._next_window = self.emitted_wm // self.res - self.config.history_windows()
+            self._next_window = emitted_wm // self.res - self.config.history_windows()
             self._restored = {
-                k: checkpoint.extra.get(k, [])
+                k: checkpoint.state.get(k, [])
                 for k in ("flagged", "active", "absent", "dirty", "novelty")
             }
 

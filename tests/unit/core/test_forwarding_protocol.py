@@ -183,7 +183,7 @@ class Simulation:
     def checkpoint(self, p: int) -> None:
         part = self.parts[p]
         checkpoint = part.agg.checkpoint()
-        dedup = part.dedup.fold(checkpoint.extra[FORWARD_STATE]["offset"])
+        dedup = part.dedup.fold(checkpoint.state[FORWARD_STATE]["offset"])
         part.saved = (Checkpoint.decode(checkpoint.encode()), dedup)
 
     def crash(self, p: int) -> None:

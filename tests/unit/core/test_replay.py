@@ -171,5 +171,5 @@ def test_stale_counter_entries_leave_the_checkpoint() -> None:
     agg.process(decoder.decode(later).columns, 2)
     assert agg.plan_idle_advance()
     agg.apply_idle_advance()
-    instances = [entry[1] for entry in agg.checkpoint().counters]
+    instances = [entry[1] for entry in agg.checkpoint().state["counters"]]
     assert instances == ["live"]
