@@ -201,10 +201,8 @@ class RollupEncoder:
         plans: list[SeriesPlan] = []
         values: list[float] = []
         stamps: list[int] = []
-        positions: list[int] = []
         one_offs: dict[int, bytes] = {}
-        cache = self._cache
-        add_plan, add_stamp, add_position = plans.append, stamps.append, positions.append
+        cached, add_plan, add_stamp = self._cache.get, plans.append, stamps.append
         for i, raw in enumerate(raws):
             fields = parse(raw)
             if isinstance(fields, ValueError):
@@ -212,7 +210,7 @@ class RollupEncoder:
                 continue
             try:
                 percentiles = fields.percentiles or _NO_PERCENTILES
-                plan = cache.get((fields.series_key, fields.resolution))
+                plan = cached((fields.series_key, fields.resolution))
                 # A changed percentile list shows as another count or a missing key (KeyError).
                 if plan is None or (plan.quantile_count != len(percentiles) and plan.has_quantiles):
                     plan = self._plan_for(fields, percentiles)
@@ -230,7 +228,12 @@ class RollupEncoder:
             add_plan(plan)
             values += found
             add_stamp(ts)
-            add_position(i)
+        # The batch index of each encoded rollup: all of them but the unusable ones.
+        if errors:
+            unusable = {i for i, _ in errors}
+            positions = [i for i in range(len(raws)) if i not in unusable]
+        else:
+            positions = list(range(len(raws)))
         return EncodedBatch(plans, values, stamps, positions, errors, one_offs)
 
     def _plan_for(
