@@ -18,7 +18,10 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from itertools import repeat
+from operator import add
+from typing import Any, cast
 
 import orjson
 import structlog
@@ -163,6 +166,18 @@ class SinkRunner:
             log.info("revoked records dropped uncommitted", records=dropped)
 
     def add(self, messages: list[Message]) -> None:
+        if self._parses:
+            self._add_unparsed(messages)
+        else:
+            self._add_parsed(messages)
+        if messages:
+            self.metrics.records_in.inc(len(messages))
+            self.totals.consumed += len(messages)
+            if not self._first_input_seen:
+                self._first_input_seen = True
+                self.metrics.first_input_time.set(time.time())
+
+    def _add_parsed(self, messages: list[Message]) -> None:
         batch = self._batch
         for msg in messages:
             topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
@@ -172,11 +187,6 @@ class SinkRunner:
                 batch.started = time.monotonic()
             batch.next_offsets[(topic, partition)] = offset + 1
             raw = msg.value() or b""
-            if self._parses:
-                batch.records.append(
-                    SinkRecord(topic, partition, offset, msg.key() or b"", raw, {})
-                )
-                continue
             body = _decode(raw, self._wants_digest)
             if isinstance(body, str):
                 batch.unreadable.append(Unreadable(topic, partition, offset, raw, body))
@@ -184,12 +194,35 @@ class SinkRunner:
                 batch.records.append(
                     SinkRecord(topic, partition, offset, msg.key() or b"", raw, body)
                 )
-        if messages:
-            self.metrics.records_in.inc(len(messages))
-            self.totals.consumed += len(messages)
-            if not self._first_input_seen:
-                self._first_input_seen = True
-                self.metrics.first_input_time.set(time.time())
+
+    def _add_unparsed(self, messages: list[Message]) -> None:
+        """For a sink that parses records itself: a SinkRecord per message with an empty body,
+        built column by column in C-level loops (map over the Message methods, the tuples
+        made directly rather than by NamedTuple's Python-level constructor, one shared empty
+        body), so no Python bytecode runs per record."""
+        if not messages:
+            return
+        batch = self._batch
+        if not len(batch):
+            batch.started = time.monotonic()
+        topics = list(map(Message.topic, messages))
+        partitions = list(map(Message.partition, messages))
+        offsets = list(map(Message.offset, messages))
+        if None in topics or None in partitions or None in offsets:  # not from a partition
+            located = [m for m in messages if None not in (m.topic(), m.partition(), m.offset())]
+            self._add_unparsed(located)
+            return
+        keys = list(map(Message.key, messages))
+        values = list(map(Message.value, messages))
+        if None in keys:
+            keys = [key or b"" for key in keys]
+        if None in values:  # a tombstone: the sink refuses it as an empty record
+            values = [value or b"" for value in values]
+        # A batch holds each partition's records in offset order: the last one per key wins.
+        where = zip(cast(list[str], topics), cast(list[int], partitions), strict=True)
+        batch.next_offsets.update(zip(where, map(_PLUS_ONE, offsets), strict=True))
+        fields = zip(topics, partitions, offsets, keys, values, repeat(_UNPARSED))
+        batch.records.extend(map(tuple.__new__, repeat(SinkRecord), fields))
 
     def flush(self) -> Done | RetryAfter:
         """Store the pending batch and dead-letter what it refused; Done once both are
@@ -256,6 +289,10 @@ class SinkRunner:
 
 
 _DIGEST_FIELD = b',"digest":'
+#: The body of every record handed unparsed to a sink that parses records itself; never
+#: written to (such a sink reads `raw`).
+_UNPARSED: dict[str, Any] = {}
+_PLUS_ONE = partial(add, 1)
 
 
 def _decode(raw: bytes, digest: bool = True) -> dict[str, Any] | str:

@@ -34,9 +34,15 @@ from pipeline.sinks.remote_write.wire import (
     label_field,
     series_head,
     timestamp_tail,
+    varint,
 )
 
 Getter = Callable[[Any], tuple[Any, ...]]
+_CHUNK = 8 + TAIL_LEN  # the hole for a sample's double and timestamp tail
+#: A TimeSeries' `samples` field (tag, length, the double's tag) and the zeroed hole after it.
+_SAMPLE_HEAD_AND_HOLE = b"\x12" + bytes([1 + _CHUNK]) + b"\x09" + bytes(_CHUNK)
+_SAMPLE_FIELD_LEN = 2 + 1 + _CHUNK  # what follows the labels in a TimeSeries body
+_SMALL_VARINTS = [bytes([n]) for n in range(128)]
 _NO_PERCENTILES: dict[str, float] = {}
 
 
@@ -74,6 +80,10 @@ class MetricSpec:
     divisor_bytes: bytes
     percentile_keys: frozenset[str] | None  # None for counters, whose percentiles are ignored
     families: tuple[Family, ...]
+    #: Per output, its encoded `__name__` label and `quantile` label (b"" without one): every
+    #: series of the metric shares them.
+    name_fields: tuple[bytes, ...]
+    quantile_fields: tuple[bytes, ...]
 
 
 @lru_cache(maxsize=4096)
@@ -95,6 +105,10 @@ def metric_spec(
         divisor_bytes=struct.pack(f"<{len(ordered)}d", *divisors),
         percentile_keys=frozenset(keys) if metric_type != "counter" else None,
         families=tuple({o.family.name: o.family for o in outs}.values()),
+        name_fields=tuple(label_field("__name__", o.metric) for o in ordered),
+        quantile_fields=tuple(
+            label_field("quantile", o.quantile) if o.quantile is not None else b"" for o in ordered
+        ),
     )
 
 
@@ -140,16 +154,17 @@ class SeriesPlan:
         self.samples = len(labels)
         self.has_quantiles = spec.percentile_keys is not None
         self.quantile_count = len(spec.percentile_keys or ())
+        # series_head() per label set, unrolled: a cold start builds thousands of plans.
         parts: list[bytes] = []
         offsets: list[int] = []
         size = 0
-        hole = bytes(8 + TAIL_LEN)
         for label_set in labels:
-            head = series_head(label_set, TAIL_LEN - 1)
-            size += len(head)
+            body_len = len(label_set) + _SAMPLE_FIELD_LEN
+            length = _SMALL_VARINTS[body_len] if body_len < 128 else varint(body_len)
+            parts += (b"\x0a", length, label_set, _SAMPLE_HEAD_AND_HOLE)
+            size += 1 + len(length) + len(label_set) + 3
             offsets.append(size)
-            parts += (head, hole)
-            size += 8 + TAIL_LEN
+            size += _CHUNK
         self.template = b"".join(parts)
         self.value_offsets = struct.pack(f"<{len(offsets)}q", *offsets)
 
@@ -201,10 +216,8 @@ class RollupEncoder:
         plans: list[SeriesPlan] = []
         values: list[float] = []
         stamps: list[int] = []
-        positions: list[int] = []
         one_offs: dict[int, bytes] = {}
-        cache = self._cache
-        add_plan, add_stamp, add_position = plans.append, stamps.append, positions.append
+        cached, add_plan, add_stamp = self._cache.get, plans.append, stamps.append
         for i, raw in enumerate(raws):
             fields = parse(raw)
             if isinstance(fields, ValueError):
@@ -212,7 +225,7 @@ class RollupEncoder:
                 continue
             try:
                 percentiles = fields.percentiles or _NO_PERCENTILES
-                plan = cache.get((fields.series_key, fields.resolution))
+                plan = cached((fields.series_key, fields.resolution))
                 # A changed percentile list shows as another count or a missing key (KeyError).
                 if plan is None or (plan.quantile_count != len(percentiles) and plan.has_quantiles):
                     plan = self._plan_for(fields, percentiles)
@@ -230,7 +243,12 @@ class RollupEncoder:
             add_plan(plan)
             values += found
             add_stamp(ts)
-            add_position(i)
+        # The batch index of each encoded rollup: all of them but the unusable ones.
+        if errors:
+            unusable = {i for i, _ in errors}
+            positions = [i for i in range(len(raws)) if i not in unusable]
+        else:
+            positions = list(range(len(raws)))
         return EncodedBatch(plans, values, stamps, positions, errors, one_offs)
 
     def _plan_for(
@@ -297,11 +315,9 @@ class RollupEncoder:
             b"".join(encoded[quantile_at:]),
         )
         labels = tuple(
-            before
-            + label_field("__name__", metric)
-            + middle
-            + (label_field("quantile", quantile) if quantile is not None else b"")
-            + after
-            for metric, quantile in spec.outputs
+            [
+                b"".join((before, name, middle, quantile, after))
+                for name, quantile in zip(spec.name_fields, spec.quantile_fields, strict=True)
+            ]
         )
         return SeriesPlan(spec, labels, zlib.crc32(fields.series_key.encode()))
