@@ -46,7 +46,13 @@ from pipeline.core.detect.config import DetectConfig, DetectStep, SeriesInfo
 from pipeline.core.detect.episodes import EpisodeEvents
 from pipeline.core.detect.events import Episode, episode_id
 from pipeline.core.detect.models import Baseline, Scores, SeasonalProfile, Window, score_window
-from pipeline.core.detect.noise import from_model, sampling_sd, statistic_value, to_model
+from pipeline.core.detect.noise import (
+    from_model,
+    sample_spread,
+    sampling_sd,
+    statistic_value,
+    to_model,
+)
 from pipeline.core.detect.novelty import Novelty
 from pipeline.core.detect.snapshot import Checkpointing
 from pipeline.core.detect.tracks import TrackState
@@ -144,6 +150,7 @@ class PartitionDetector(EpisodeEvents, Checkpointing):
         values: dict[int, float] = {}
         units: dict[int, tuple[float, float]] = {}
         noise: dict[int, float] = {}
+        spreads: dict[int, float] = {}
         present: list[int] = []
         for rollup in rollups:
             info = self._series_info(rollup)
@@ -159,9 +166,13 @@ class PartitionDetector(EpisodeEvents, Checkpointing):
                 track = self._track(rollup.series_key, statistic)
                 values[track] = to_model(statistic, value, self.window_s)
                 noise[track] = sampling_sd(statistic, rollup, value)
-                # The value and its sampling noise in its own unit (the envelope's scale).
-                units[track] = (value, from_model(statistic, values[track] + noise[track],
-                                                  self.window_s) - value)  # fmt: skip
+                spreads[track] = sample_spread(statistic, rollup)
+                # The value and its sampling noise in its own unit (the envelope's scale), at
+                # least what its sample count implies for this track (a sparse window's
+                # digest cannot show it).
+                least = self.novelty.noise_floor(track, rollup.count)
+                noisy = values[track] + max(noise[track], least)
+                units[track] = (value, from_model(statistic, noisy, self.window_s) - value)
         scoring = start + self.res > self.clock.emitted_wm
         if scoring and self._restored is not None:
             self._apply_snapshot(self._restored)
@@ -186,7 +197,9 @@ class PartitionDetector(EpisodeEvents, Checkpointing):
         self._presence[present, index % self.config.model.history] = True
         self._profile.add(start, x)
         if self.config.novelty.enabled:
-            self.novelty.learn(unit, z)
+            spread = np.full(tracks, np.nan)
+            spread[list(spreads)] = list(spreads.values())
+            self.novelty.learn(unit, z, spread)
         self.state.scored += ~np.isnan(x)
         np.minimum(self.state.scored, self.config.warmup, out=self.state.scored)
         if scoring:

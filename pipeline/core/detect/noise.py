@@ -20,6 +20,14 @@ Sampling noise (one standard deviation, model scale) of the window's own statist
   straddle both modes, so a flip between them is noise — which it is.
 - mean: the digest's standard deviation / sqrt(n) (delta method onto log1p).
 - without a digest (counters, min/max/sum): 0 — the history's spread is then all there is.
+
+A window of one to three samples cannot show its own spread (one sample: a single centroid, no
+noise at all), so its noise by the formulas above is too small. What it can show is one sample's
+spread (`sample_spread`, the digest's variance on the model scale with n − 1): the track learns
+that over its windows of two or more samples, and a window of n samples is then given at least
+that spread / sqrt(n) (novelty.py). For the mean this is its sampling noise; for a quantile it is
+less than its own (the mean is the least noisy estimate of a location), so the floor never
+overstates a window's noise.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ import numpy as np
 from pipeline.core.rollup_wire import WireDigest, WireRollup
 
 COUNT_STATISTICS = frozenset({"rate", "count"})
+SAMPLED_STATISTICS = frozenset({"mean"})  # and the quantiles: their noise comes from the digest
 LOG_STATISTICS = frozenset({"max", "mean", "sum"})
 ANSCOMBE_SHIFT = 0.375
 RANK_SIGMAS = 2.0  # rank bounds at ± this many binomial sigmas, the value distance / 2× this
@@ -92,6 +101,20 @@ def sampling_sd(statistic: str, rollup: WireRollup, value: float) -> float:
     spread = RANK_SIGMAS * math.sqrt(q * (1.0 - q) / n) + 0.5 / n
     low, high = _quantiles(digest, (max(q - spread, 0.0), min(q + spread, 1.0)))
     return (math.log1p(max(high, 0.0)) - math.log1p(max(low, 0.0))) / (2.0 * RANK_SIGMAS)
+
+
+def sample_spread(statistic: str, rollup: WireRollup) -> float:
+    """One sample's standard deviation on the model scale, from the window's digest (NaN for a
+    statistic whose noise is not the samples', or a window of fewer than two samples)."""
+    digest = rollup.digest
+    sampled = statistic in SAMPLED_STATISTICS or _quantile_of(statistic) is not None
+    if not sampled or digest is None or rollup.count < 2 or len(digest.centroids) < 2:
+        return math.nan
+    means, weights = _centroids(digest)
+    logs = np.log1p(np.maximum(means, 0.0))
+    centre = float(np.dot(weights, logs) / weights.sum())
+    variance = float(np.dot(weights, (logs - centre) ** 2) / weights.sum())
+    return math.sqrt(variance * rollup.count / (rollup.count - 1))
 
 
 def _quantile_of(statistic: str) -> float | None:

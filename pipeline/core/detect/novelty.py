@@ -23,11 +23,19 @@ An episode an onset began is not over while its value stays beyond the holding e
 envelope as it was when it fired, plus half the margin): the hour's baseline may call a level
 normal that the long past never saw (detector.py).
 
-All of it is O(1) state per track (five numbers), vectorised over the tracks.
+A new extreme counts beyond `envelope_noise` sampling standard deviations of the window. A
+window of one to three samples cannot show its own spread (noise.py), and a sparse series
+(1–3 requests a minute) would otherwise set chance records with no noise to clear: each track
+also learns one sample's spread (from its windows of two or more samples, same weights as the
+likelihood), and a window of n samples has at least that spread / sqrt(n) of noise
+(`noise_floor`).
+
+All of it is O(1) state per track (seven numbers), vectorised over the tracks.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,7 +63,8 @@ class NoveltyConfig:
 
 
 class Novelty:
-    """Per track: envelope (low, high), long-run |z| mean and variance, windows seen."""
+    """Per track: envelope (low, high), long-run |z| mean and variance, one sample's variance
+    (0: not known yet), windows seen, quiet until."""
 
     def __init__(self, config: NoveltyConfig) -> None:
         self.config = config
@@ -63,6 +72,7 @@ class Novelty:
         self.high = np.zeros(0)
         self.z_mean = np.zeros(0)
         self.z_var = np.zeros(0)
+        self.sample_var = np.zeros(0)
         self.seen = np.zeros(0, np.int64)
         self.quiet_until = np.zeros(0, np.int64)
 
@@ -73,6 +83,7 @@ class Novelty:
             self.high = np.append(self.high, np.full(extra, np.nan))
             self.z_mean = np.append(self.z_mean, np.zeros(extra))
             self.z_var = np.append(self.z_var, np.zeros(extra))
+            self.sample_var = np.append(self.sample_var, np.zeros(extra))
             self.seen = np.append(self.seen, np.zeros(extra, np.int64))
             self.quiet_until = np.append(self.quiet_until, np.full(extra, NEVER, np.int64))
 
@@ -99,8 +110,14 @@ class Novelty:
         live = (self.seen >= cfg.warmup) & (index >= self.quiet_until) & np.isfinite(score)
         return np.where(live, np.maximum(score, 0.0), 0.0), above > 0
 
-    def learn(self, unit: np.ndarray, z: np.ndarray) -> None:
-        """Every window with a value enters the long past (an onset is news once)."""
+    def noise_floor(self, track: int, samples: int) -> float:
+        """The least sampling sd (model scale) of a window of `samples` samples on this track:
+        one sample's spread / sqrt(n); 0 until the track has seen a window that shows it."""
+        return math.sqrt(self.sample_var[track] / max(samples, 1))
+
+    def learn(self, unit: np.ndarray, z: np.ndarray, spread: np.ndarray) -> None:
+        """Every window with a value enters the long past (an onset is news once); `spread`:
+        one sample's sd (model scale) where the window shows it, NaN elsewhere."""
         cfg = self.config
         seen = np.isfinite(unit)
         first = seen & (self.seen == 0)
@@ -117,6 +134,10 @@ class Novelty:
         delta = capped - self.z_mean
         self.z_mean = np.where(scored, self.z_mean + weight * delta, self.z_mean)
         self.z_var = np.where(scored, (1 - weight) * (self.z_var + weight * delta**2), self.z_var)
+        shown = seen & np.isfinite(spread)
+        variance = np.where(shown, spread, 0.0) ** 2
+        learnt = np.where(self.sample_var > 0, self.sample_var, variance)  # the first sets it
+        self.sample_var = np.where(shown, learnt + weight * (variance - learnt), self.sample_var)
         self.seen[seen] += 1
 
     def holding_edge(self, track: int, up: bool) -> float:
@@ -144,10 +165,13 @@ class Novelty:
             float(self.z_var[track]),
             int(self.seen[track]),
             int(self.quiet_until[track]),
+            float(self.sample_var[track]),
         ]
 
     def load_row(self, track: int, row: list[float | int]) -> None:
-        low, high, z_mean, z_var, seen, quiet_until = row
+        low, high, z_mean, z_var, seen, quiet_until = row[:6]
+        # A checkpoint written before the sample spread was kept: learnt again from scratch.
+        self.sample_var[track] = row[6] if len(row) > 6 else 0.0
         self.low[track], self.high[track] = low, high
         self.z_mean[track], self.z_var[track] = z_mean, z_var
         self.seen[track], self.quiet_until[track] = int(seen), int(quiet_until)
@@ -158,5 +182,6 @@ class Novelty:
         self.high[:] = np.nan
         self.z_mean[:] = 0.0
         self.z_var[:] = 0.0
+        self.sample_var[:] = 0.0
         self.seen[:] = 0
         self.quiet_until[:] = NEVER

@@ -9,10 +9,11 @@ import pytest
 
 from pipeline.core.checkpoint import Checkpoint
 from pipeline.core.detect.detector import DetectConfig, PartitionDetector
+from pipeline.core.detect.noise import sample_spread
 from pipeline.core.detect.novelty import Novelty, NoveltyConfig
 from pipeline.core.rollup import Rollup
-from pipeline.core.rollup_wire import WireRollup
-from tests.support.synthetic_rollups import MINUTE, START, stream
+from pipeline.core.rollup_wire import WireRollup, decode_rollup
+from tests.support.synthetic_rollups import MINUTE, START, rollup_body, stream
 
 JUMP = range(600, 640)  # p99 of service b ×3 for 40 minutes, after 10 h of calm
 
@@ -53,11 +54,11 @@ def test_onsets_wait_for_the_long_past_and_then_stay_quiet_after_firing() -> Non
     rng = np.random.default_rng(3)
     calm = 100.0 + rng.normal(0, 1, 30)
     for v in calm[:9]:
-        novelty.learn(np.array([v]), np.array([0.5]))
+        novelty.learn(np.array([v]), np.array([0.5]), np.array([np.nan]))
     spike, noise, z = np.array([200.0]), np.zeros(1), np.array([3.0])
     assert novelty.onset(9, spike, noise, z)[0][0] == 0.0  # still warming up
     for v in calm[9:]:
-        novelty.learn(np.array([v]), np.array([0.5 + rng.normal(0, 0.2)]))
+        novelty.learn(np.array([v]), np.array([0.5 + rng.normal(0, 0.2)]), np.array([np.nan]))
     score, up = novelty.onset(30, spike, noise, z)
     assert score[0] >= 1.0 and up[0]
     # The same value within its sampling noise is no news: the margin clears the noise first.
@@ -107,3 +108,66 @@ def test_an_onset_episode_stays_open_while_the_value_is_beyond_the_long_past() -
     assert firing["window_start"] == START + BEYOND.start * MINUTE
     assert resolved["window_start"] >= START + BEYOND.stop * MINUTE
     assert resolved["ended_by"] == "recovered"
+
+
+def sparse_records(series: int, minutes: int, seed: int) -> list[tuple[int, WireRollup]]:
+    """Timer rollups of 1–3 lognormal samples a minute, with the digest such a window has (one
+    centroid a sample: it cannot show the spread a window of more samples would)."""
+    rng = np.random.default_rng(seed)
+    records: list[tuple[int, WireRollup]] = []
+    for m in range(minutes):
+        for s in range(series):
+            samples = rng.lognormal(np.log(40.0), 0.6, int(rng.integers(1, 4)))
+            body = rollup_body(f"sparse-{s}", m, 0.0, 0.0)
+            body.update(
+                count=len(samples), sum=float(samples.sum()), min=float(samples.min()),
+                max=float(samples.max()), mean=float(samples.mean()), rate=len(samples) / 60,
+                percentiles={"p99": float(np.quantile(samples, 0.99))},
+                digest={"compression": 200, "n": len(samples),
+                        "centroids": [{"m": float(v), "c": 1} for v in samples]},
+            )  # fmt: skip
+            records.append((len(records), decode_rollup(orjson.dumps(body), MINUTE)))
+    return records
+
+
+def test_a_sparse_windows_record_must_clear_one_samples_spread() -> None:
+    # Windows of 1–3 samples: a single sample is a window's p99 and mean, and its digest shows no
+    # noise of its own, so every new sample maximum is a record. The track's learnt one-sample
+    # spread gives such a window its sampling noise back: one sample half as high again as the
+    # record is within it (the deviation models still judge it against the last hour).
+    detector = PartitionDetector("r", 0, DetectConfig(statistics=("p99",)))
+    records = sparse_records(1, 400, seed=5)
+    assert run(records, detector) == []
+    record = detector.novelty.high[detector.tracks[(records[0][1].series_key, "p99")]]
+    body = rollup_body("sparse-0", 400, 0.0, 0.0)
+    value = 1.5 * float(record)
+    body.update(
+        count=1, sum=value, min=value, max=value, mean=value, rate=1 / 60,
+        percentiles={"p99": value},
+        digest={"compression": 200, "n": 1, "centroids": [{"m": value, "c": 1}]},
+    )  # fmt: skip
+    window = decode_rollup(orjson.dumps(body), MINUTE)
+    after = sparse_records(1, 403, seed=5)[401:]  # the next two minutes close the window
+    events = run([(400, window), *[(401 + i, r) for i, (_, r) in enumerate(after)]], detector)
+    assert [e.body for e in events if e.body["detector"]["name"] == "onset"] == []
+
+
+def test_one_samples_spread_is_learnt_from_windows_that_show_it() -> None:
+    two = rollup_body("a", 0, 0.0, 0.0)
+    centroids = [{"m": 10.0, "c": 1}, {"m": 30.0, "c": 1}]
+    two.update(
+        count=2, min=10.0, max=30.0, digest={"compression": 200, "n": 2, "centroids": centroids}
+    )
+    window = decode_rollup(orjson.dumps(two), MINUTE)
+    spread = np.std(np.log1p([10.0, 30.0]), ddof=1)
+    assert sample_spread("p99", window) == pytest.approx(spread)
+    assert sample_spread("mean", window) == pytest.approx(spread)
+    assert np.isnan(sample_spread("rate", window))  # Poisson: its noise is not the samples'
+    one = decode_rollup(orjson.dumps(rollup_body("a", 0, 30.0, 1 / 60)), MINUTE)
+    assert np.isnan(sample_spread("p99", one))  # one sample shows no spread
+    novelty = Novelty(NoveltyConfig())
+    novelty.grow(1)
+    assert novelty.noise_floor(0, 1) == 0.0  # nothing learnt yet
+    novelty.learn(np.array([30.0]), np.array([0.5]), np.array([spread]))
+    assert novelty.noise_floor(0, 1) == pytest.approx(spread)
+    assert novelty.noise_floor(0, 4) == pytest.approx(spread / 2)
