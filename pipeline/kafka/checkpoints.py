@@ -10,7 +10,7 @@ small; Tansu does not compact, so there it grows with the number of commits.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable
 
 from pipeline.core.checkpoint import Checkpoint
 from pipeline.errors import CheckpointError
@@ -73,14 +73,14 @@ class CheckpointStore:
 def refuse_without_checkpoints(
     topic: str,
     committed: dict[PartitionKey, int],
-    stored: Mapping[int, Checkpoint],
+    stored: Container[int],
     group_id: str,
     checkpoint_topic: str,
 ) -> None:
     """Checkpoints are written before every commit, so a committed offset without one means
     the checkpoint topic was lost: resuming with empty state would re-emit windows with other
-    content. Stop and say so instead (`committed`: the group's offsets of partitions without a
-    checkpoint)."""
+    content. Stop and say so instead (`committed`: the group's offsets of `topic`'s partitions
+    without a checkpoint; `stored`: the partitions with one)."""
     orphaned = [p for (_, p), offset in committed.items() if offset >= 0 and p not in stored]
     if orphaned:
         raise CheckpointError(

@@ -2,9 +2,9 @@
 
 Per batch: decode and validate (bad input → dead-letter topic), forward samples that belong to
 another partition, aggregate the rest per input partition, produce closed windows. Commits,
-checkpoints, idle partitions and rebalances are the shared stage loop's (kafka/stage.py): a crash
-at any point replays from the last checkpoint and re-emits byte-identical rollups
-(docs/architecture.md).
+checkpoints, idle partitions and rebalances are the shared stage's (kafka/stage.py, driven by the
+one consumer loop in kafka/consumer.py): a crash at any point replays from the last checkpoint
+and re-emits byte-identical rollups (docs/architecture.md).
 """
 
 from __future__ import annotations
