@@ -10,7 +10,7 @@ small; Tansu does not compact, so there it grows with the number of commits.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Iterable
+from collections.abc import Container, Iterable
 
 from pipeline.core.checkpoint import Checkpoint
 from pipeline.errors import CheckpointError
@@ -41,33 +41,14 @@ class CheckpointStore:
     def _partition_of(self, input_partition: int) -> int:
         return input_partition % self.partitions
 
-    def write(
-        self,
-        producer: OutputProducer,
-        checkpoint: Checkpoint,
-        on_delivered: Callable[[], None] | None = None,
-    ) -> None:
-        """Queue a checkpoint record; offsets it covers are committed only once it is
-        acknowledged (on_delivered, or a flush, which raises if it was refused)."""
-        self.write_encoded(
-            producer, checkpoint.topic, checkpoint.partition, checkpoint.encode(), on_delivered
-        )
-
-    def write_encoded(
-        self,
-        producer: OutputProducer,
-        input_topic: str,
-        input_partition: int,
-        value: bytes,
-        on_delivered: Callable[[], None] | None = None,
-    ) -> None:
-        """`write` of a checkpoint encoded earlier (taken then, written later)."""
+    def write(self, producer: OutputProducer, checkpoint: Checkpoint) -> None:
+        """Queue a checkpoint record; the caller flushes (which raises if it was refused)
+        before committing offsets."""
         producer.produce(
             self.topic,
-            value,
-            checkpoint_key(self.group_id, input_topic, input_partition),
-            partition=self._partition_of(input_partition),
-            on_delivered=on_delivered,
+            checkpoint.encode(),
+            checkpoint_key(self.group_id, checkpoint.topic, checkpoint.partition),
+            partition=self._partition_of(checkpoint.partition),
         )
 
     def read_latest(

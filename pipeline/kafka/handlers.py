@@ -106,10 +106,9 @@ class PartitionHandler(Protocol):
     def checkpoint(
         self, consumer: Consumer, partitions: list[int] | None, force: bool
     ) -> list[TopicPartition]:
-        """Checkpoint `partitions` (None: all owned; only changed ones unless `force`): a
-        checkpoint is written only once every output it covers is acknowledged, and its offsets
-        are returned to commit only once it is itself (`force`: before returning; else perhaps
-        at a later call). Empty: nothing to commit now."""
+        """Write the checkpoints of `partitions` (None: all owned; only changed ones unless
+        `force`) once every output they cover is acknowledged; the offsets to commit (empty:
+        nothing to commit)."""
         ...
 
     def committed(self, offsets: list[TopicPartition], ok: bool) -> None:

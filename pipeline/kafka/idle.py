@@ -13,7 +13,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from pipeline.core.checkpoint import Checkpoint
 from pipeline.core.rollup import Rollup
-from pipeline.kafka.acks import TrackedProducer
+from pipeline.kafka.clients import OutputProducer
 from pipeline.kafka.group_io import broker_end
 from pipeline.kafka.partition_state import OwnedPartition, StateT
 from pipeline.settings import StageSettings
@@ -26,7 +26,7 @@ class IdleRule(Generic[StateT]):
 
     settings: StageSettings
     owned: dict[int, OwnedPartition[StateT]]
-    producer: TrackedProducer
+    producer: OutputProducer
     _idle_after: float
     _log: Any
 
@@ -59,9 +59,8 @@ class IdleRule(Generic[StateT]):
             self.producer.flush()
             self._write_checkpoint(partition, owned)
             self.producer.flush()
-            with self.producer.producing_for(partition):  # the next checkpoint covers these
-                self._emit(state.apply_idle_advance())
-                self._after_idle_advance(partition, owned)
+            self._emit(state.apply_idle_advance())
+            self._after_idle_advance(partition, owned)
             owned.dirty = True
             self._log.info(
                 "idle partition flushed",

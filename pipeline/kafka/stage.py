@@ -7,8 +7,7 @@ are the group consumer's (kafka/consumer.py), the same loop the sinks run (docs/
 
 - each owned input partition has a state machine (`PartitionState`) restored from the partition's
   latest checkpoint, and is replayed from the checkpoint's offset;
-- every `commit_interval`: take the checkpoints of partitions with new input, write each once
-  the outputs it covers are acknowledged, commit once it is (kafka/stage_checkpoints.py);
+- every `commit_interval`: flush outputs, write each partition's checkpoint, flush, commit;
 - after an error nothing more is committed: the next owner replays from the last good checkpoint;
 - the idle rule (kafka/idle.py): a partition that received nothing for `idle_timeout` (and has
   nothing waiting) records an advance in its checkpoint, then emits the windows the advance
@@ -24,17 +23,16 @@ from collections.abc import Mapping
 from typing import Generic
 
 import structlog
-from confluent_kafka import Consumer, Message
+from confluent_kafka import Consumer, Message, TopicPartition
 
 from pipeline.core.checkpoint import Checkpoint
 from pipeline.core.decode import Reject
 from pipeline.core.durations import format_duration
 from pipeline.core.rollup import Rollup
 from pipeline.errors import PipelineError
-from pipeline.kafka.acks import TrackedProducer
 from pipeline.kafka.admin import TopicSpec, ensure_present
 from pipeline.kafka.checkpoints import CheckpointStore, refuse_without_checkpoints
-from pipeline.kafka.clients import KafkaStatus, producer_config
+from pipeline.kafka.clients import KafkaStatus, OutputProducer, producer_config
 from pipeline.kafka.commits import PartitionKey
 from pipeline.kafka.consumer import GroupConsumer
 from pipeline.kafka.deadletter import reject_records
@@ -42,8 +40,8 @@ from pipeline.kafka.handlers import CommittedLookup
 from pipeline.kafka.idle import IdleRule
 from pipeline.kafka.partition_state import OwnedPartition, PartitionState, StateT
 from pipeline.kafka.partitioner import OwnerPartitions
-from pipeline.kafka.stage_checkpoints import CheckpointSchedule, CheckpointStep
 from pipeline.observability import Health, StageMetrics
+from pipeline.selfmetrics import stage_self_metrics
 from pipeline.settings import StageSettings
 
 __all__ = ["OwnedPartition", "PartitionState", "PartitionedStage"]
@@ -51,7 +49,7 @@ __all__ = ["OwnedPartition", "PartitionState", "PartitionedStage"]
 log = structlog.get_logger("stage")
 
 
-class PartitionedStage(CheckpointStep[StateT], IdleRule[StateT], ABC, Generic[StateT]):
+class PartitionedStage(IdleRule[StateT], ABC, Generic[StateT]):
     stage_name = "stage"  # names the stage in logs and dead letters
 
     def __init__(
@@ -156,8 +154,7 @@ class PartitionedStage(CheckpointStep[StateT], IdleRule[StateT], ABC, Generic[St
         self._prepare_topics()
         m = self.metrics
         kafka = KafkaStatus(s.bootstrap_servers, self.health, m.kafka_reachable, m.produce_errors)
-        self.producer = TrackedProducer(producer_config(s.client_config()), kafka)
-        self.schedule = CheckpointSchedule(self.producer, self.checkpoints)
+        self.producer = OutputProducer(producer_config(s.client_config()), kafka)
         self.group = GroupConsumer.for_partitions(
             s,
             [s.source_topic] + ([self.side_topic] if self.side_topic else []),
@@ -242,7 +239,6 @@ class PartitionedStage(CheckpointStep[StateT], IdleRule[StateT], ABC, Generic[St
         numbers = sorted({p for _, p in partitions if p in self.owned})
         for p in numbers:
             del self.owned[p]
-        self.schedule.forget(numbers)
         self.metrics.assigned.set(len(self.owned))
         if lost:
             self._log.warning("partitions lost", partitions=[p for _, p in partitions])
@@ -268,8 +264,7 @@ class PartitionedStage(CheckpointStep[StateT], IdleRule[StateT], ABC, Generic[St
                 batch = [m for m in batch if (m.offset() or 0) >= first]
                 if batch:
                     owned.dirty = True
-                    with self.producer.producing_for(partition):
-                        self._process_side(partition, owned, batch, received_at)
+                    self._process_side(partition, owned, batch, received_at)
         for (topic, partition), batch in batches.items():
             owned = self.owned.get(partition)
             if topic != self.side_topic and owned is not None:
@@ -289,8 +284,7 @@ class PartitionedStage(CheckpointStep[StateT], IdleRule[StateT], ABC, Generic[St
                     owned.last_input_at = time.monotonic()
                     owned.received = True
                     owned.dirty = True
-                    with self.producer.producing_for(partition):
-                        self._process_partition(partition, owned, batch, received_at)
+                    self._process_partition(partition, owned, batch, received_at)
         self.metrics.open_windows.set(self.open_windows)
         self.producer.poll()
 
@@ -333,3 +327,60 @@ class PartitionedStage(CheckpointStep[StateT], IdleRule[StateT], ABC, Generic[St
             self.producer.produce(self.settings.deadletter_topic, value, key)
         for r in rejects:
             self.metrics.deadletter.labels(r.reason.value).inc(r.samples)
+
+    # -- checkpoints ------------------------------------------------------------------------
+
+    def _write_checkpoint(self, partition: int, owned: OwnedPartition[StateT]) -> Checkpoint:
+        checkpoint = owned.state.checkpoint()
+        self._checkpoint_extra(partition, checkpoint)
+        self.checkpoints.write(self.producer, checkpoint)
+        return checkpoint
+
+    def checkpoint(
+        self, consumer: Consumer, partitions: list[int] | None, force: bool
+    ) -> list[TopicPartition]:
+        if partitions is None:
+            partitions = list(self.owned)
+        else:  # a revoke: only partitions this stage owns
+            partitions = [p for p in partitions if p in self.owned]
+            if not partitions:
+                return []
+        self._commit_started = time.perf_counter()
+        # Every tick, committing or not: lags move while nothing is dirty, windows close idle.
+        truth = stage_self_metrics(self.metrics.registry)
+        marks = {p: o.state.watermark for p, o in self.owned.items()}
+        truth.refresh(consumer, self.settings.source_topic, marks)
+        watermarks = [w for w in marks.values() if w > 0]  # partitions without data have none
+        if watermarks:
+            self.metrics.watermark_lag.set(time.time() - min(watermarks) / 1000.0)
+        self.metrics.open_windows.set(self.open_windows)
+        todo = [p for p in partitions if p in self.owned and (force or self.owned[p].dirty)]
+        if not todo:
+            return []
+        self.producer.flush()  # outputs first: a checkpoint must never get ahead of them
+        topic = self.settings.source_topic
+        offsets: list[TopicPartition] = []
+        for p in todo:
+            checkpoint = self._write_checkpoint(p, self.owned[p])
+            offsets.append(TopicPartition(topic, p, checkpoint.offset))
+            if self.side_topic is not None:
+                # Where the checkpoint resumes the side stream (lag monitoring only, like the
+                # source's committed offset: the checkpoint is what a new owner trusts).
+                side_offset = self._side_offset_of(checkpoint)
+                offsets.append(TopicPartition(self.side_topic, p, side_offset))
+        self.producer.flush()
+        return offsets
+
+    def committed(self, offsets: list[TopicPartition], ok: bool) -> None:
+        if ok:
+            stage_self_metrics(self.metrics.registry).checkpointed()
+        topic = self.settings.source_topic
+        lag = 0
+        for tp in offsets:
+            if tp.topic != topic:
+                continue
+            owned = self.owned[tp.partition]
+            owned.dirty = False
+            lag += owned.state.next_offset - tp.offset
+        self.metrics.commit_lag.set(lag)
+        self.metrics.flush_duration.observe(time.perf_counter() - self._commit_started)
