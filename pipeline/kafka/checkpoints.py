@@ -10,11 +10,12 @@ small; Tansu does not compact, so there it grows with the number of commits.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 
 from pipeline.core.checkpoint import Checkpoint
 from pipeline.errors import CheckpointError
 from pipeline.kafka.clients import Connection, OutputProducer
+from pipeline.kafka.commits import PartitionKey
 from pipeline.kafka.reader import ReadError, read_to_end
 
 
@@ -67,3 +68,23 @@ class CheckpointStore:
         except ReadError as exc:
             raise CheckpointError(f"reading checkpoints: {exc}") from exc
         return latest
+
+
+def refuse_without_checkpoints(
+    topic: str,
+    committed: dict[PartitionKey, int],
+    stored: Container[int],
+    group_id: str,
+    checkpoint_topic: str,
+) -> None:
+    """Checkpoints are written before every commit, so a committed offset without one means
+    the checkpoint topic was lost: resuming with empty state would re-emit windows with other
+    content. Stop and say so instead (`committed`: the group's offsets of `topic`'s partitions
+    without a checkpoint; `stored`: the partitions with one)."""
+    orphaned = [p for (_, p), offset in committed.items() if offset >= 0 and p not in stored]
+    if orphaned:
+        raise CheckpointError(
+            f"{topic} partitions {orphaned} have committed offsets for group {group_id!r} but "
+            f"no checkpoint in {checkpoint_topic!r}; resuming would change emitted rollups. "
+            "Restore the checkpoint topic, or start a new consumer group."
+        )

@@ -1,6 +1,6 @@
 """The detector worker: a rollup tier in (metrics.rollups.1m), anomaly episodes out.
 
-Same loop and guarantees as the other stages (kafka/stage.py): replay from the checkpoint —
+Same stage and guarantees as the others (kafka/stage.py): replay from the checkpoint —
 here from the start of the history the baselines need — and keyed, idempotent output
 (`<episode_id>@<state>`), so a restart emits the same episodes with the same ids.
 """

@@ -1,6 +1,6 @@
 """The tier worker: one rollup topic in (e.g. metrics.rollups.10s), the next resolution out.
 
-Same guarantees as the rollup worker, from the same loop (kafka/stage.py): replay from the
+Same guarantees as the rollup worker, from the same stage (kafka/stage.py): replay from the
 checkpoint, keyed idempotent output, commits after outputs. Unreadable rollups and late ones go
 to the dead-letter topic; duplicates and re-emissions of the stage below are merged once.
 """

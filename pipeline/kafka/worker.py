@@ -2,13 +2,14 @@
 
 Per batch: decode and validate (bad input → dead-letter topic), forward samples that belong to
 another partition, aggregate the rest per input partition, produce closed windows. Commits,
-checkpoints, idle partitions and rebalances are the shared stage loop's (kafka/stage.py): a crash
-at any point replays from the last checkpoint and re-emits byte-identical rollups
-(docs/architecture.md).
+checkpoints, idle partitions and rebalances are the shared stage's (kafka/stage.py, driven by the
+one consumer loop in kafka/consumer.py): a crash at any point replays from the last checkpoint
+and re-emits byte-identical rollups (docs/architecture.md).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from operator import methodcaller
 from typing import cast
@@ -23,6 +24,8 @@ from pipeline.core.columns import SampleColumns
 from pipeline.core.decode import Decoder, Reject
 from pipeline.core.series import SeriesTable
 from pipeline.kafka.admin import TopicSpec
+from pipeline.kafka.commits import PartitionKey
+from pipeline.kafka.consumer import broker_end
 from pipeline.kafka.deadletter import late_records, reject_records
 from pipeline.kafka.forwarding import (
     ForwardDedup,
@@ -34,7 +37,7 @@ from pipeline.kafka.forwarding import (
 )
 from pipeline.kafka.local_watermarks import LocalWatermarks
 from pipeline.kafka.partitioner import OwnerPartitions
-from pipeline.kafka.stage import OwnedPartition, PartitionedStage, broker_end
+from pipeline.kafka.stage import OwnedPartition, PartitionedStage
 from pipeline.observability import Health, WorkerMetrics
 from pipeline.settings import WorkerSettings
 
@@ -139,14 +142,20 @@ class RollupWorker(PartitionedStage[PartitionAggregator]):
         if forward is not None:
             checkpoint.state["forwarded"] = self.forwards[partition].fold(forward["offset"])
 
-    def _handle(self, messages: list[Message], received_at: float) -> None:
+    def process(
+        self,
+        consumer: Consumer,
+        batches: Mapping[PartitionKey, list[Message]],
+        consumed: int,
+        received_at: float,
+    ) -> None:
         samples_before = self.totals.samples_in
-        super()._handle(messages, received_at)
-        self._adapt_batch(len(messages), self.totals.samples_in - samples_before)
+        super().process(consumer, batches, consumed, received_at)
+        self._adapt_batch(consumed, self.totals.samples_in - samples_before)
         self.metrics.active_series.set(len(self.series))
-        self._align_watermarks()
+        self._align_watermarks(consumer)
 
-    def _align_watermarks(self) -> None:
+    def _align_watermarks(self, consumer: Consumer) -> None:
         """Pause the input of a partition whose own clock ran more than `watermark_alignment`
         ahead of the watermark its windows close at (Flink's watermark alignment).
 
@@ -169,10 +178,10 @@ class RollupWorker(PartitionedStage[PartitionAggregator]):
             elif ahead <= self._alignment_ms // 2 and partition in self._paused:
                 resume.append(partition)
         if pause:
-            self.consumer.pause([TopicPartition(topic, p) for p in pause])
+            consumer.pause([TopicPartition(topic, p) for p in pause])
             self._paused.update(pause)
         if resume:
-            self.consumer.resume([TopicPartition(topic, p) for p in resume])
+            consumer.resume([TopicPartition(topic, p) for p in resume])
             self._paused.difference_update(resume)
         self.metrics.paused_partitions.set(len(self._paused))
 
