@@ -116,7 +116,7 @@ def run_once(bootstrap: str, prefix: str, expected: int, samples: int) -> tuple[
     stop.set()
     thread.join(60)
     cpu = (cpu_end.ru_utime + cpu_end.ru_stime) - (cpu_start.ru_utime + cpu_start.ru_stime)
-    outputs = summary.read_outputs(bootstrap, settings.rollup_topic, settings.deadletter_topic)
+    outputs = summary.read_outputs(bootstrap, settings.output_topic, settings.deadletter_topic)
     counted = sum(
         r["count"] for r in outputs.rollups.values() if not r["series_key"].startswith("tick|")
     )

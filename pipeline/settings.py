@@ -23,11 +23,7 @@ from pipeline.core.digest import DigestConfig, percentile_name
 from pipeline.core.durations import format_duration
 from pipeline.core.tier import TierConfig
 from pipeline.errors import ConfigError
-
-# Re-exported: pipeline/sinks/remote_write/settings.py still imports the duration types from here.
-from pipeline.setting_types import Duration as Duration
-from pipeline.setting_types import DurationOrOff, OptionalDuration
-from pipeline.setting_types import duration as duration
+from pipeline.setting_types import Duration, DurationOrOff, OptionalDuration, duration
 
 
 class StageSettings(GroupMemberSettings):
@@ -54,11 +50,6 @@ class StageSettings(GroupMemberSettings):
     def output_topic(self) -> str:
         """The topic this stage writes: its resolution's rollups."""
         return self.topology.rollups(self.resolution)
-
-    @property
-    def rollup_topic(self) -> str:
-        """`output_topic`, by the name pipeline/kafka/stage.py still reads."""
-        return self.output_topic
 
     @property
     def source_topic(self) -> str:
@@ -116,10 +107,6 @@ class WorkerSettings(StageSettings):
     @property
     def source_topic(self) -> str:
         return self.topology.raw
-
-    @property
-    def repartition_topic_name(self) -> str:
-        return self.topology.repartition(self.group_id)
 
     def window(self) -> WindowConfig:
         resolution = self.resolution

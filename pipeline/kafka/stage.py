@@ -129,7 +129,7 @@ class PartitionedStage(IdleRule[StateT], ABC, Generic[StateT]):
         ).values()
         self.input_partitions = n
         outputs = [
-            TopicSpec(s.rollup_topic, n),
+            TopicSpec(s.output_topic, n),
             TopicSpec(s.deadletter_topic, n),
             TopicSpec(s.checkpoint_topic, n, config={"cleanup.policy": "compact"}),
         ]
@@ -143,7 +143,7 @@ class PartitionedStage(IdleRule[StateT], ABC, Generic[StateT]):
                 f"has {n}: they must be equal (each partition pairs with one of the other)"
             )
         self.side_topic = None if side is None else side.name
-        self.rollup_owner = OwnerPartitions(counts[s.rollup_topic])
+        self.rollup_owner = OwnerPartitions(counts[s.output_topic])
         self.checkpoints = CheckpointStore(
             s.client_config(), s.checkpoint_topic, s.consumer_group, counts[s.checkpoint_topic]
         )
@@ -168,7 +168,7 @@ class PartitionedStage(IdleRule[StateT], ABC, Generic[StateT]):
             name=self.stage_name,
         )
         self._log.info(
-            "started", group=s.consumer_group, input=s.source_topic, output=s.rollup_topic
+            "started", group=s.consumer_group, input=s.source_topic, output=s.output_topic
         )
         try:
             self.group.run(stop)
@@ -296,7 +296,7 @@ class PartitionedStage(IdleRule[StateT], ABC, Generic[StateT]):
 
     def _emit(self, rollups: list[Rollup], closed_at: float | None = None) -> None:
         """Produce rollups; closed_at (time.time()) is when the input that closed them arrived."""
-        topic = self.settings.rollup_topic
+        topic = self.settings.output_topic
         closed_at = time.time() if closed_at is None else closed_at
         metrics = self.metrics
 

@@ -90,6 +90,7 @@ class RollupWorker(PartitionedStage[PartitionAggregator]):
         self.forwards: dict[int, ForwardDedup] = {}
         self._sent_watermark: dict[int, int] = {}  # partition → last window boundary sent
         self.local_watermarks = LocalWatermarks()
+        self.repartition_topic = settings.topology.repartition(settings.group_id)
         self._alignment_ms = settings.watermark_alignment
         self._paused: set[int] = set()  # input partitions paused by watermark alignment
         self.totals = Totals()
@@ -108,7 +109,7 @@ class RollupWorker(PartitionedStage[PartitionAggregator]):
         # One partition owns every series: nothing is ever forwarded.
         if input_partitions == 1:
             return None
-        return TopicSpec(self.settings.repartition_topic_name, input_partitions)
+        return TopicSpec(self.repartition_topic, input_partitions)
 
     def _new_state(self, partition: int) -> PartitionAggregator:
         state = PartitionAggregator(
@@ -231,9 +232,7 @@ class RollupWorker(PartitionedStage[PartitionAggregator]):
             owners = self.series.owners(foreign.series)
             for record in forward_messages(foreign, owners, self.series, partition):
                 acked = self.local_watermarks.forward_sent(partition, record["partition"])
-                self.producer.produce(
-                    self.settings.repartition_topic_name, **record, on_offset=acked
-                )
+                self.producer.produce(self.repartition_topic, **record, on_offset=acked)
             self.metrics.forwarded.inc(len(foreign))
             self.totals.forwarded += len(foreign)
         self._account(step)
@@ -296,7 +295,7 @@ class RollupWorker(PartitionedStage[PartitionAggregator]):
         if boundary <= self._sent_watermark.get(partition, NO_BOUNDARY):
             return
         self._sent_watermark[partition] = boundary
-        topic = self.settings.repartition_topic_name
+        topic = self.repartition_topic
         for record in watermark_messages(partition, watermark, self.input_partitions):
             acked = self.local_watermarks.watermark_sent(partition, record["partition"])
             self.producer.produce(topic, **record, on_offset=acked)
@@ -363,7 +362,7 @@ class RollupWorker(PartitionedStage[PartitionAggregator]):
     def _dead_letter_side(self, partition: int, rejects: list[Reject]) -> None:
         if not rejects:
             return
-        topic = self.settings.repartition_topic_name
+        topic = self.repartition_topic
         for key, value in reject_records(topic, partition, rejects, self.stage_name):
             self.producer.produce(self.settings.deadletter_topic, value, key)
         for r in rejects:

@@ -209,7 +209,7 @@ def test_every_process_and_the_topics_job_name_the_same_topics(tmp_path: Path) -
     plan = TopicPlan(load_settings(TopologySettings, common))
     assert [t.spec.name for t in plan] == [
         "prod.raw",
-        seen["worker"].repartition_topic_name,
+        seen["worker"].topology.repartition(seen["worker"].group_id),
         *tiers,
         "metrics.deadletter",
         "metrics.checkpoints",

@@ -112,7 +112,7 @@ def read_outputs(settings: StageSettings, partitions: int = 0) -> OutputSummary:
     """Rollups and dead letters by key; a duplicate key must carry identical bytes."""
     del partitions  # read from the topics' own partition counts
     outputs = summary.read_outputs(
-        settings.bootstrap_servers, settings.rollup_topic, settings.deadletter_topic
+        settings.bootstrap_servers, settings.output_topic, settings.deadletter_topic
     )
     assert outputs.conflicting_duplicates == 0, "a rollup was re-emitted with other content"
     return outputs

@@ -188,7 +188,9 @@ def test_forged_internal_headers_change_nothing(kafka_bootstrap: str, unique_nam
     send(kafka_bootstrap, settings.input_topic, messages[1:], "consistent_random")
     with worker_thread(settings) as worker:
         outputs = wait_for(settings, PARTITIONS, workload.manifest.samples_total, timeout=240)
-        producer.produce(settings.repartition_topic_name, b'{"not": "ours"}', partition=1)
+        producer.produce(
+            settings.topology.repartition(settings.group_id), b'{"not": "ours"}', partition=1
+        )
         producer.flush(30)
         deadline = time.monotonic() + 60
         while (

@@ -65,7 +65,7 @@ def test_worker_rollups_stored_locally_match_the_ground_truth_once_each(
     produce(kafka_bootstrap, settings.input_topic, workload.messages())
     with worker_thread(settings):
         wait_for(settings, PARTITIONS, workload.manifest.samples_total)
-    records = rollup_records(kafka_bootstrap, settings.rollup_topic)
+    records = rollup_records(kafka_bootstrap, settings.output_topic)
     expected = expected_rollups(workload.truth)
     assert len(records) >= len(expected) > 100
 

@@ -47,7 +47,7 @@ def test_defaults() -> None:
     assert s.compression == 200
     assert s.input_topic == "metrics.raw"
     assert s.deadletter_topic == "metrics.deadletter"
-    assert s.rollup_topic == "metrics.rollups.10s"
+    assert s.output_topic == "metrics.rollups.10s"
     assert s.window() == WindowConfig(10_000, 5_000)
     assert s.digest() == DigestConfig()
     assert s.limits() == DecodeLimits()
@@ -67,13 +67,13 @@ def test_defaults() -> None:
 )
 def test_rollup_topic_uses_the_largest_exact_unit(resolution: str, topic: str) -> None:
     s = load_settings(WorkerSettings, resolution=resolution)
-    assert s.rollup_topic == topic
+    assert s.output_topic == topic
     assert s.window().resolution_ms % 1000 == 0
 
 
 def test_rollup_topic_prefix_is_configurable() -> None:
     s = load_settings(WorkerSettings, rollup_topic_prefix="prod.rollups.", resolution="60s")
-    assert s.rollup_topic == "prod.rollups.1m"
+    assert s.output_topic == "prod.rollups.1m"
 
 
 def test_percentiles_are_sorted() -> None:
@@ -127,7 +127,7 @@ def test_yaml_file_overrides_defaults(tmp_path: Path) -> None:
     assert s.resolution == 60_000
     assert s.percentiles == [0.5, 0.99]
     assert s.kafka_config == {"security.protocol": "SASL_SSL"}
-    assert s.rollup_topic == "metrics.rollups.1m"
+    assert s.output_topic == "metrics.rollups.1m"
     assert s.allowed_lateness == 5_000  # not in the file: default
 
 
@@ -156,7 +156,7 @@ def test_flags_override_env_and_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert s.bootstrap_servers == "flag:9092"  # flag > env > yaml
     assert s.resolution == 300_000  # flag not given (None): env > yaml
     assert s.group_id == "g-yaml"  # only in the file
-    assert s.rollup_topic == "metrics.rollups.5m"
+    assert s.output_topic == "metrics.rollups.5m"
 
 
 def test_a_flag_overrides_a_bad_env_value(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -306,7 +306,7 @@ def test_tier_chain_steps_double_their_idle_timeout_and_name_their_groups() -> N
         "metrics-pipeline-tier-1h",
     ]
     assert steps[0].source_topic == "metrics.rollups.10s"
-    assert steps[0].rollup_topic == "metrics.rollups.1m"
+    assert steps[0].output_topic == "metrics.rollups.1m"
     assert steps[2].tier().allowed_lateness_ms == 300_000  # one input window by default
 
 

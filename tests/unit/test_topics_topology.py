@@ -101,7 +101,7 @@ def test_every_process_derives_its_topics_from_the_same_names() -> None:
     names = {"input_topic": "p.raw", "rollup_topic_prefix": "p.r.", "chain": ["1m", "5m", "1h"]}
     worker = WorkerSettings(resolution="1m", group_id="w", **names)  # type: ignore[arg-type]
     assert (worker.source_topic, worker.output_topic) == ("p.raw", "p.r.1m")
-    assert worker.repartition_topic_name == "p.raw.w.repartition"
+    assert worker.topology.repartition(worker.group_id) == "p.raw.w.repartition"
     steps = TierSettings(**names).steps()  # type: ignore[arg-type]
     assert [(s.source_topic, s.output_topic) for s in steps] == [
         ("p.r.1m", "p.r.5m"),

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 
 from pipeline.http_client import HttpAuthSettings
-from pipeline.settings import Duration, duration
+from pipeline.setting_types import Duration, duration
 from pipeline.sinks.remote_write.encode import PROTOCOL_HEADERS
 from pipeline.sinks.remote_write.naming import Scheme
 from pipeline.sinks.settings import SinkSettings

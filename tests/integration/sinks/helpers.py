@@ -66,7 +66,7 @@ def real_rollups(
         with worker_thread(settings):
             outputs = wait_for(settings, PARTITIONS, workload.manifest.samples_total)
         assert outputs.samples_accounted == workload.manifest.samples_total
-        topics.append(settings.rollup_topic)
+        topics.append(settings.output_topic)
     return topics
 
 

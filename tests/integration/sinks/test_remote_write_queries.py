@@ -100,7 +100,7 @@ def test_sre_queries_match_numpy_over_the_raw_samples(
         while read_outputs(hour).samples_in_rollups < total and time.monotonic() < deadline:
             time.sleep(0.5)
     assert read_outputs(hour).samples_in_rollups == total
-    topics = [minute_topic, hour.rollup_topic]
+    topics = [minute_topic, hour.output_topic]
     servers: list[TsdbServer] = [prometheus, victoria_metrics]
     for server in servers:
         settings = sink_settings(
