@@ -32,6 +32,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -65,41 +66,53 @@ class LiveResult:
         return asdict(self)
 
 
-def _send(
+def _paced(
     producer: Producer,
-    topic: str,
     rate: float,
-    until: float,
-    series: list[tuple[str, str, str]],
-    disorder_ms: int,
-    stop: threading.Event,
+    seconds: float,
+    send: Callable[[int], None],
+    stop: threading.Event | None = None,
 ) -> int:
-    """Send samples at `rate` per second until the monotonic time `until`; returns the count."""
-    rng = random.Random(2026)
+    """Call send(n) for n = 0, 1, ... at `rate` per second for `seconds` (or until `stop`),
+    then flush the producer; returns how many were sent."""
     sent, start = 0, time.monotonic()
-    while not stop.is_set():
-        now = time.monotonic()
-        if now >= until:
-            break
-        due = int((now - start) * rate) - sent
-        wall_ms = time.time_ns() // 1_000_000
-        for _ in range(max(due, 0)):
-            service, region, name = series[sent % len(series)]
-            sample = {
-                "service": service,
-                "region": region,
-                "name": name,
-                "type": "timer",
-                "unit": "ms",
-                "value": rng.lognormvariate(3.0, 0.5),
-                "ts": wall_ms - rng.randrange(disorder_ms + 1),
-            }
-            producer.produce(topic, orjson.dumps(sample), f"{service}|{region}".encode())
+    while (elapsed := time.monotonic() - start) < seconds and not (stop and stop.is_set()):
+        for _ in range(int(elapsed * rate) - sent):
+            send(sent)
             sent += 1
         producer.poll(0)
         time.sleep(0.005)
     producer.flush(30)
     return sent
+
+
+def _send(
+    producer: Producer,
+    topic: str,
+    rate: float,
+    seconds: float,
+    series: list[tuple[str, str, str]],
+    disorder_ms: int,
+    stop: threading.Event,
+) -> int:
+    """Send one JSON timer sample per record at `rate` per second for `seconds`, event time =
+    now minus up to `disorder_ms`, round-robin over `series`; returns the count."""
+    rng = random.Random(2026)
+
+    def one(n: int) -> None:
+        service, region, name = series[n % len(series)]
+        sample = {
+            "service": service,
+            "region": region,
+            "name": name,
+            "type": "timer",
+            "unit": "ms",
+            "value": rng.lognormvariate(3.0, 0.5),
+            "ts": time.time_ns() // 1_000_000 - rng.randrange(disorder_ms + 1),
+        }
+        producer.produce(topic, orjson.dumps(sample), f"{service}|{region}".encode())
+
+    return _paced(producer, rate, seconds, one, stop)
 
 
 def _minus(end: Scrape | None, start: Scrape | None) -> list[tuple[float, float]]:
@@ -143,7 +156,6 @@ def measure_live(
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"worker did not start: {_tail(log.name)}")
                 time.sleep(0.1)
-            begin = time.monotonic()
             measured_from_ms = time.time_ns() // 1_000_000 + int(warmup_s * 1000)
             sent: list[int] = []
             sender = threading.Thread(
@@ -152,7 +164,7 @@ def measure_live(
                         producer,
                         topic,
                         rate,
-                        begin + warmup_s + measured_s,
+                        warmup_s + measured_s,
                         series,
                         disorder_ms,
                         stop,
@@ -233,14 +245,12 @@ def measure_transport(
     reader = threading.Thread(target=consume, daemon=True)
     reader.start()
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
-    sent, start = 0, time.monotonic()
-    while (elapsed := time.monotonic() - start) < seconds:
-        for _ in range(int(elapsed * rate) - sent):
-            producer.produce(topic, orjson.dumps(time.time()), str(sent % 200).encode())
-            sent += 1
-        producer.poll(0)
-        time.sleep(0.005)
-    producer.flush(30)
+    sent = _paced(
+        producer,
+        rate,
+        seconds,
+        lambda n: producer.produce(topic, orjson.dumps(time.time()), str(n % 200).encode()),
+    )
     deadline = time.monotonic() + 30
     while len(latencies) < sent and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -267,7 +267,7 @@ class GroupConsumer:
     def _take(self, consumer: Consumer, messages: list[Message]) -> None:
         if self.partitions is not None:
             if messages:
-                batches = by_partition(readable(messages, self._log))
+                batches = by_partition(messages, self._log)
                 self.partitions.process(consumer, batches, len(messages), time.time())
             return
         assert self.handler is not None

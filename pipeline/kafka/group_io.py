@@ -38,10 +38,17 @@ def readable(messages: list[Message], log: Any) -> list[Message]:
     return records
 
 
-def by_partition(records: list[Message]) -> dict[PartitionKey, list[Message]]:
-    """Records grouped by partition, each group in the order consumed (offset order)."""
+def by_partition(messages: list[Message], log: Any = None) -> dict[PartitionKey, list[Message]]:
+    """The records among what `consume` returned, grouped by partition, each group in the order
+    consumed (offset order). One pass: this runs once per record on the stages' hot path.
+    Consume errors are left out (logged, as `readable` does, when `log` is given)."""
     batches: dict[PartitionKey, list[Message]] = defaultdict(list)
-    for msg in records:
+    for msg in messages:
+        err = msg.error()
+        if err is not None:
+            if log is not None and err.code() != KafkaError._PARTITION_EOF:
+                log.warning("consume error", error=str(err))
+            continue
         topic, partition = msg.topic(), msg.partition()
         if topic is not None and partition is not None:
             batches[(topic, partition)].append(msg)
