@@ -39,7 +39,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from load import report
 from load.limit import LIMIT_BATCH, LIMIT_SETTINGS, measure_limit
-from load.live import LIVE_PARTITIONERS, measure_live, measure_transport
+from load.live import LIVE_PARTITIONERS, TRANSPORT_LINGERS_MS, measure_live, measure_transport
 from load.memory import measure_memory
 from load.scenarios import SCENARIOS, STANDARD_SAMPLES, Loaded, Scenario, hot_scenario, preload
 from load.scenarios import standard_scenario as standard
@@ -189,12 +189,14 @@ class Bench:
     def live(self) -> dict[str, Any]:
         task = self.progress.add_task("live: broker alone", total=None)
         out: dict[str, Any] = {"runs": {}}
-        transport = measure_transport(self.bootstrap)
-        out["transport"] = transport.to_dict()
-        self.say(
-            f"[bold]live[/bold]: broker alone, produce → consume p50 {transport.p50_s * 1000:.0f}"
-            f" ms, p99 {transport.p99_s * 1000:.0f} ms"
-        )
+        out["transport"] = {}
+        for linger in TRANSPORT_LINGERS_MS:
+            transport = measure_transport(self.bootstrap, linger_ms=linger)
+            out["transport"][str(linger)] = transport.to_dict()
+            self.say(
+                f"[bold]live[/bold]: broker alone, linger {linger} ms, produce → consume p50 "
+                f"{transport.p50_s * 1000:.0f} ms, p99 {transport.p99_s * 1000:.0f} ms"
+            )
         for partitioner in LIVE_PARTITIONERS:
             self.progress.update(task, description=f"live: {partitioner}")
             try:

@@ -3,8 +3,9 @@
 The catch-up runs of `make bench` read a pre-loaded backlog as fast as they can; their delay
 figure says how bursty emission is under a backlog, not what a dashboard waits for. Here the
 worker runs first and a producer sends one JSON sample per record at a steady rate, event time =
-the wall clock minus up to `disorder_ms` (as services stamp and send samples), keyed
-`service|region` with the partitioner under test:
+the wall clock minus up to `disorder_ms` (as services stamp and send samples), with the
+linger of the pipeline's own client (50 ms), keyed `service|region` with the partitioner under
+test:
 
 - `murmur2_random`: records land on the partition that owns their series (no forwarding);
 - `consistent_random` (librdkafka's default): most records are forwarded to their owner, and
@@ -17,7 +18,7 @@ excluded):
   rollup) minus the moment the window could close at the earliest — its end plus the allowed
   lateness, in wall time since event time follows the wall clock. It includes the service
   producer's linger, the broker, the worker's fetch wait, processing and, for forwarded
-  samples, the repartition hop;
+  samples, the repartition hop (the broker alone, measured beside it, bounds it from below);
 - **worker**: the worker's own `emission_delay_seconds` histogram (the input that closed a
   window arrived → its rollup acknowledged), restricted to the measured interval by subtracting
   the buckets scraped at the end of the warm-up.
@@ -47,6 +48,13 @@ from pipeline.kafka.reader import read_to_end
 from pipeline.loopback import free_port
 
 RESOLUTION_MS = 10_000
+#: The live runs' producer linger: that of the pipeline's own client (pipeline/client), which
+#: batches as any producer sending thousands of samples a second should.
+CLIENT_LINGER_MS = 50
+#: The broker alone is measured with librdkafka's default linger (5 ms since 1.9) too: at this
+#: rate in single-sample records the embedded broker falls behind batches that small, and then
+#: every consumer waits, the worker's included.
+TRANSPORT_LINGERS_MS = (5, CLIENT_LINGER_MS)
 #: Well-partitioned (no forwarding) and librdkafka's default (most samples forwarded).
 LIVE_PARTITIONERS = ("murmur2_random", "consistent_random")
 
@@ -115,6 +123,19 @@ def _send(
     return _paced(producer, rate, seconds, one, stop)
 
 
+def _drained(port: int, sent: int, proc: subprocess.Popen[bytes]) -> Scrape | None:
+    """Wait until the worker has read `sent` samples (at most a minute), then one second
+    more for the rollups those samples closed; the worker's metrics at that moment."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        now = scrape(port)
+        if now is not None and now.get("samples_in_total") >= sent:
+            break
+        time.sleep(0.2)
+    time.sleep(1.0)
+    return scrape(port)
+
+
 def _minus(end: Scrape | None, start: Scrape | None) -> list[tuple[float, float]]:
     """Histogram buckets of the interval between two scrapes."""
     if end is None:
@@ -133,6 +154,7 @@ def measure_live(
     disorder_ms: int = 1_000,
     partitions: int = 8,
     series_count: int = 200,
+    linger_ms: int = CLIENT_LINGER_MS,
 ) -> LiveResult:
     run_id = uuid.uuid4().hex[:10]
     topic = f"live-{run_id}"
@@ -144,7 +166,7 @@ def measure_live(
         for i in range(series_count)
     ]
     producer = Producer(
-        {"bootstrap.servers": bootstrap, "partitioner": partitioner, "linger.ms": 5}
+        {"bootstrap.servers": bootstrap, "partitioner": partitioner, "linger.ms": linger_ms}
     )
     argv = [sys.executable, "-m", "pipeline.cli", "worker"]
     stop = threading.Event()
@@ -176,28 +198,31 @@ def measure_live(
             time.sleep(warmup_s)
             after_warmup = scrape(port)
             sender.join()
-            stopped_ms = time.time_ns() // 1_000_000
-            # Windows closed by the last samples: their end + lateness is before the stop.
-            time.sleep(lateness_ms / 1000 + 3.0)
-            at_end = scrape(port)
+            # When sending stopped (the producer's final flush may take longer).
+            stopped_ms = measured_from_ms + int(measured_s * 1000)
+            # The measured windows are closed by samples sent before the stop: once the worker
+            # has read them all (however far the broker fell behind), their rollups follow.
+            at_end = _drained(port, sent[0] if sent else 0, proc)
         finally:
             stop.set()
             proc.terminate()
             proc.wait(30)
     rollup_topic = env["METRICS_PIPELINE_ROLLUP_TOPIC_PREFIX"] + "10s"
     delays: list[float] = []
+    seen: dict[int, int] = {}
     first_window = -(-measured_from_ms // RESOLUTION_MS) * RESOLUTION_MS
     for msg in read_to_end(
         bootstrap, rollup_topic, range(partition_count(bootstrap, rollup_topic))
     ):
         window_start = int((msg.key() or b"").decode().rsplit("@", 1)[1])
+        seen[window_start] = seen.get(window_start, 0) + 1
         window_end = window_start + RESOLUTION_MS
         if window_start < first_window or window_end + lateness_ms + 500 > stopped_ms:
             continue
         _, sent_ms = msg.timestamp()
         delays.append((sent_ms - window_end - lateness_ms) / 1000)
     if not delays:
-        raise RuntimeError("no window closed within the measured interval")
+        raise RuntimeError(f"no window closed within the measured interval (saw {sorted(seen)})")
     arr = np.array(delays)
     worker_p99, above = histogram_quantile(0.99, _minus(at_end, after_warmup))
     return LiveResult(
@@ -216,6 +241,7 @@ def measure_live(
 class TransportResult:
     """The broker alone: produce → consume latency of bare clients at the same rate."""
 
+    linger_ms: int
     records: int
     p50_s: float
     p99_s: float
@@ -225,10 +251,16 @@ class TransportResult:
 
 
 def measure_transport(
-    bootstrap: str, rate: float = 10_000.0, seconds: float = 10.0, partitions: int = 8
+    bootstrap: str,
+    rate: float = 10_000.0,
+    seconds: float = 15.0,
+    partitions: int = 8,
+    linger_ms: int = CLIENT_LINGER_MS,
 ) -> TransportResult:
-    """One hop through the broker with the worker's fetch wait and the live producer's linger:
-    what any consumer of this broker waits, before the worker does anything."""
+    """One hop through the broker with the worker's fetch wait and the live producer's linger,
+    over as long as a live run measures: what any consumer of this broker waits, before the
+    worker does anything. (A broker that cannot keep up with the producer's batches shows here
+    as a delay that grows over the run.)"""
     topic = f"live-transport-{uuid.uuid4().hex[:10]}"
     ensure_topics(bootstrap, [TopicSpec(topic, partitions)])
     consumer = Consumer(consumer_config(bootstrap, f"live-transport-{uuid.uuid4().hex[:8]}", 6_000))
@@ -244,7 +276,7 @@ def measure_transport(
 
     reader = threading.Thread(target=consume, daemon=True)
     reader.start()
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": linger_ms})
     sent = _paced(
         producer,
         rate,
@@ -259,7 +291,7 @@ def measure_transport(
     consumer.close()
     arr = np.array(latencies) if latencies else np.zeros(1)
     return TransportResult(
-        len(latencies), float(np.percentile(arr, 50)), float(np.percentile(arr, 99))
+        linger_ms, len(latencies), float(np.percentile(arr, 50)), float(np.percentile(arr, 99))
     )
 
 
@@ -268,11 +300,12 @@ def main() -> int:
     from pipeline.kafka.broker import EmbeddedBroker
 
     with EmbeddedBroker() as broker:
-        t = measure_transport(broker.bootstrap_servers)
-        print(
-            f"broker alone: {t.records:,} records, produce → consume p50 {t.p50_s * 1000:.0f} ms, "
-            f"p99 {t.p99_s * 1000:.0f} ms"
-        )
+        for linger in TRANSPORT_LINGERS_MS:
+            t = measure_transport(broker.bootstrap_servers, linger_ms=linger)
+            print(
+                f"broker alone, linger {linger} ms: {t.records:,} records, produce → consume "
+                f"p50 {t.p50_s * 1000:.0f} ms, p99 {t.p99_s * 1000:.0f} ms"
+            )
         for partitioner in LIVE_PARTITIONERS:
             r = measure_live(broker.bootstrap_servers, partitioner)
             print(
