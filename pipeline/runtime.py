@@ -9,6 +9,7 @@ The demo, which drives its own progress bars on the main thread, uses the same
 
 from __future__ import annotations
 
+import gc
 import signal
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -31,6 +32,22 @@ if TYPE_CHECKING:
 
 #: How long a stopping process gets to commit and close before it is left behind.
 JOIN_TIMEOUT_S = 60.0
+
+#: Cyclic garbage collector thresholds for the long-running processes (Python's default is
+#: (700, 10, 10)). A stage allocates thousands of short-lived containers per batch (records,
+#: parsed samples, delivery callbacks), nearly all freed by reference counting, so the default
+#: collects young objects hundreds of times a second for nothing and runs a full collection
+#: every few seconds; measured in the catch-up benchmark, a full collection paused the worker
+#: for up to 120 ms of CPU and the collector took ~14 % of the worker's CPU.
+GC_THRESHOLDS = (50_000, 20, 20)
+
+
+def tune_garbage_collector() -> None:
+    """Freeze what start-up built (modules, settings, the processes: never garbage, no
+    longer scanned) and collect young objects less often (see GC_THRESHOLDS)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 class HasRegistry(Protocol):
@@ -140,6 +157,7 @@ def serve(
     configure_logging(settings.log_level, settings.log_format)
     with stop_on_signals() as stop:
         processes = build()
+        tune_garbage_collector()
         with _http_endpoint_of(settings, processes, label):
             with ThreadSupervisor(stop) as supervisor:
                 for name, process in processes.items():

@@ -6,12 +6,14 @@ under test is the supervision around them, not a pipeline stage."""
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import socket
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter
@@ -19,7 +21,16 @@ from prometheus_client import CollectorRegistry, Counter
 from pipeline.common_settings import CommonSettings
 from pipeline.errors import PipelineError
 from pipeline.observability import Health
-from pipeline.runtime import Closing, ThreadSupervisor, serve
+from pipeline.runtime import GC_THRESHOLDS, Closing, ThreadSupervisor, serve
+
+
+@pytest.fixture(autouse=True)
+def _restore_garbage_collector() -> Iterator[None]:
+    """serve() tunes the process's garbage collector: give the test session its own back."""
+    thresholds = gc.get_threshold()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*thresholds)
 
 
 class Metrics:
@@ -85,6 +96,19 @@ def test_http_serves_while_running_and_stops_after_sigterm() -> None:
     assert signal.getsignal(signal.SIGTERM) is before
     with pytest.raises(OSError):  # the server is gone with the processes
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+def test_the_processes_run_with_the_start_up_frozen_and_fewer_collections() -> None:
+    seen: dict[str, object] = {}
+
+    def look_then_terminate() -> None:
+        seen["thresholds"] = gc.get_threshold()
+        seen["frozen"] = gc.get_freeze_count()
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    serve(CommonSettings(http_port=0), lambda: {"a": Loop(then=look_then_terminate)})
+    assert seen["thresholds"] == GC_THRESHOLDS
+    assert isinstance(seen["frozen"], int) and seen["frozen"] > 1000
 
 
 def test_the_first_error_stops_the_others_and_is_raised() -> None:
