@@ -83,7 +83,7 @@ class SinkBenchResult:
     runner_cpu_seconds: float | None = None
     encoder_cpu_seconds: float | None = None
     warm_encoder_cpu_seconds: float | None = None
-    max_samples_per_request: int = 10_000
+    max_samples_per_request: int = 20_000
     gc_seconds: float = 0.0  # of sink_cpu_seconds, in cyclic garbage collections
     #: how many collections of each generation (0, 1, 2) ran while the sink ran
     gc_collections: list[int] = field(default_factory=list)
@@ -142,7 +142,7 @@ def run_once(
     batch_records: int,
     naming: Scheme = "aggregation",
     split: bool = False,
-    max_samples_per_request: int = 10_000,
+    max_samples_per_request: int = 20_000,
 ) -> SinkBenchResult:
     name = f"sink-bench-{uuid.uuid4().hex[:8]}"
     topic = f"rollups-{name}"
@@ -285,7 +285,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--runs", type=int, default=1, help="runs per TSDB (the median is reported)")
     p.add_argument("--naming", choices=["aggregation", "flat"], default="aggregation")
     p.add_argument("--split", action="store_true", help="also measure runner and encoder alone")
-    p.add_argument("--max-samples-per-request", type=int, default=10_000)
+    p.add_argument(
+        "--max-samples-per-request",
+        type=int,
+        default=RemoteWriteSettings.model_fields["max_samples_per_request"].default,
+        help="the sink's setting (default: the sink's default)",
+    )
     p.add_argument("--bootstrap-servers", help="use this broker instead of an embedded one")
     p.add_argument("--json", type=Path, help="also write the results to this file")
     return p.parse_args(argv)

@@ -1,4 +1,4 @@
-"""One remote-write endpoint over HTTP (httpx): auth, TLS, retries of a single request.
+"""One remote-write endpoint over HTTP/1.1: auth, TLS, retries of a single request.
 
 What a response means:
 - 2xx: stored.
@@ -13,24 +13,43 @@ What a response means:
 - a 5xx whose message contains one of `refuse_on_messages` (default: Prometheus' sample
   errors): `Refused` too. Prometheus 2.42 answers 500 "too old sample" for data behind its
   out-of-order window; retrying it would stop the sink for good on one old rollup.
+
+The requests go through the standard library's `http.client`, one kept-alive connection per
+sending thread (the sink sends from `concurrency` threads). This client does one thing, POST a
+body to one URL, and a general client's per-request machinery (request and response models,
+header normalisation, the connection pool, an event-driven HTTP parser) cost the sink three times
+as much CPU per request (2 ms against 0.6 ms for a 1 MB request on loopback). Proxies from the
+environment are not used: a remote-write endpoint is reached directly, as Prometheus does by
+default.
 """
 
 from __future__ import annotations
 
-import httpx
+import base64
+import http.client
+import ssl
+import threading
+import time
+from urllib.parse import urlsplit
 
 from pipeline.http_client import (
+    CONFIGURATION_STATUS,
+    MESSAGE_CHARS,
+    RETRYABLE_STATUS,
     Refused,
     RetryPolicy,
-    Unavailable,
-    basic_auth,
     bearer_header,
-    post,
     tls_context,
 )
+from pipeline.sinks.backoff import Backoff
 from pipeline.sinks.base import RetryableSinkError
 from pipeline.sinks.remote_write.encode import PROTOCOL_HEADERS
 from pipeline.sinks.remote_write.settings import RemoteWriteSettings
+
+__all__ = ["Refused", "RemoteWriteClient"]
+
+#: What a broken or refused connection, a timeout or a garbled answer raise.
+_TRANSPORT_ERRORS = (OSError, http.client.HTTPException)
 
 
 class RemoteWriteClient:
@@ -43,15 +62,24 @@ class RemoteWriteClient:
             settings.request_retry_max / 1000,
         )
         self._permanent = tuple(m.lower() for m in settings.refuse_on_messages)
-        self._http = httpx.Client(
-            auth=basic_auth(settings),
-            verify=tls_context(settings),
-            timeout=settings.timeout / 1000,
-            headers={**settings.headers, **PROTOCOL_HEADERS},
-            limits=httpx.Limits(
-                max_connections=settings.concurrency, max_keepalive_connections=settings.concurrency
-            ),
-        )
+        parts = urlsplit(settings.url)
+        if parts.hostname is None:
+            raise ValueError(f"no host in url {settings.url!r}")
+        self._host = parts.hostname
+        self._https = parts.scheme == "https"
+        self._port = parts.port or (443 if self._https else 80)
+        self._target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self._tls: ssl.SSLContext | None = tls_context(settings) if self._https else None
+        self._timeout = settings.timeout / 1000
+        headers = {**settings.headers, **PROTOCOL_HEADERS}
+        if settings.basic_auth_username is not None and settings.basic_auth_password is not None:
+            secret = f"{settings.basic_auth_username}:"
+            secret += settings.basic_auth_password.get_secret_value()
+            headers["Authorization"] = "Basic " + base64.b64encode(secret.encode()).decode()
+        self._headers = headers
+        self._local = threading.local()  # each sending thread's connection
+        self._connections: list[http.client.HTTPConnection] = []
+        self._lock = threading.Lock()
 
     def auth_headers(self) -> dict[str, str]:
         """The Authorization header for the next requests (the token file is read each time)."""
@@ -63,10 +91,85 @@ class RemoteWriteClient:
     def send(self, body: bytes, headers: dict[str, str]) -> Refused | None:
         """POST one compressed WriteRequest: None when stored, Refused when the server will
         never take it; raises RetryableSinkError when it cannot take it now."""
+        request_headers = {**self._headers, **headers} if headers else self._headers
+        backoff = Backoff(self._policy.initial, self._policy.maximum)
+        attempt = 0
+        while True:
+            try:
+                status, message, retry_after = self._post(body, request_headers)
+            except _TRANSPORT_ERRORS as exc:  # refused, reset, timeouts, broken answers
+                problem = f"{type(exc).__name__}: {exc}"
+                wait = None
+            else:
+                if status < 300:
+                    return None
+                if status in CONFIGURATION_STATUS:
+                    raise RetryableSinkError(f"{self.url}: HTTP {status}: {message}")
+                if status < 500 and status not in RETRYABLE_STATUS:
+                    return Refused(status, message)
+                if any(m in message.lower() for m in self._permanent):
+                    return Refused(status, message)
+                problem = f"HTTP {status}: {message}"
+                wait = retry_after
+            if attempt >= self._policy.retries:
+                raise RetryableSinkError(f"{self.url}: {problem} (after {attempt + 1} tries)")
+            attempt += 1
+            delay = backoff.next_delay()
+            time.sleep(min(self._policy.maximum, wait) if wait is not None else delay)
+
+    def _post(self, body: bytes, headers: dict[str, str]) -> tuple[int, str, float | None]:
+        """One POST on this thread's connection: (status, message, Retry-After seconds). When
+        a kept-alive connection turns out closed by the server meanwhile, the request is sent
+        once more on a new one at no retry's cost (a remote-write request sent twice stores
+        each sample once)."""
+        connection: http.client.HTTPConnection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._local.connection = self._connection()
+        if connection.sock is not None:  # kept alive since the last request
+            try:
+                return self._exchange(connection, body, headers)
+            except (ConnectionError, http.client.RemoteDisconnected, http.client.BadStatusLine):
+                pass  # closed in _exchange; connects anew below
+        return self._exchange(connection, body, headers)
+
+    def _exchange(
+        self, connection: http.client.HTTPConnection, body: bytes, headers: dict[str, str]
+    ) -> tuple[int, str, float | None]:
+        """Send and read one request (http.client connects first when the connection is
+        closed; it sets TCP_NODELAY)."""
         try:
-            return post(self._http, self.url, body, lambda: headers, self._policy, self._permanent)
-        except Unavailable as exc:
-            raise RetryableSinkError(str(exc)) from exc
+            connection.request("POST", self._target, body, headers)
+            response = connection.getresponse()
+            text = response.read()
+        except BaseException:
+            connection.close()  # half a request or answer: the connection cannot be reused
+            raise
+        message = text[: MESSAGE_CHARS * 4].decode(errors="replace").strip()[:MESSAGE_CHARS]
+        return response.status, message, _seconds(response.getheader("Retry-After"))
+
+    def _connection(self) -> http.client.HTTPConnection:
+        connection: http.client.HTTPConnection
+        if self._tls is not None:
+            connection = http.client.HTTPSConnection(
+                self._host, self._port, timeout=self._timeout, context=self._tls
+            )
+        else:
+            connection = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
+        with self._lock:
+            self._connections.append(connection)
+        return connection
 
     def close(self) -> None:
-        self._http.close()
+        with self._lock:
+            for connection in self._connections:
+                connection.close()
+
+
+def _seconds(value: str | None) -> float | None:
+    """Retry-After in seconds; None when absent or an HTTP date (our own back-off is used)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None

@@ -22,7 +22,7 @@ from operator import attrgetter
 import numpy as np
 
 from pipeline.core.reasons import Reason
-from pipeline.sinks.base import Rejection, RetryableSinkError, SinkRecord
+from pipeline.sinks.base import RecordColumns, Rejection, RetryableSinkError, SinkRecord
 from pipeline.sinks.remote_write.batch import Layout
 from pipeline.sinks.remote_write.client import RemoteWriteClient
 from pipeline.sinks.remote_write.encode import request_body
@@ -34,9 +34,9 @@ from pipeline.sinks.remote_write.settings import RemoteWriteSettings
 class RemoteWriteSink:
     name = "remote_write"
     reads_digest = False  # percentiles come from the rollup's own fields
-    #: The runner hands over record bytes unparsed: fields.py parses only what is sent, into
-    #: objects the garbage collector does not track; unreadable records come back as
-    #: invalid_rollup rejections.
+    #: The runner hands over record bytes unparsed, in columns (`RecordColumns`): fields.py
+    #: parses only what is sent, into objects the garbage collector does not track; unreadable
+    #: records come back as invalid_rollup rejections.
     parses_records = True
 
     def __init__(self, settings: RemoteWriteSettings) -> None:
@@ -53,7 +53,8 @@ class RemoteWriteSink:
         _freeze_long_lived()
 
     def write(self, batch: Sequence[SinkRecord]) -> list[Rejection]:
-        encoded = self.encoder.encode_batch([record.raw for record in batch])
+        raws = batch.raws if isinstance(batch, RecordColumns) else [r.raw for r in batch]
+        encoded = self.encoder.encode_batch(raws)
         rejections = [
             Rejection(index, Reason.INVALID_ROLLUP.value, f"not a rollup: {_describe(error)}")
             for index, error in encoded.errors

@@ -7,6 +7,7 @@ only); the real servers are exercised in tests/integration/sinks/.
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -137,7 +138,7 @@ def test_a_5xx_with_a_permanent_sample_error_is_a_refusal(server: tuple[str, Scr
 
 
 def test_connection_refused_is_retryable() -> None:
-    with pytest.raises(RetryableSinkError, match="ConnectError"):
+    with pytest.raises(RetryableSinkError, match="ConnectionRefusedError"):
         client("http://127.0.0.1:9/api/v1/write").send(b"x", {})
 
 
@@ -173,3 +174,39 @@ def test_backoff_doubles_with_jitter_up_to_the_cap() -> None:
         assert ceiling / 2 <= delay <= ceiling
     backoff.reset()
     assert backoff.next_delay() <= 0.1
+
+
+def test_a_kept_alive_connection_the_server_closed_is_replaced_without_a_retry() -> None:
+    """The server answers each request with keep-alive, then closes the connection anyway (as
+    one does after its idle timeout or a restart): the next request goes out on a new
+    connection, even with no retries allowed."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    connections: list[int] = []
+
+    def serve() -> None:
+        for _ in range(2):
+            conn, _ = listener.accept()
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                while len(body) < length:
+                    body += conn.recv(65536)
+                connections.append(length)
+                conn.sendall(b"HTTP/1.1 204 No Content\r\nConnection: keep-alive\r\n\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/api/v1/write"
+    c = client(url, request_retries=0)
+    try:
+        assert c.send(b"first", {}) is None
+        thread.join(0.5)  # the server has closed the first connection by now
+        assert c.send(b"second!", {}) is None
+        thread.join(5)
+        assert connections == [5, 7]
+    finally:
+        c.close()
+        listener.close()
