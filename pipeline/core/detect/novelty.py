@@ -17,8 +17,11 @@ them in that history's own spread. Two questions it cannot answer, both about th
 
 Onset score = max(exceedance / envelope_margin, surprise − likelihood_sigmas + 1): 1.0 at
 either limit. A track fires an onset at once (no k-of-n: the first window is the news) once it
-has `warmup` windows of this long past; after a track fires, its onset score is held at 0 for
-`quiet_windows`, so one incident is announced once, not at every new extreme it reaches.
+has `warmup` windows of this long past — its envelope half from `envelope_warmup` windows on,
+with the margin × (warmup / windows seen)² until then: a young envelope is narrower than the
+track's true range, so only a value far beyond it is news. After a track fires, its onset
+score is held at 0 for `quiet_windows`, so one incident is announced once, not at every new
+extreme it reaches.
 An episode an onset began is not over while its value stays beyond the holding edge (the
 envelope as it was when it fired, plus half the margin): the hour's baseline may call a level
 normal that the long past never saw (detector.py).
