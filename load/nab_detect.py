@@ -39,6 +39,7 @@ class FileRun:
     anomaly_score: np.ndarray
     firing: np.ndarray  # bool per point: an episode fired on it
     interval_ms: int
+    deviation_z: np.ndarray  # the deviation models' z per point (NaN: none), for replays
 
 
 class ScoreRecorder(PartitionDetector):
@@ -48,6 +49,7 @@ class ScoreRecorder(PartitionDetector):
         super().__init__("nab.rollups", 0, config)
         self.first = first
         self.score = np.zeros((0, windows))
+        self.z = np.zeros((0, windows))
 
     def _scored_window(
         self, index: int, values: np.ndarray, scores: Scores, onset: np.ndarray
@@ -57,8 +59,10 @@ class ScoreRecorder(PartitionDetector):
         if tracks > len(self.score):
             grow = tracks - len(self.score)
             self.score = np.vstack([self.score, np.zeros((grow, self.score.shape[1]))])
+            self.z = np.vstack([self.z, np.full((grow, self.z.shape[1]), np.nan)])
         if 0 <= i < self.score.shape[1]:
             self.score[:, i] = np.nan_to_num(onset)
+            self.z[:, i] = scores.score * self.config.model.threshold
 
 
 def interval_of(times: np.ndarray) -> int:
@@ -108,7 +112,8 @@ def detect_files(paths: list[Path], config: DetectConfig) -> dict[Path, FileRun]
             mine = body["series_key"] == keys[p] and body["kind"] == "deviation"
             if mine and body["state"] == "firing":
                 firing[body["window_start"] // res - first[p]] = True
-        out[p] = FileRun(times, score / (1.0 + score), firing, res)
+        z = detector.z[track, cols]
+        out[p] = FileRun(times, score / (1.0 + score), firing, res, z)
     return out
 
 

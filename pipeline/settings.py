@@ -218,6 +218,7 @@ class DetectSettings(StageSettings):
     envelope_margin: float = Field(NoveltyConfig().envelope_margin, gt=0)
     likelihood_sigmas: float = Field(NoveltyConfig().likelihood_sigmas, gt=1)
     onset_warmup: int = Field(NoveltyConfig().warmup, ge=2)
+    onset_envelope_warmup: int = Field(NoveltyConfig().envelope_warmup, ge=2)
     onset_quiet: int = Field(NoveltyConfig().quiet_windows, ge=0)
     idle_timeout: Duration = duration("5m")
     commit_interval: Duration = duration("5s")
@@ -269,6 +270,7 @@ class DetectSettings(StageSettings):
                     envelope_margin=self.envelope_margin,
                     likelihood_sigmas=self.likelihood_sigmas,
                     warmup=self.onset_warmup,
+                    envelope_warmup=self.onset_envelope_warmup,
                     quiet_windows=self.onset_quiet,
                 ),
             )

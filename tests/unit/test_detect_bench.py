@@ -114,9 +114,16 @@ def test_a_tiny_scenario_through_the_pipeline_has_its_known_answer() -> None:
     by_series = {s.series: s for s in spans}
     assert by_series["a"].statistic == "p99" and by_series["a"].kind == "deviation"
     assert by_series["b"].kind == "absence"
-    # The spike: 2 of 3 windows fire one window after the first; the absence of a busy series
-    # after 3 gaps (absence_windows: its own arrival rate makes even 1 gap unlikely).
-    assert q.delays == [1, 2]
+    # The spike (latency ×8 after 3 h of past): the mean's onset on the spike's own window, far
+    # beyond even a young envelope; the p99's 2 of 3 windows one window later. The absence of a
+    # busy series after 3 gaps (absence_windows: its own arrival rate makes even 1 gap unlikely).
+    assert q.delays == [0, 2]
+    fired_a = [
+        (e["statistic"], e["detector"]["name"])
+        for e in output.events
+        if e["state"] == "firing" and e["series"]["service"] == "a"
+    ]
+    assert fired_a == [("mean", "onset"), ("p99", "robust")]
     # The trace holds the per-window bounds the plot draws: the spike window is above them.
     rows = output.trace.track(output.tracks[("a", "p99")])
     spike_row = output.trace.starts.index(T0 + 3 * HOUR + MINUTE)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from load.nab_detect import detect_files
+from load.nab_replay import onset_scores
 from load.nab_score import (
     PROFILES,
     parse_times,
@@ -19,6 +20,7 @@ from load.nab_score import (
     score_corpus,
 )
 from pipeline.core.detect.detector import DetectConfig
+from pipeline.core.detect.novelty import NoveltyConfig
 
 ROOT = Path(__file__).parents[2]
 NAB = ROOT.parent / "shared" / "datasets" / "nab"  # a NAB checkout beside the clone, if any
@@ -86,3 +88,13 @@ def test_a_nab_file_through_the_detector_core_fires_in_its_window() -> None:
     assert (~inside).sum() <= 2, fired_at  # and the daily cycle is not an incident
     rows = scorable_rows("jumpsup", run.times, run.firing.astype(float), [(start, end)])
     assert score_corpus([rows], STANDARD, 1).normalized > 50.0
+    # The fast replay (load/nab_replay.py) of the onset score over the recorded values and z
+    # gives the product's scores, and a different setting gives different ones.
+    with path.open() as f:
+        values = np.array([[float(r["value"]) for r in csv.DictReader(f)]])
+    z = run.deviation_z[np.newaxis, :]
+    replayed = onset_scores(values, z, NoveltyConfig())[0]
+    assert run.anomaly_score.max() > 0.5  # an onset fired: there is something to reproduce
+    np.testing.assert_allclose(replayed / (1.0 + replayed), run.anomaly_score, atol=1e-12)
+    other = onset_scores(values, z, NoveltyConfig(envelope_margin=0.05))[0]
+    assert not np.allclose(other, replayed)

@@ -17,8 +17,11 @@ them in that history's own spread. Two questions it cannot answer, both about th
 
 Onset score = max(exceedance / envelope_margin, surprise − likelihood_sigmas + 1): 1.0 at
 either limit. A track fires an onset at once (no k-of-n: the first window is the news) once it
-has `warmup` windows of this long past; after a track fires, its onset score is held at 0 for
-`quiet_windows`, so one incident is announced once, not at every new extreme it reaches.
+has `warmup` windows of this long past — its envelope half from `envelope_warmup` windows on,
+with the margin × (warmup / windows seen)² until then: a young envelope is narrower than the
+track's true range, so only a value far beyond it is news. After a track fires, its onset
+score is held at 0 for `quiet_windows`, so one incident is announced once, not at every new
+extreme it reaches.
 An episode an onset began is not over while its value stays beyond the holding edge (the
 envelope as it was when it fired, plus half the margin): the hour's baseline may call a level
 normal that the long past never saw (detector.py).
@@ -52,12 +55,15 @@ class NoveltyConfig:
     likelihood_alpha: float = 1.0 / 500.0  # weight of one window in the long-run |z| moments
     likelihood_sigmas: float = 9.0  # surprise (sd of the track's own |z|) at onset 1.0
     z_cap: float = 10.0  # |z| beyond this is no more informative
-    warmup: int = 300  # windows of the long past before a track can fire an onset
+    warmup: int = 300  # windows of the long past before the likelihood can fire an onset
+    envelope_warmup: int = 100  # ... and the envelope, its margin × (warmup / seen)² until warmup
     quiet_windows: int = 60  # onset held at 0 this long after a track fires
 
     def __post_init__(self) -> None:
         if self.envelope_margin <= 0 or self.likelihood_sigmas <= 1 or self.warmup < 2:
             raise ValueError("envelope_margin > 0, likelihood_sigmas > 1, warmup >= 2")
+        if self.envelope_warmup < 2:
+            raise ValueError("envelope_warmup >= 2")
         if not 0.0 < self.likelihood_alpha < 1.0 or not 0.0 <= self.envelope_decay < 1.0:
             raise ValueError("likelihood_alpha in (0, 1), envelope_decay in [0, 1)")
 
@@ -102,12 +108,18 @@ class Novelty:
             margin = cfg.envelope_noise * noise
             span = np.where(span > 0, span, np.maximum(np.abs(self.high), 1e-12))
             exceed = np.maximum(np.maximum(above, below) - margin, 0.0) / span
+            # A young envelope holds few windows: its records are less news (a larger margin).
+            young = (cfg.warmup / np.maximum(self.seen, 1)) ** 2
+            envelope = exceed / (cfg.envelope_margin * np.maximum(young, 1.0))
+            young_from = min(cfg.envelope_warmup, cfg.warmup)
+            envelope = np.where(self.seen >= young_from, envelope, 0.0)
             sd = np.sqrt(self.z_var)
             surprise = (np.minimum(np.abs(z), cfg.z_cap) - self.z_mean) / np.where(sd > 0, sd, 1.0)
             surprise = np.where(sd > 0, surprise, 0.0)
             likely = surprise - cfg.likelihood_sigmas + 1.0
-            score = np.maximum(exceed / cfg.envelope_margin, likely)
-        live = (self.seen >= cfg.warmup) & (index >= self.quiet_until) & np.isfinite(score)
+            likely = np.where(self.seen >= cfg.warmup, likely, 0.0)
+            score = np.maximum(envelope, likely)
+        live = (index >= self.quiet_until) & np.isfinite(score)
         return np.where(live, np.maximum(score, 0.0), 0.0), above > 0
 
     def noise_floor(self, track: int, samples: int) -> float:

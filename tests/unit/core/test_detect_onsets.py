@@ -68,6 +68,36 @@ def test_onsets_wait_for_the_long_past_and_then_stay_quiet_after_firing() -> Non
     assert novelty.onset(36, spike, noise, z)[0][0] >= 1.0
 
 
+def test_a_young_envelope_fires_only_on_a_large_novelty() -> None:
+    # Likelihood from 300 windows, the envelope from 100; until 300 its margin is 0.2 of the
+    # range × (300 / windows seen)²: 0.8 of the range at 150 windows, 0.2 from 300 on.
+    novelty = Novelty(NoveltyConfig(warmup=300, envelope_warmup=100, quiet_windows=0))
+    novelty.grow(1)
+    rng = np.random.default_rng(7)
+    noise = np.zeros(1)
+
+    def learn(count: int) -> None:
+        for v in 100.0 + rng.uniform(-5.0, 5.0, count):  # range ~10, |z| ~0.5
+            novelty.learn(np.array([v]), np.array([0.5 + rng.normal(0, 0.2)]), np.array([np.nan]))
+
+    def onset(value: float, z: float = 0.5) -> float:
+        return float(novelty.onset(0, np.array([value]), noise, np.array([z]))[0][0])
+
+    learn(99)
+    assert onset(1_000.0) == 0.0  # 99 windows: too young for any onset
+    learn(51)  # 150 windows
+    high = float(novelty.high[0])
+    span = high - float(novelty.low[0])
+    assert onset(high + 0.3 * span) < 1.0  # a record a mature envelope would call new
+    assert onset(high + 1.0 * span) >= 1.0  # far beyond: news even to a young envelope
+    assert onset(100.0, z=10.0) == 0.0  # the likelihood still warms up (no moments yet)
+    learn(150)  # 300 windows: the margin is 0.2 of the range
+    high = float(novelty.high[0])
+    span = high - float(novelty.low[0])
+    assert onset(high + 0.3 * span) >= 1.0
+    assert onset(100.0, z=10.0) >= 1.0  # |z| 10 where the track's own is 0.5
+
+
 @pytest.mark.parametrize("cut", [500, 610])
 def test_the_long_past_survives_a_restart(cut: int) -> None:
     records = stream(700, p99=jump)
