@@ -109,6 +109,11 @@ class RetryPolicy:
     maximum: float
 
 
+#: One attempt's answer: (HTTP status, the body's first MESSAGE_CHARS characters, the
+#: Retry-After header in seconds or None).
+Answer = tuple[int, str, float | None]
+
+
 def post(
     http: httpx.Client,
     url: str,
@@ -117,22 +122,38 @@ def post(
     policy: RetryPolicy,
     refuse_on_messages: tuple[str, ...] = (),
 ) -> Refused | None:
-    """POST with retries: None when stored, Refused when the server will never take it (other
-    4xx, or a 5xx whose body contains one of `refuse_on_messages`, lower case); raises
-    Unavailable once the retries are spent or on a configuration status."""
+    """POST with httpx under `with_retries`."""
+
+    def once() -> Answer:
+        response = http.post(url, content=body, headers=headers())
+        return response.status_code, response.text.strip()[:MESSAGE_CHARS], retry_after(response)
+
+    return with_retries(url, once, policy, refuse_on_messages, (httpx.HTTPError,))
+
+
+def with_retries(
+    url: str,
+    attempt_once: Callable[[], Answer],
+    policy: RetryPolicy,
+    refuse_on_messages: tuple[str, ...] = (),
+    transport_errors: tuple[type[BaseException], ...] = (OSError,),
+) -> Refused | None:
+    """What every HTTP output does with an answer: None when stored, Refused when the server
+    will never take it (other 4xx, or a 5xx whose body contains one of `refuse_on_messages`,
+    lower case); retried with back-off (or the server's Retry-After) on 5xx, 408, 429 and
+    `transport_errors` (refused, timeouts, broken answers); raises Unavailable once the retries
+    are spent, or at once on a configuration status."""
     backoff = Backoff(policy.initial, policy.maximum)
     attempt = 0
     while True:
         try:
-            response = http.post(url, content=body, headers=headers())
-        except httpx.HTTPError as exc:  # refused, timeouts, broken responses
+            status, message, wait = attempt_once()
+        except transport_errors as exc:
             problem = f"{type(exc).__name__}: {exc}"
             wait = None
         else:
-            status = response.status_code
             if status < 300:
                 return None
-            message = response.text.strip()[:MESSAGE_CHARS]
             if status in CONFIGURATION_STATUS:
                 raise Unavailable(f"{url}: HTTP {status}: {message}")
             if status < 500 and status not in RETRYABLE_STATUS:
@@ -140,7 +161,6 @@ def post(
             if any(m in message.lower() for m in refuse_on_messages):
                 return Refused(status, message)
             problem = f"HTTP {status}: {message}"
-            wait = retry_after(response)
         if attempt >= policy.retries:
             raise Unavailable(f"{url}: {problem} (after {attempt + 1} tries)")
         attempt += 1
@@ -149,8 +169,12 @@ def post(
 
 
 def retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After", "")
+    return retry_after_seconds(response.headers.get("Retry-After"))
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """A Retry-After header in seconds; None when absent or an HTTP date (our own back-off)."""
     try:
-        return max(0.0, float(value))
+        return max(0.0, float(value or ""))
     except ValueError:
-        return None  # absent, or an HTTP date: use our own back-off
+        return None

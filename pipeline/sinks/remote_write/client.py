@@ -29,19 +29,19 @@ import base64
 import http.client
 import ssl
 import threading
-import time
 from urllib.parse import urlsplit
 
 from pipeline.http_client import (
-    CONFIGURATION_STATUS,
     MESSAGE_CHARS,
-    RETRYABLE_STATUS,
+    Answer,
     Refused,
     RetryPolicy,
+    Unavailable,
     bearer_header,
+    retry_after_seconds,
     tls_context,
+    with_retries,
 )
-from pipeline.sinks.backoff import Backoff
 from pipeline.sinks.base import RetryableSinkError
 from pipeline.sinks.remote_write.encode import PROTOCOL_HEADERS
 from pipeline.sinks.remote_write.settings import RemoteWriteSettings
@@ -92,32 +92,18 @@ class RemoteWriteClient:
         """POST one compressed WriteRequest: None when stored, Refused when the server will
         never take it; raises RetryableSinkError when it cannot take it now."""
         request_headers = {**self._headers, **headers} if headers else self._headers
-        backoff = Backoff(self._policy.initial, self._policy.maximum)
-        attempt = 0
-        while True:
-            try:
-                status, message, retry_after = self._post(body, request_headers)
-            except _TRANSPORT_ERRORS as exc:  # refused, reset, timeouts, broken answers
-                problem = f"{type(exc).__name__}: {exc}"
-                wait = None
-            else:
-                if status < 300:
-                    return None
-                if status in CONFIGURATION_STATUS:
-                    raise RetryableSinkError(f"{self.url}: HTTP {status}: {message}")
-                if status < 500 and status not in RETRYABLE_STATUS:
-                    return Refused(status, message)
-                if any(m in message.lower() for m in self._permanent):
-                    return Refused(status, message)
-                problem = f"HTTP {status}: {message}"
-                wait = retry_after
-            if attempt >= self._policy.retries:
-                raise RetryableSinkError(f"{self.url}: {problem} (after {attempt + 1} tries)")
-            attempt += 1
-            delay = backoff.next_delay()
-            time.sleep(min(self._policy.maximum, wait) if wait is not None else delay)
+        try:
+            return with_retries(
+                self.url,
+                lambda: self._post(body, request_headers),
+                self._policy,
+                self._permanent,
+                _TRANSPORT_ERRORS,
+            )
+        except Unavailable as exc:
+            raise RetryableSinkError(str(exc)) from exc
 
-    def _post(self, body: bytes, headers: dict[str, str]) -> tuple[int, str, float | None]:
+    def _post(self, body: bytes, headers: dict[str, str]) -> Answer:
         """One POST on this thread's connection: (status, message, Retry-After seconds). When
         a kept-alive connection turns out closed by the server meanwhile, the request is sent
         once more on a new one at no retry's cost (a remote-write request sent twice stores
@@ -134,7 +120,7 @@ class RemoteWriteClient:
 
     def _exchange(
         self, connection: http.client.HTTPConnection, body: bytes, headers: dict[str, str]
-    ) -> tuple[int, str, float | None]:
+    ) -> Answer:
         """Send and read one request (http.client connects first when the connection is
         closed; it sets TCP_NODELAY)."""
         try:
@@ -145,7 +131,7 @@ class RemoteWriteClient:
             connection.close()  # half a request or answer: the connection cannot be reused
             raise
         message = text[: MESSAGE_CHARS * 4].decode(errors="replace").strip()[:MESSAGE_CHARS]
-        return response.status, message, _seconds(response.getheader("Retry-After"))
+        return response.status, message, retry_after_seconds(response.getheader("Retry-After"))
 
     def _connection(self) -> http.client.HTTPConnection:
         connection: http.client.HTTPConnection
@@ -163,13 +149,3 @@ class RemoteWriteClient:
         with self._lock:
             for connection in self._connections:
                 connection.close()
-
-
-def _seconds(value: str | None) -> float | None:
-    """Retry-After in seconds; None when absent or an HTTP date (our own back-off is used)."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
