@@ -18,7 +18,7 @@ class KeyedOutput(Protocol):
 
     @property
     def routing_key(self) -> str:
-        """ "service|region": chooses the output partition."""
+        """The "service|region" that chooses the output partition."""
 
     @property
     def count(self) -> int:
