@@ -104,7 +104,7 @@ def run_once(bootstrap: str, prefix: str, expected: int, samples: int) -> tuple[
     while not worker.metrics.first_input_time._value.get():
         time.sleep(0.005)
     cpu_start = resource.getrusage(resource.RUSAGE_SELF)
-    while worker.metrics.rollups_delivered._value.get() < expected:
+    while worker.metrics.delivered._value.get() < expected:
         time.sleep(0.005)
         if worker.failed:
             raise RuntimeError("tier worker failed")

@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from prometheus_client import CollectorRegistry, generate_latest
@@ -15,6 +17,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from pipeline.core.detect.events import AnomalyEvent
+from pipeline.core.keyed import KeyedOutput
 from pipeline.metric_declarations import MetricDeclarations
 
 
@@ -36,46 +40,38 @@ def configure_logging(level: str = "info", fmt: str = "console") -> None:
     )
 
 
-class StageMetrics:
-    """What every windowed stage (rollup worker, tier, detector) moves, named for what an
-    operator asks. Each stage adds its own on a subclass, so a process exports only metrics it
-    can move."""
+class StageMetrics(ABC):
+    """What every windowed stage (rollup worker, tiers, detector) moves, named for what an
+    operator asks. A subclass names the stage's output (`output`: "rollup", "anomaly_event"),
+    counts what it emits in its own metric and adds the stage's own, so a process exports only
+    metrics it can move."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None, output: str) -> None:
         self.registry = registry or CollectorRegistry()
         m = MetricDeclarations(self.registry, "metrics_pipeline_")
+        noun = output.replace("_", " ")
         self.messages = m.counter("messages_consumed", "Kafka records consumed.")
-        self.samples = m.counter(
-            "samples_in", "Samples read (a message that cannot be read counts 1)."
-        )
-        self.aggregated = m.counter("samples_aggregated", "Samples added to a window.")
         self.deadletter = m.counter(
             "deadletter", "Samples dead-lettered, by reason.", by=["reason"]
-        )
-        self.late = m.counter("late_samples", "Samples whose window had closed.")
-        self.replayed = m.counter(
-            "replayed_samples",
-            "Samples skipped on replay because their rollup was already emitted.",
-        )
-        self.rollups = m.counter(
-            "rollups_emitted", "Rollups produced, by resolution.", by=["resolution"]
         )
         self.replay_gaps = m.counter(
             "replay_gaps",
             "Replays that found input deleted by retention (their windows are incomplete).",
         )
-        self.rollups_delivered = m.counter("rollups_delivered", "Rollups acknowledged by Kafka.")
+        self.delivered = m.counter(
+            f"{output}s_delivered", f"{noun.capitalize()}s acknowledged by Kafka."
+        )
         self.first_input_time = m.gauge(
             "first_input_timestamp_seconds",
             "Unix time the first input record was consumed (benchmarks time from it).",
         )
         self.last_delivery_time = m.gauge(
-            "last_rollup_delivered_timestamp_seconds",
-            "Unix time the latest rollup was acknowledged by Kafka.",
+            f"last_{output}_delivered_timestamp_seconds",
+            f"Unix time the latest {noun} was acknowledged by Kafka.",
         )
         self.emission_delay = m.histogram(
             "emission_delay_seconds",
-            "From consuming the record that closed a window to Kafka acknowledging its rollup.",
+            f"From consuming the record that closed a window to Kafka acknowledging its {noun}.",
             (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.5, 1, 2.5, 5, 10),
         )
         self.open_windows = m.gauge("open_windows", "Open (series, window) pairs.")
@@ -102,13 +98,40 @@ class StageMetrics:
             "produce_errors", "Kafka delivery failures (fatal for the batch)."
         )
 
+    @abstractmethod
+    def count_emitted(self, outputs: Sequence[KeyedOutput], resolution: str) -> None:
+        """Count outputs just produced; resolution: the stage's, as in its topic ("10s")."""
 
-class WorkerMetrics(StageMetrics):
-    """The rollup worker's: forwarding, the series table, watermark alignment."""
+
+class RollupStageMetrics(StageMetrics):
+    """A stage whose output is rollups (the rollup worker, a tier)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        super().__init__(registry, "rollup")
+        m = MetricDeclarations(self.registry, "metrics_pipeline_")
+        self.rollups = m.counter(
+            "rollups_emitted", "Rollups produced, by resolution.", by=["resolution"]
+        )
+
+    def count_emitted(self, outputs: Sequence[KeyedOutput], resolution: str) -> None:
+        self.rollups.labels(resolution).inc(len(outputs))
+
+
+class WorkerMetrics(RollupStageMetrics):
+    """The rollup worker's: samples in, forwarding, the series table, watermark alignment."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         super().__init__(registry)
         m = MetricDeclarations(self.registry, "metrics_pipeline_")
+        self.samples = m.counter(
+            "samples_in", "Samples read (a message that cannot be read counts 1)."
+        )
+        self.aggregated = m.counter("samples_aggregated", "Samples added to a window.")
+        self.late = m.counter("late_samples", "Samples whose window had closed.")
+        self.replayed = m.counter(
+            "replayed_samples",
+            "Samples skipped on replay because their rollup was already emitted.",
+        )
         self.forwarded = m.counter(
             "forwarded_samples", "Samples re-keyed to the partition that owns their series."
         )
@@ -137,7 +160,7 @@ class WorkerMetrics(StageMetrics):
         )
 
 
-class TierMetrics(StageMetrics):
+class TierMetrics(RollupStageMetrics):
     """A tier worker's metrics: the stage's own, plus what happened to each child rollup."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
@@ -150,6 +173,25 @@ class TierMetrics(StageMetrics):
             "restart), late, invalid.",
             by=["outcome"],
         )
+
+
+class DetectMetrics(StageMetrics):
+    """The detector's: its output is anomaly events, counted by state."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        super().__init__(registry, "anomaly_event")
+        m = MetricDeclarations(self.registry, "metrics_pipeline_")
+        self.events = m.counter(
+            "anomaly_events_emitted",
+            "Anomaly events produced, by state (firing, resolved).",
+            by=["state"],
+        )
+
+    def count_emitted(self, outputs: Sequence[KeyedOutput], resolution: str) -> None:
+        # Only the detector emits through these metrics, and it emits only AnomalyEvents.
+        states = Counter(cast(AnomalyEvent, event).state for event in outputs)
+        for state, n in states.items():
+            self.events.labels(state).inc(n)
 
 
 class Health:

@@ -17,8 +17,8 @@ class Rollup:
 
     Built either from a body dict (tiers, tests) or from its rendered JSON (the rollup worker
     renders bodies in bulk, pipeline/core/render.py); `body` and `encode()` give both views,
-    each computed once. count: the body's `count` (0 for other keyed records, e.g. anomaly
-    events), kept apart so emitting needs no parsing.
+    each computed once. count: the body's `count`, kept apart so emitting needs no parsing.
+    A rollup is one of the stages' keyed outputs (core/keyed.py).
     """
 
     __slots__ = ("_body", "_encoded", "count", "key", "routing_key")
@@ -38,7 +38,6 @@ class Rollup:
         self.routing_key = routing_key
         self._body = body
         self._encoded = encoded
-        # Keyed records that are not rollups (anomaly events) count no samples.
         self.count: int = int(self.body.get("count", 0)) if count is None else count
 
     @property

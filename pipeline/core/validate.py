@@ -82,12 +82,18 @@ class Invalid(Exception):
 class SampleValidator:
     """Validates sample objects and interns their series (shared by one process's partitions)."""
 
-    def __init__(self, series: SeriesTable, limits: DecodeLimits | None = None) -> None:
+    def __init__(
+        self,
+        series: SeriesTable,
+        limits: DecodeLimits | None = None,
+        lookup: dict[tuple[Any, ...], int] | None = None,
+    ) -> None:
         self.series = series
         self.limits = limits or DecodeLimits()
         # ((service, region, name, type, temporality, unit), labels) → series id; avoids building
-        # and validating a SeriesIdentity for every sample of a series already seen.
-        self._fast: dict[tuple[Any, ...], int] = {}
+        # and validating a SeriesIdentity for every sample of a series already seen. The
+        # decoder passes the table's own cache, which drops the entries of series it forgets.
+        self.lookup: dict[tuple[Any, ...], int] = {} if lookup is None else lookup
 
     def sample(self, item: Any) -> tuple[int, int, float, int]:
         if not isinstance(item, dict):
@@ -122,7 +128,7 @@ class SampleValidator:
         except OverflowError:  # an integer literal beyond the float range
             raise Invalid(Reason.VALUE_OUT_OF_RANGE, VALUE_RULE) from None
         try:
-            sid = self._fast[fast_key]
+            sid = self.lookup[fast_key]
         except KeyError:
             sid = self._new_series(item, fast_key)
         except TypeError:  # an unhashable field, e.g. a list where a string belongs
@@ -154,7 +160,7 @@ class SampleValidator:
             item.get("labels"),
         )
         sid = self.series.intern(identity)
-        self._fast[fast_key] = sid
+        self.lookup[fast_key] = sid
         return sid
 
     def identity(

@@ -280,8 +280,8 @@ _ROWS: tuple[Row, ...] = (
                         "watermark lag s",
                     ),
                     Query(
-                        f'sum(rate(metrics_pipeline_rollups_emitted_total{{process="detect"}}[{R}]))',
-                        "events/s",
+                        rate("metrics_pipeline_anomaly_events_emitted_total", "state"),
+                        "events/s {{state}}",
                     ),
                 ),
             ),

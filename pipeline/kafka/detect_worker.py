@@ -12,21 +12,22 @@ from confluent_kafka import Message
 from pipeline.core.detect.detector import PartitionDetector
 from pipeline.kafka.rollup_input import RollupBatch
 from pipeline.kafka.stage import OwnedPartition, PartitionedStage
-from pipeline.observability import Health, StageMetrics
+from pipeline.observability import DetectMetrics, Health
 from pipeline.settings import DetectSettings
 
 
 class DetectWorker(PartitionedStage[PartitionDetector]):
     stage_name = "detect"
     settings: DetectSettings
+    metrics: DetectMetrics
 
     def __init__(
         self,
         settings: DetectSettings,
-        metrics: StageMetrics | None = None,
+        metrics: DetectMetrics | None = None,
         health: Health | None = None,
     ) -> None:
-        super().__init__(settings, metrics, health)
+        super().__init__(settings, metrics or DetectMetrics(), health)
         self.config = settings.detect()
 
     def _new_state(self, partition: int) -> PartitionDetector:

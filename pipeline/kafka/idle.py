@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import time
 from abc import abstractmethod
+from collections.abc import Sequence
 from typing import Any, Generic
 
 from confluent_kafka import Consumer, TopicPartition
 
 from pipeline.core.checkpoint import Checkpoint
-from pipeline.core.rollup import Rollup
+from pipeline.core.keyed import KeyedOutput
 from pipeline.kafka.clients import OutputProducer
 from pipeline.kafka.group_io import broker_end
 from pipeline.kafka.partition_state import OwnedPartition, StateT
@@ -34,7 +35,7 @@ class IdleRule(Generic[StateT]):
     def _write_checkpoint(self, partition: int, owned: OwnedPartition[StateT]) -> Checkpoint: ...
 
     @abstractmethod
-    def _emit(self, rollups: list[Rollup], closed_at: float | None = None) -> None: ...
+    def _emit(self, outputs: Sequence[KeyedOutput], closed_at: float | None = None) -> None: ...
 
     def _quiet(
         self, consumer: Consumer, partition: int, owned: OwnedPartition[StateT], now: float

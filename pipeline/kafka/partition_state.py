@@ -4,13 +4,14 @@ the runtime bookkeeping around it (idle timing, replay-gap check, whether to che
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
 from confluent_kafka import Message
 
 from pipeline.core.checkpoint import Checkpoint
-from pipeline.core.rollup import Rollup
+from pipeline.core.keyed import KeyedOutput
 
 
 class PartitionState(Protocol):
@@ -31,7 +32,7 @@ class PartitionState(Protocol):
 
     def plan_idle_advance(self) -> bool: ...
 
-    def apply_idle_advance(self) -> list[Rollup]: ...
+    def apply_idle_advance(self) -> Sequence[KeyedOutput]: ...
 
 
 StateT = TypeVar("StateT", bound=PartitionState)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Generic
 
 import structlog
@@ -28,7 +28,7 @@ from confluent_kafka import Consumer, Message, TopicPartition
 from pipeline.core.checkpoint import Checkpoint
 from pipeline.core.decode import Reject
 from pipeline.core.durations import format_duration
-from pipeline.core.rollup import Rollup
+from pipeline.core.keyed import KeyedOutput
 from pipeline.errors import PipelineError
 from pipeline.kafka.admin import TopicSpec, ensure_present
 from pipeline.kafka.checkpoints import CheckpointStore, refuse_without_checkpoints
@@ -55,15 +55,15 @@ class PartitionedStage(IdleRule[StateT], ABC, Generic[StateT]):
     def __init__(
         self,
         settings: StageSettings,
-        metrics: StageMetrics | None = None,
+        metrics: StageMetrics,
         health: Health | None = None,
     ) -> None:
         self.settings = settings
-        self.metrics = metrics or StageMetrics()
+        self.metrics = metrics
         self.health = health or Health()
         self.owned: dict[int, OwnedPartition[StateT]] = {}
         self._first_input_seen = False
-        self.emitted = 0  # rollups produced by this process
+        self.emitted = 0  # outputs (rollups, anomaly events) produced by this process
         self.samples_emitted = 0  # ... and the samples they hold
         self.delivered = 0  # ... and acknowledged by Kafka
         self.group: GroupConsumer | None = None
@@ -294,8 +294,8 @@ class PartitionedStage(IdleRule[StateT], ABC, Generic[StateT]):
 
     # -- outputs ----------------------------------------------------------------------------
 
-    def _emit(self, rollups: list[Rollup], closed_at: float | None = None) -> None:
-        """Produce rollups; closed_at (time.time()) is when the input that closed them arrived."""
+    def _emit(self, outputs: Sequence[KeyedOutput], closed_at: float | None = None) -> None:
+        """Produce outputs; closed_at (time.time()) is when the input that closed them arrived."""
         topic = self.settings.output_topic
         closed_at = time.time() if closed_at is None else closed_at
         metrics = self.metrics
@@ -303,22 +303,22 @@ class PartitionedStage(IdleRule[StateT], ABC, Generic[StateT]):
         def delivered() -> None:
             self.delivered += 1
             now = time.time()
-            metrics.rollups_delivered.inc()
+            metrics.delivered.inc()
             metrics.last_delivery_time.set(now)
             metrics.emission_delay.observe(now - closed_at)
 
-        for rollup in rollups:
+        for output in outputs:
             self.producer.produce(
                 topic,
-                rollup.encode(),
-                rollup.key.encode(),
-                partition=self.rollup_owner(rollup.routing_key.encode()),
+                output.encode(),
+                output.key.encode(),
+                partition=self.rollup_owner(output.routing_key.encode()),
                 on_delivered=delivered,
             )
-        self.emitted += len(rollups)
-        self.samples_emitted += sum(r.count for r in rollups)
-        if rollups:
-            self.metrics.rollups.labels(format_duration(self.settings.resolution)).inc(len(rollups))
+        self.emitted += len(outputs)
+        self.samples_emitted += sum(r.count for r in outputs)
+        if outputs:
+            self.metrics.count_emitted(outputs, format_duration(self.settings.resolution))
 
     def _dead_letter(self, partition: int, rejects: list[Reject]) -> None:
         """Produce dead letters for refused input of `partition`, counted by reason."""

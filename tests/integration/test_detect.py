@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +111,7 @@ def test_detector_worker_emits_the_episodes_and_dead_letters_garbage(
     expected = expected_events(records)
     assert {orjson.loads(v)["kind"] for v in expected.values()} == {"deviation", "absence"}
     produce(kafka_bootstrap, settings.source_topic, [*records[:500], b"{oops", *records[500:]])
-    with stage_thread(DetectWorker(settings)):
+    with stage_thread(DetectWorker(settings)) as detector:
         got = wait_for_events(kafka_bootstrap, settings.anomaly_topic, len(expected))
     assert got.keys() == expected.keys()
     for value in got.values():
@@ -120,6 +121,27 @@ def test_detector_worker_emits_the_episodes_and_dead_letters_garbage(
     ]
     assert [d["reason"] for d in dead] == ["malformed_json"]
     assert dead[0]["stage"] == "detect"
+    # Its own metrics count its events (all delivered once the stage stopped), by state; it
+    # exports none of the rollup or sample counters, which it could never move.
+    samples = [s for f in detector.metrics.registry.collect() for s in f.samples]
+    emitted = {
+        s.labels["state"]: s.value
+        for s in samples
+        if s.name == "metrics_pipeline_anomaly_events_emitted_total"
+    }
+    states = Counter(orjson.loads(v)["state"] for v in expected.values())
+    assert emitted == dict(states) and set(states) == {"firing", "resolved"}
+    delivered = [
+        s.value for s in samples if s.name == "metrics_pipeline_anomaly_events_delivered_total"
+    ]
+    assert delivered == [len(expected)]
+    assert [s.value for s in samples if s.name == "metrics_pipeline_deadletter_total"] == [1]
+    rollup_or_sample = (
+        "metrics_pipeline_rollup",
+        "metrics_pipeline_samples_",
+        "metrics_pipeline_late",
+    )
+    assert not [s.name for s in samples if s.name.startswith(rollup_or_sample)]
 
 
 @pytest.mark.slow

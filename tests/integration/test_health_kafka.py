@@ -9,6 +9,7 @@ import re
 import socket
 
 import pytest
+from prometheus_client import CollectorRegistry, Counter
 
 from pipeline.kafka.clients import DeliveryError, KafkaStatus, OutputProducer, producer_config
 from pipeline.observability import Health
@@ -43,3 +44,21 @@ def test_undelivered_output_names_the_cluster_and_the_cause() -> None:
     ), message
     assert not health.ready
     assert (health.reason or "").startswith(f"Kafka at {servers} unreachable for ")
+
+
+def test_a_failed_delivery_is_counted_in_produce_errors() -> None:
+    servers = f"127.0.0.1:{unused_port()}"  # nothing listens there
+    failures = Counter("produce_errors", "test", registry=CollectorRegistry())
+    extra = {"log_level": "0", "message.timeout.ms": 1000}
+    producer = OutputProducer(
+        producer_config(servers, extra), KafkaStatus(servers, Health(), failures=failures)
+    )
+    try:
+        producer.produce("rollups", b"{}", b"key")
+        producer.produce("rollups", b"{}", b"key")
+        # librdkafka gives up on both at message.timeout.ms: two failed deliveries.
+        with pytest.raises(DeliveryError, match="2 deliveries failed"):
+            producer.flush(timeout=20.0)
+    finally:
+        producer.close()
+    assert failures._value.get() == 2

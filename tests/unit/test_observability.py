@@ -12,8 +12,17 @@ import pytest
 from confluent_kafka import Consumer, KafkaError
 from prometheus_client import CollectorRegistry
 
+from pipeline.core.detect.events import AnomalyEvent
+from pipeline.core.rollup import Rollup
 from pipeline.kafka.clients import KafkaStatus
-from pipeline.observability import AllHealthy, Health, WorkerMetrics, serve_http
+from pipeline.observability import (
+    AllHealthy,
+    DetectMetrics,
+    Health,
+    TierMetrics,
+    WorkerMetrics,
+    serve_http,
+)
 
 HOST = "127.0.0.1"
 
@@ -88,6 +97,42 @@ def test_metrics_of_this_registry_only(server: ThreadingHTTPServer, metrics: Wor
     _, _, body = get(port_of(server), "/metrics")
     assert "metrics_pipeline_late_samples_total 1.0" in body
     assert "99.0" not in body
+
+
+def exported(registry: CollectorRegistry) -> dict[str, float]:
+    """Sample name with its labels → value, of every sample the registry serves."""
+    return {
+        s.name + "".join(f"{k}={v}" for k, v in sorted(s.labels.items())): s.value
+        for family in registry.collect()
+        for s in family.samples
+        if not s.name.endswith("_created")
+    }
+
+
+def test_each_stage_exports_only_what_it_can_move() -> None:
+    detect, tier, worker = DetectMetrics(), TierMetrics(), WorkerMetrics()
+    events = [
+        AnomalyEvent(f"e{i}@{state}", "svc|eu", {"state": state})
+        for i, state in enumerate(["firing", "firing", "resolved"])
+    ]
+    detect.count_emitted(events, "1m")
+    tier.count_emitted([Rollup("k", "svc|eu", {"count": 5})], "1m")
+    got = {name: exported(m.registry) for name, m in [("detect", detect), ("tier", tier)]}
+    p = "metrics_pipeline_"
+    assert got["detect"][p + "anomaly_events_emitted_totalstate=firing"] == 2
+    assert got["detect"][p + "anomaly_events_emitted_totalstate=resolved"] == 1
+    assert got["tier"][p + "rollups_emitted_totalresolution=1m"] == 1
+    assert p + "anomaly_events_delivered_total" in got["detect"]
+    assert p + "last_anomaly_event_delivered_timestamp_seconds" in got["detect"]
+    assert p + "rollups_delivered_total" in got["tier"]
+    worker_only = {n for n in exported(worker.registry) if "samples" in n}
+    assert {p + "samples_in_total", p + "late_samples_total"} <= worker_only
+    for stage, names in got.items():
+        assert not {n for n in names if "samples" in n}, stage  # they read no samples
+    assert not [n for n in got["detect"] if "rollup" in n]
+    # What every stage moves is on all of them.
+    for name in ("produce_errors_total", "emission_delay_seconds_count", "replay_gaps_total"):
+        assert all(p + name in names for names in got.values())
 
 
 def test_healthz(server: ThreadingHTTPServer) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.core.detect.events import AnomalyEvent
 from pipeline.core.detect.models import ModelConfig
 from pipeline.core.detect.novelty import NoveltyConfig
-from pipeline.core.rollup import Rollup
 from pipeline.core.rollup_wire import WireRollup
 
 NO_TIME = -(2**62)
@@ -67,5 +67,5 @@ class SeriesInfo:
 
 @dataclass(slots=True)
 class DetectStep:
-    events: list[Rollup] = field(default_factory=list)
+    events: list[AnomalyEvent] = field(default_factory=list)
     late: list[tuple[int, WireRollup]] = field(default_factory=list)

@@ -9,11 +9,10 @@ import math
 import numpy as np
 
 from pipeline.core.detect.config import DetectStep, SeriesInfo
-from pipeline.core.detect.events import Episode, Verdict, episode_id, event
+from pipeline.core.detect.events import AnomalyEvent, Episode, Verdict, episode_id, event
 from pipeline.core.detect.models import Scores
 from pipeline.core.detect.noise import from_model
 from pipeline.core.detect.parts import DetectorParts
-from pipeline.core.rollup import Rollup
 
 
 class EpisodeEvents(DetectorParts):
@@ -53,7 +52,7 @@ class EpisodeEvents(DetectorParts):
         end: int,
         values: np.ndarray,
         scores: Scores,
-    ) -> Rollup:
+    ) -> AnomalyEvent:
         statistic = self._track_keys[track][1]
         verdict = self._verdict(
             statistic, float(values[track]), float(scores.expected[track]),
@@ -80,7 +79,7 @@ class EpisodeEvents(DetectorParts):
         index: int,
         verdict: Verdict,
         ended_by: str | None,
-    ) -> Rollup:
+    ) -> AnomalyEvent:
         series_key = self._track_keys[track][0]
         info = self.series[series_key]
         start = index * self.res
@@ -140,7 +139,7 @@ class EpisodeEvents(DetectorParts):
         start: int,
         end: int,
         ended_by: str | None = None,
-    ) -> Rollup:
+    ) -> AnomalyEvent:
         info = self.series[key]
         observed = None if state == "firing" else 1.0
         return event(

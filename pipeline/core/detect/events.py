@@ -7,7 +7,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from pipeline.core.rollup import Rollup
+import orjson
 
 DETECTOR_VERSION = "2"
 
@@ -53,6 +53,30 @@ class Verdict:
     score: float
 
 
+@dataclass(frozen=True, slots=True)
+class AnomalyEvent:
+    """One episode transition on the anomaly topic: the stages' keyed output (core/keyed.py)
+    as the detector emits it. key: `<episode_id>@<state>`, so a replay overwrites it."""
+
+    key: str
+    routing_key: str  # "service|region" of the series: the partition of the rollups it read
+    body: dict[str, Any]
+
+    @property
+    def state(self) -> str:
+        """firing | resolved."""
+        state: str = self.body["state"]
+        return state
+
+    @property
+    def count(self) -> int:
+        """An event accounts for no samples."""
+        return 0
+
+    def encode(self) -> bytes:
+        return orjson.dumps(self.body)
+
+
 def event(
     episode: Episode,
     state: str,
@@ -64,8 +88,8 @@ def event(
     window_end: int,
     verdict: Verdict,
     ended_by: str | None = None,
-) -> Rollup:
-    """The keyed record of one episode transition (a `Rollup` is the stages' keyed output).
+) -> AnomalyEvent:
+    """The record of one episode transition.
     `ended_by` (resolved events only): recovered | level_shift | expired."""
 
     def finite(x: float) -> float:
@@ -93,4 +117,4 @@ def event(
     }
     if ended_by is not None:
         body["ended_by"] = ended_by
-    return Rollup(f"{episode.episode_id}@{state}", routing_key, body)
+    return AnomalyEvent(f"{episode.episode_id}@{state}", routing_key, body)

@@ -16,6 +16,7 @@ import pytest
 from pipeline.core.decode import DecodeLimits, Decoder, DecodeResult, Reject
 from pipeline.core.reasons import Reason
 from pipeline.core.series import SeriesTable
+from pipeline.core.validate import SampleValidator
 from pipeline.kafka.deadletter import reject_records
 from tests.support.schemas import schema_errors
 
@@ -109,14 +110,14 @@ def test_an_unexpected_exception_dead_letters_only_its_record(
 ) -> None:
     # A fake fault: no real input is known to raise inside the validator any more, so a defect
     # of ours is simulated by making series identity raise for one service name.
-    real: Callable[..., Any] = Decoder.identity
+    real: Callable[..., Any] = SampleValidator.identity
 
-    def flaky(self: Decoder, service: Any, *args: Any) -> Any:
+    def flaky(self: SampleValidator, service: Any, *args: Any) -> Any:
         if service == "boom":
             raise RuntimeError("simulated defect")
         return real(self, service, *args)
 
-    monkeypatch.setattr(Decoder, "identity", flaky)
+    monkeypatch.setattr(SampleValidator, "identity", flaky)
     values: list[bytes | None] = [
         orjson.dumps(GOOD),
         orjson.dumps({**GOOD, "service": "boom"}),

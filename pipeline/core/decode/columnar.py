@@ -12,20 +12,42 @@ from typing import Any
 import numpy as np
 
 from pipeline.core.columns import SampleColumns
+from pipeline.core.decode.rejects import columnar_points
 from pipeline.core.reasons import Reason
 from pipeline.core.series import MetricKind
 from pipeline.core.validate import (
+    EXCERPT_BYTES,
     MAX_TS,
     NUMBER_TYPES,
     REQUIRED_FIELDS,
     TS_RULE,
     VALUE_RULE,
     Invalid,
+    Reject,
     SampleValidator,
 )
 
 # (series id, ts, value, instance id, record offset, record time) of one accepted batch.
 ColumnarPart = tuple[int, np.ndarray, np.ndarray, int, int, int]
+
+
+def take_columnar(
+    validator: SampleValidator,
+    doc: dict[str, Any],
+    offset: int,
+    mtime: int,
+    raw: bytes,
+    parts: list[ColumnarPart],
+    rejects: list[Reject],
+) -> None:
+    """Append the record's batch to `parts`, or one reject that accounts for all its points."""
+    try:
+        sid, ts_arr, val_arr, iid = read_columnar(validator, doc)
+    except Invalid as bad:
+        points = columnar_points(doc)
+        rejects.append(Reject(offset, -1, bad.reason, bad.detail, raw[:EXCERPT_BYTES], points))
+        return
+    parts.append((sid, ts_arr, val_arr, iid, offset, mtime))
 
 
 def read_columnar(
