@@ -17,7 +17,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from pipeline.core.detect.events import AnomalyEvent
+from pipeline.core.detect.events import AnomalyRecord
 from pipeline.core.keyed import KeyedOutput
 from pipeline.metric_declarations import MetricDeclarations
 
@@ -189,7 +189,7 @@ class DetectMetrics(StageMetrics):
 
     def count_emitted(self, outputs: Sequence[KeyedOutput], resolution: str) -> None:
         # Only the detector emits through these metrics, and it emits only AnomalyEvents.
-        states = Counter(cast(AnomalyEvent, event).state for event in outputs)
+        states = Counter(cast(AnomalyRecord, event).state for event in outputs)
         for state, n in states.items():
             self.events.labels(state).inc(n)
 

@@ -79,12 +79,15 @@ ALERTS: tuple[Alert, ...] = (
     ),
     Alert(
         "MetricsPipelineDeadLetterRateHigh",
+        # Samples for the worker; records (child rollups) for the tier, which reads no samples.
         "sum by (namespace, process) (rate(metrics_pipeline_deadletter_total[5m]))"
-        " / sum by (namespace, process) (rate(metrics_pipeline_samples_in_total[5m])) > 0.01",
+        " / (sum by (namespace, process) (rate(metrics_pipeline_samples_in_total[5m]))"
+        " or sum by (namespace, process) (rate(metrics_pipeline_messages_consumed_total[5m])))"
+        " > 0.01",
         "10m",
         "warning",
         "More than 1% of {{ $labels.process }} input is dead-lettered",
-        "{{ $value | humanizePercentage }} of samples go to the dead-letter topic: see "
+        "{{ $value | humanizePercentage }} of its input goes to the dead-letter topic: see "
         "metrics_pipeline_deadletter_total by reason for the producer to fix.",
     ),
     Alert(

@@ -12,7 +12,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaError
 from prometheus_client import CollectorRegistry
 
-from pipeline.core.detect.events import AnomalyEvent
+from pipeline.core.detect.events import AnomalyRecord
 from pipeline.core.rollup import Rollup
 from pipeline.kafka.clients import KafkaStatus
 from pipeline.observability import (
@@ -112,7 +112,7 @@ def exported(registry: CollectorRegistry) -> dict[str, float]:
 def test_each_stage_exports_only_what_it_can_move() -> None:
     detect, tier, worker = DetectMetrics(), TierMetrics(), WorkerMetrics()
     events = [
-        AnomalyEvent(f"e{i}@{state}", "svc|eu", {"state": state})
+        AnomalyRecord(f"e{i}@{state}", "svc|eu", {"state": state})
         for i, state in enumerate(["firing", "firing", "resolved"])
     ]
     detect.count_emitted(events, "1m")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.core.detect.events import AnomalyEvent
+from pipeline.core.detect.events import AnomalyRecord
 from pipeline.core.detect.models import ModelConfig
 from pipeline.core.detect.novelty import NoveltyConfig
 from pipeline.core.rollup_wire import WireRollup
@@ -67,5 +67,5 @@ class SeriesInfo:
 
 @dataclass(slots=True)
 class DetectStep:
-    events: list[AnomalyEvent] = field(default_factory=list)
+    events: list[AnomalyRecord] = field(default_factory=list)
     late: list[tuple[int, WireRollup]] = field(default_factory=list)

@@ -44,7 +44,7 @@ import numpy as np
 from pipeline.core.clock import PartitionClock
 from pipeline.core.detect.config import DetectConfig, DetectStep, SeriesInfo
 from pipeline.core.detect.episodes import EpisodeEvents
-from pipeline.core.detect.events import AnomalyEvent, Episode, episode_id
+from pipeline.core.detect.events import AnomalyRecord, Episode, episode_id
 from pipeline.core.detect.models import Baseline, Scores, SeasonalProfile, Window, score_window
 from pipeline.core.detect.noise import (
     from_model,
@@ -349,7 +349,7 @@ class PartitionDetector(EpisodeEvents, Checkpointing):
         new_max = max(self._pending) * self.res + self.res + self.config.allowed_lateness_ms
         return self.clock.plan_idle_advance(new_max)
 
-    def apply_idle_advance(self) -> list[AnomalyEvent]:
+    def apply_idle_advance(self) -> list[AnomalyRecord]:
         self.clock.apply_idle_advance()
         step = DetectStep()
         self._complete(step)

@@ -9,7 +9,7 @@ import math
 import numpy as np
 
 from pipeline.core.detect.config import DetectStep, SeriesInfo
-from pipeline.core.detect.events import AnomalyEvent, Episode, Verdict, episode_id, event
+from pipeline.core.detect.events import AnomalyRecord, Episode, Verdict, episode_id, event
 from pipeline.core.detect.models import Scores
 from pipeline.core.detect.noise import from_model
 from pipeline.core.detect.parts import DetectorParts
@@ -52,7 +52,7 @@ class EpisodeEvents(DetectorParts):
         end: int,
         values: np.ndarray,
         scores: Scores,
-    ) -> AnomalyEvent:
+    ) -> AnomalyRecord:
         statistic = self._track_keys[track][1]
         verdict = self._verdict(
             statistic, float(values[track]), float(scores.expected[track]),
@@ -79,7 +79,7 @@ class EpisodeEvents(DetectorParts):
         index: int,
         verdict: Verdict,
         ended_by: str | None,
-    ) -> AnomalyEvent:
+    ) -> AnomalyRecord:
         series_key = self._track_keys[track][0]
         info = self.series[series_key]
         start = index * self.res
@@ -139,7 +139,7 @@ class EpisodeEvents(DetectorParts):
         start: int,
         end: int,
         ended_by: str | None = None,
-    ) -> AnomalyEvent:
+    ) -> AnomalyRecord:
         info = self.series[key]
         observed = None if state == "firing" else 1.0
         return event(

@@ -54,7 +54,7 @@ class Verdict:
 
 
 @dataclass(frozen=True, slots=True)
-class AnomalyEvent:
+class AnomalyRecord:
     """One episode transition on the anomaly topic: the stages' keyed output (core/keyed.py)
     as the detector emits it. key: `<episode_id>@<state>`, so a replay overwrites it."""
 
@@ -88,7 +88,7 @@ def event(
     window_end: int,
     verdict: Verdict,
     ended_by: str | None = None,
-) -> AnomalyEvent:
+) -> AnomalyRecord:
     """The record of one episode transition.
     `ended_by` (resolved events only): recovered | level_shift | expired."""
 
@@ -117,4 +117,4 @@ def event(
     }
     if ended_by is not None:
         body["ended_by"] = ended_by
-    return AnomalyEvent(f"{episode.episode_id}@{state}", routing_key, body)
+    return AnomalyRecord(f"{episode.episode_id}@{state}", routing_key, body)
