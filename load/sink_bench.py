@@ -3,7 +3,7 @@
     python -m load.sink_bench [--rollups 20000] [--series 2000] [--tsdb prometheus|
                               victoria-metrics|both] [--concurrency 4] [--batch-records 5000]
                               [--naming aggregation|flat] [--split]
-                              [--bootstrap-servers HOST:PORT] [--runs 1]
+                              [--bootstrap-servers HOST:PORT] [--runs 1] [--default-gc]
 
 Per TSDB and run: N timer rollups (5 percentiles, so 9 remote-write samples each with the
 default naming, 10 with `flat`; windows of 10 s ending in the last hour) are pre-loaded into a
@@ -14,6 +14,8 @@ encoder, HTTP client; the broker and the TSDB are other processes). Then the sam
 counted through the TSDB's query API and must equal N × samples per rollup.
 --split also measures the runner alone and the encoder alone (load/sink_split.py), to show
 which part bounds the end-to-end figure.
+The garbage collector is tuned as the sink process tunes it (pipeline/runtime.py) unless
+--default-gc is given.
 An embedded Tansu broker is started unless --bootstrap-servers is given. Exit status 1 if a
 verification failed.
 """
@@ -43,6 +45,7 @@ from pipeline.kafka.broker import EmbeddedBroker
 from pipeline.loadgen.produce import produce
 from pipeline.loadgen.spec import Message
 from pipeline.observability import configure_logging
+from pipeline.runtime import tune_garbage_collector
 from pipeline.sinks.remote_write import RemoteWriteSettings, RemoteWriteSink
 from pipeline.sinks.remote_write.naming import Scheme, outputs
 from pipeline.sinks.remote_write.rollup_encoder import RollupEncoder
@@ -293,12 +296,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--bootstrap-servers", help="use this broker instead of an embedded one")
     p.add_argument("--json", type=Path, help="also write the results to this file")
+    p.add_argument(
+        "--default-gc",
+        action="store_true",
+        help="keep Python's default garbage collector thresholds (the sink process tunes them)",
+    )
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging("warning")
+    if not args.default_gc:
+        tune_garbage_collector()  # as `metrics-pipeline sink` runs (runtime.serve)
     kinds = list(SERVERS) if args.tsdb == "both" else [args.tsdb]
     results: list[SinkBenchResult] = []
     with ExitStack() as stack:
