@@ -18,8 +18,10 @@ from matplotlib.ticker import FormatStrFormatter, NullFormatter
 from load.detect_pipeline import RunOutput
 from load.detect_scenarios import HOUR, Scenario
 from load.detect_score import EpisodeSpan
+from pipeline.core.detect.noise import from_model
 
 MAX_ROWS = 6
+WINDOW_S = 60.0  # the detector reads the 1 m tier
 UNITS = {"p99": "p99 (ms)", "rate": "rate (req/s)"}
 
 
@@ -39,13 +41,18 @@ def plot_scenario(
         if track is not None:
             rows = output.trace.track(track)
             value, expected, band = rows[:, 0], rows[:, 1], rows[:, 2]
+
+            def unit(x: np.ndarray, stat: str = stat) -> np.ndarray:
+                """From the model's scale back to the statistic's unit (1 m windows)."""
+                return np.array([from_model(stat, float(v), WINDOW_S) for v in x])
+
             ax.fill_between(
-                hours, np.expm1(expected - band), np.expm1(expected + band),
+                hours, unit(expected - band), unit(expected + band),
                 color="tab:blue", alpha=0.18, linewidth=0, step="post",
             )  # fmt: skip
-            ax.plot(hours, np.expm1(expected), color="tab:blue", linewidth=0.9)
-            ax.plot(hours, np.expm1(value), color="black", linewidth=0.6)
-            seen = np.expm1(value[np.isfinite(value)])
+            ax.plot(hours, unit(expected), color="tab:blue", linewidth=0.9)
+            ax.plot(hours, unit(value), color="black", linewidth=0.6)
+            seen = unit(value[np.isfinite(value)])
             seen = seen[seen > 0]
             if len(seen):  # the data decide the range, not a band widened by a level change
                 ax.set_ylim(seen.min() / 2, seen.max() * 2)
