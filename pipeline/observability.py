@@ -188,7 +188,7 @@ class DetectMetrics(StageMetrics):
         )
 
     def count_emitted(self, outputs: Sequence[KeyedOutput], resolution: str) -> None:
-        # Only the detector emits through these metrics, and it emits only AnomalyEvents.
+        # Only the detector emits through these metrics, and it emits only AnomalyRecords.
         states = Counter(cast(AnomalyRecord, event).state for event in outputs)
         for state, n in states.items():
             self.events.labels(state).inc(n)

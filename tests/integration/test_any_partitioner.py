@@ -285,7 +285,11 @@ def test_watermark_alignment_bounds_the_windows_a_catch_up_holds_open(
 ) -> None:
     """Catching up, a partition that reads ahead only holds windows open for the slowest one:
     with alignment it pauses instead. The same backlog read with and without it, the most
-    windows open at once compared (a ratio within one run; both runs exact)."""
+    windows open at once compared (a ratio within one run; both runs exact).
+
+    Batches of at most 200 records: alignment acts between batches, and the worker's default
+    batch (about 20,000 samples) would be a sixth of this small backlog, so how many windows
+    one batch opens, not alignment, would decide the peak."""
     workload = generate(spec(120_000, duration_s=600.0))
     peaks = {}
     for alignment in ("0s", "20s"):
@@ -294,6 +298,7 @@ def test_watermark_alignment_bounds_the_windows_a_catch_up_holds_open(
             f"{unique_name}-{alignment}",
             watermark_alignment=alignment,
             input_topic=f"raw-{unique_name}",
+            batch_size=200,
         )
         if alignment == "0s":
             ensure_topics(kafka_bootstrap, [TopicSpec(settings.input_topic, PARTITIONS)])
@@ -309,4 +314,5 @@ def test_watermark_alignment_bounds_the_windows_a_catch_up_holds_open(
             outputs = wait_for(settings, PARTITIONS, workload.manifest.samples_total, timeout=120)
         check_exact(workload, outputs, "consistent_random")
         peaks[alignment] = peak
-    assert peaks["20s"] < peaks["0s"]
+    # Measured 166-186 against 3,126-3,786 (three runs): a factor of three is a wide margin.
+    assert peaks["20s"] * 3 < peaks["0s"], peaks
