@@ -81,7 +81,9 @@ def test_an_outage_to_zero_is_never_taken_for_a_new_level() -> None:
     assert [(e["state"], e["direction"], e.get("ended_by")) for e in events] == [
         ("firing", "down", None), ("resolved", "down", "recovered"),
     ]  # fmt: skip
-    assert minute(events[0]) <= 102 and 250 <= minute(events[1]) <= 254
+    # Resolved a few windows after traffic is back: three calm windows, and the CUSUM of
+    # small persistent shifts no longer holding the drop (drift.py).
+    assert minute(events[0]) <= 102 and 250 <= minute(events[1]) <= 256
 
 
 def test_absence_is_judged_against_the_series_own_arrival_rate() -> None:
