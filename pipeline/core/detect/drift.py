@@ -34,7 +34,7 @@ class DriftConfig:
     allowance: float = 1.0  # k, sigmas a window may deviate for free
     limit: float = 10.0  # h, accumulated sigmas that fire (and the cap of each sum)
     clip: float = 3.0  # one window counts at most this many sigmas
-    hold: float = 0.8  # share of `limit` past which the window is not learnt
+    hold: float = 0.7  # share of `limit` past which the window is not learnt
     min_count: int = 20  # samples a window needs to count (fewer: far from Gaussian, skipped)
 
     def __post_init__(self) -> None:

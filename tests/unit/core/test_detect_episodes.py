@@ -45,7 +45,8 @@ def test_a_persistent_doubling_stays_firing_until_it_ends() -> None:
     ]  # fmt: skip
     firing, resolved = events
     assert 100 <= minute(firing) <= 102
-    assert 220 <= minute(resolved) <= 224
+    # Three calm windows, and the CUSUM of the shift (drift.py) decayed below its hold.
+    assert 220 <= minute(resolved) <= 226
 
 
 def test_a_shift_that_lasts_becomes_the_baseline_with_a_level_shift_event() -> None:
