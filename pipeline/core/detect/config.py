@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.core.detect.drift import DriftConfig
 from pipeline.core.detect.events import AnomalyRecord
 from pipeline.core.detect.models import ModelConfig
 from pipeline.core.detect.novelty import NoveltyConfig
@@ -23,6 +24,7 @@ class DetectConfig:
     directions: dict[str, str] = field(default_factory=dict)  # statistic → up | down | both
     model: ModelConfig = field(default_factory=ModelConfig)
     novelty: NoveltyConfig = field(default_factory=NoveltyConfig)
+    drift: DriftConfig = field(default_factory=DriftConfig)
     warmup: int = 30  # scored windows with a value before a track can fire
     fire_k: int = 2
     fire_n: int = 3

@@ -43,6 +43,7 @@ import numpy as np
 
 from pipeline.core.clock import PartitionClock
 from pipeline.core.detect.config import DetectConfig, DetectStep, SeriesInfo
+from pipeline.core.detect.drift import Drift
 from pipeline.core.detect.episodes import EpisodeEvents
 from pipeline.core.detect.events import AnomalyRecord, Episode, episode_id
 from pipeline.core.detect.models import Baseline, Scores, SeasonalProfile, Window, score_window
@@ -82,6 +83,7 @@ class PartitionDetector(EpisodeEvents, Checkpointing):
         self._track_keys: list[tuple[str, str]] = []
         self.state = TrackState(config.model.history, config.fire_n)
         self.novelty = Novelty(config.novelty)
+        self.drift = Drift(config.drift)
         self._presence = np.zeros((0, config.model.history), bool)  # series slot × window
         self._profile = SeasonalProfile(0, config.model, self.res)
         self._profile_day: int | None = -1
@@ -150,6 +152,7 @@ class PartitionDetector(EpisodeEvents, Checkpointing):
         units: dict[int, tuple[float, float]] = {}
         noise: dict[int, float] = {}
         spreads: dict[int, float] = {}
+        counts: dict[int, int] = {}
         present: list[int] = []
         for rollup in rollups:
             info = self._series_info(rollup)
@@ -166,6 +169,7 @@ class PartitionDetector(EpisodeEvents, Checkpointing):
                 values[track] = to_model(statistic, value, self.window_s)
                 noise[track] = sampling_sd(statistic, rollup, value)
                 spreads[track] = sample_spread(statistic, rollup)
+                counts[track] = rollup.count
                 # The value and its sampling noise in its own unit (the envelope's scale), at
                 # least what its sample count implies for this track (a sparse window's
                 # digest cannot show it).
@@ -188,7 +192,9 @@ class PartitionDetector(EpisodeEvents, Checkpointing):
         level = self._profile.level(start)
         learn = np.ones(tracks, bool)
         if scoring:
-            learn, z = self._score(index, x, unit, unit_noise, samp, level, step)
+            samples = np.zeros(tracks)
+            samples[list(counts)] = list(counts.values())
+            learn, z = self._score(index, x, unit, unit_noise, samp, level, samples, step)
             self._absences(index, step)
             self.clock.emit_until(start + self.res)
         self.state.write(index, x, x - level, samp, learn)
@@ -213,6 +219,7 @@ class PartitionDetector(EpisodeEvents, Checkpointing):
         unit_noise: np.ndarray,
         samp: np.ndarray,
         level: np.ndarray,
+        samples: np.ndarray,
         step: DetectStep,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Scores the window, fires and resolves episodes; returns which tracks may learn it
@@ -241,6 +248,7 @@ class PartitionDetector(EpisodeEvents, Checkpointing):
             with np.errstate(invalid="ignore"):
                 onset_up = beyond_high | (up & ~(unit < self.novelty.low))
             onset = np.where(np.where(onset_up, st.may_go_up, st.may_go_down), onset, 0.0)
+        drifting, drift_up = self._drift(values, scores, samples)
         self._scored_window(index, values, scores, onset)
         seen = ~np.isnan(values)
         slot = index % cfg.fire_n
@@ -250,12 +258,16 @@ class PartitionDetector(EpisodeEvents, Checkpointing):
         count = recent_flags.sum(axis=1)
         with np.errstate(invalid="ignore"):
             calm = seen & (scores.score < cfg.resolve_score) & ~self._still_beyond(unit)
+        held_up, held_down = self.drift.holding()
+        held_up &= st.may_go_up  # a direction that cannot fire is learnt as before
+        held_down &= st.may_go_down
+        still_held = self._held(held_up, held_down)
         # Back to normal = well inside the band, not merely under the threshold: an episode of
         # a shift that hovers around the threshold stays open instead of flapping.
         st.normal_run = np.where(calm, st.normal_run + 1, np.where(seen, 0, st.normal_run))
         start, end = index * self.res, (index + 1) * self.res
         deviating = anomalous & (count >= cfg.fire_k)
-        fire = deviating | (onset >= 1.0)
+        fire = deviating | (onset >= 1.0) | drifting
         for track in np.flatnonzero(fire).tolist():
             if track in self.active:
                 continue
@@ -264,6 +276,10 @@ class PartitionDetector(EpisodeEvents, Checkpointing):
                 began = int(st.flag_window[track][recent_flags[track]].min())
                 method = "seasonal" if scores.seasonal[track] else "robust"
                 score, direction = float(scores.score[track]), bool(up[track])
+                beyond = None
+            elif onset[track] < 1.0:
+                began, method = index, "cusum"
+                score, direction = float(scores.score[track]), bool(drift_up[track])
                 beyond = None
             else:
                 began, method = index, "onset"
@@ -284,12 +300,39 @@ class PartitionDetector(EpisodeEvents, Checkpointing):
             step.events.append(self._event(episode, "firing", track, start, end, values, scores))
         if cfg.novelty.enabled:
             self.novelty.fired(np.flatnonzero(onset >= 1.0).tolist(), index)
-        for track in [t for t in self.active if st.normal_run[t] >= cfg.resolve_m]:
+        # Back to normal, and no longer accumulating the shift it fired for (drift.py).
+        back = [t for t in self.active if st.normal_run[t] >= cfg.resolve_m and not still_held[t]]
+        for track in back:
             episode = self.active.pop(track)
             step.events.append(self._event(episode, "resolved", track, start, end, values, scores))
         learn = np.ones(len(values), bool)  # isolated anomalies too: a heavy tail is learnt
         learn[list(self.active)] = False
+        learn[held_up | held_down] = False  # a suspected shift is not learnt before it is judged
         return learn, z
+
+    def _drift(
+        self, values: np.ndarray, scores: Scores, samples: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Updates the CUSUM of each track's window deviations (drift.py); returns which tracks
+        it fires, and in which direction (True: up)."""
+        cfg, st = self.config, self.state
+        if not cfg.drift.enabled:
+            none = np.zeros(len(values), bool)
+            return none, none
+        with np.errstate(invalid="ignore", divide="ignore"):
+            z = (values - scores.expected) * cfg.model.threshold / scores.band
+        z = np.where((st.scored >= cfg.warmup) & (samples >= cfg.drift.min_count), z, np.nan)
+        self.drift.update(z)
+        fires, up = self.drift.fired()
+        allowed = np.where(up, st.may_go_up, st.may_go_down)
+        return fires & allowed & ~np.isnan(values), up  # fires on a window with a value
+
+    def _held(self, held_up: np.ndarray, held_down: np.ndarray) -> np.ndarray:
+        """Tracks whose open episode's direction still has its CUSUM side held."""
+        out = np.zeros(len(held_up), bool)
+        for track, episode in self.active.items():
+            out[track] = held_up[track] if episode.direction == "up" else held_down[track]
+        return out
 
     def _still_beyond(self, unit: np.ndarray) -> np.ndarray:
         """Tracks whose onset episode's value is still beyond the edge of the long past it
@@ -339,6 +382,7 @@ class PartitionDetector(EpisodeEvents, Checkpointing):
             self._track_keys.append(key)
             self._profile.grow(len(self._track_keys))
             self.novelty.grow(len(self._track_keys))
+            self.drift.grow(len(self._track_keys))
         return track
 
     # -- idle partitions ---------------------------------------------------------------------

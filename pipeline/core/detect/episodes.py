@@ -22,6 +22,12 @@ class EpisodeEvents(DetectorParts):
         if limit <= 0:
             return
         st = self.state
+        for track in np.flatnonzero(self.drift.held_run >= limit).tolist():
+            if track not in self.active:
+                # Held so long without an episode (a shift its direction may not fire): the
+                # baseline takes the new level silently, as it would have without the hold.
+                st.rebaseline(track)
+                self.drift.reset(track)
         for track, episode in sorted(self.active.items()):
             if index + 1 - episode.started_at // self.res < limit:
                 continue
@@ -36,6 +42,7 @@ class EpisodeEvents(DetectorParts):
             old = float(np.nanmedian(st.learnt[track]))
             del self.active[track]
             st.rebaseline(track)
+            self.drift.reset(track)
             st.normal_run[track] = 0
             st.flags[track] = False
             verdict = self._verdict(statistic, level, old, 0.0, abs(level - old))
@@ -165,5 +172,8 @@ class EpisodeEvents(DetectorParts):
             step.events.append(self._emit(episode, "resolved", track, index, verdict, "expired"))
             self.state.flags[track] = False
             self.state.normal_run[track] = 0
+        for (key, _), track in self.tracks.items():
+            if key in gone:
+                self.drift.reset(track)
         for key in gone:
             del self.series[key]  # its tracks stay allocated but get no more values

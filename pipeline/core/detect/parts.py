@@ -9,6 +9,7 @@ import numpy as np
 
 from pipeline.core.clock import PartitionClock
 from pipeline.core.detect.config import DetectConfig, SeriesInfo
+from pipeline.core.detect.drift import Drift
 from pipeline.core.detect.events import Episode
 from pipeline.core.detect.novelty import Novelty
 from pipeline.core.detect.tracks import TrackState
@@ -31,6 +32,7 @@ class DetectorParts:
     _track_keys: list[tuple[str, str]]
     state: TrackState
     novelty: Novelty
+    drift: Drift
     _presence: np.ndarray
     active: dict[int, Episode]
     absent: dict[str, Episode]

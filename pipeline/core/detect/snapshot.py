@@ -47,7 +47,9 @@ class Checkpointing(DetectorParts):
         novelty = [
             [*self._track_keys[t], self.novelty.row_json(t)] for t in self.novelty.tracks_seen()
         ]
+        drift = [[*self._track_keys[t], self.drift.row_json(t)] for t in self.drift.tracks_seen()]
         return {
+            "drift": drift,
             "flagged": flagged,
             "active": active,
             "absent": absent,
@@ -71,7 +73,7 @@ class Checkpointing(DetectorParts):
             self._next_window = emitted_wm // self.res - self.config.history_windows()
             self._restored = {
                 k: checkpoint.state.get(k, [])
-                for k in ("flagged", "active", "absent", "dirty", "novelty")
+                for k in ("flagged", "active", "absent", "dirty", "novelty", "drift")
             }
 
     def _apply_snapshot(self, snapshot: dict[str, Any]) -> None:
@@ -98,6 +100,11 @@ class Checkpointing(DetectorParts):
         self.novelty.reset()
         for series_key, statistic, row in snapshot["novelty"]:
             self.novelty.load_row(self._track(series_key, statistic), row)
+        self.drift.up[:] = 0.0
+        self.drift.down[:] = 0.0
+        self.drift.held_run[:] = 0
+        for series_key, statistic, row in snapshot["drift"]:  # absent before drift existed
+            self.drift.load_row(self._track(series_key, statistic), row)
 
     def _ensure_series(self, key: str, info: dict[str, Any]) -> None:
         if key not in self.series:

@@ -27,6 +27,7 @@ from pipeline.core.checkpoint import Checkpoint
 from pipeline.core.columns import SampleColumns
 from pipeline.core.decode import Decoder, RawMessage
 from pipeline.core.detect.detector import DetectConfig, PartitionDetector
+from pipeline.core.detect.drift import DriftConfig
 from pipeline.core.detect.novelty import NoveltyConfig
 from pipeline.core.digest import DigestConfig
 from pipeline.core.rollup import Rollup
@@ -244,7 +245,10 @@ def detect_feed(detector: PartitionDetector, records: list[tuple[int, WireRollup
 # The release that wrote the fixture let a track's envelope fire onsets only from 300 windows;
 # today's young envelope would make b's spike at window 100 an onset on its own window (a
 # different, earlier episode), so these scenarios keep that release's onset warm-up.
-AS_RELEASED = DetectConfig(novelty=NoveltyConfig(envelope_warmup=NoveltyConfig().warmup))
+AS_RELEASED = DetectConfig(
+    novelty=NoveltyConfig(envelope_warmup=NoveltyConfig().warmup),
+    drift=DriftConfig(enabled=False),  # that release had no CUSUM of small persistent shifts
+)
 
 
 def detect_until_checkpoint(cut: int) -> tuple[list[Rollup], bytes]:
