@@ -17,6 +17,7 @@ from pipeline.core.aggregator import WindowConfig
 from pipeline.core.clock import ClockConfig
 from pipeline.core.decode import DecodeLimits
 from pipeline.core.detect.detector import DetectConfig
+from pipeline.core.detect.drift import DriftConfig
 from pipeline.core.detect.models import ModelConfig
 from pipeline.core.detect.novelty import NoveltyConfig
 from pipeline.core.digest import DigestConfig, percentile_name
@@ -220,6 +221,11 @@ class DetectSettings(StageSettings):
     onset_warmup: int = Field(NoveltyConfig().warmup, ge=2)
     onset_envelope_warmup: int = Field(NoveltyConfig().envelope_warmup, ge=2)
     onset_quiet: int = Field(NoveltyConfig().quiet_windows, ge=0)
+    drift: bool = Field(
+        True,
+        description="Fire on, and hold open, a small shift that persists (a CUSUM of each "
+        "window's deviation in its band; the band must be learnt from a long enough history).",
+    )
     idle_timeout: Duration = duration("5m")
     commit_interval: Duration = duration("5s")
 
@@ -273,6 +279,7 @@ class DetectSettings(StageSettings):
                     envelope_warmup=self.onset_envelope_warmup,
                     quiet_windows=self.onset_quiet,
                 ),
+                drift=DriftConfig(enabled=self.drift),
             )
         except ValueError as exc:
             raise ConfigError(str(exc)) from None

@@ -44,7 +44,9 @@ def inject_incident(work: Workload, start_s: float = 200.0, end_s: float = 240.0
 def detect_settings(worker: WorkerSettings) -> DetectSettings:
     """The detector on the 10 s tier, tuned to the demo's five minutes of event time: a short
     history and warm-up, p99 only, and the wider threshold such a short history needs (15
-    windows of a few gauges pin their band to the scale floor)."""
+    windows of a few gauges pin their band to the scale floor). No CUSUM: it accumulates each
+    window's deviation in sigmas of a band that 15 windows cannot calibrate, and fired on 17
+    of the demo's steady series."""
     topics = worker.topic_names() | {"anomaly_topic": worker.group_id + ".anomalies"}
     return DetectSettings(
         bootstrap_servers=worker.bootstrap_servers,
@@ -56,6 +58,7 @@ def detect_settings(worker: WorkerSettings) -> DetectSettings:
         history=15,
         warmup=12,
         threshold=6.0,
+        drift=False,
         idle_timeout="3s",
         session_timeout_ms=worker.session_timeout_ms,
         http_port=0,
