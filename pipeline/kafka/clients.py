@@ -91,7 +91,12 @@ def consumer_config(
         # keep writing checkpoints for partitions that moved on.
         "max.poll.interval.ms": max(300_000, session_timeout_ms),
         "fetch.max.bytes": 52_428_800,
-        "max.partition.fetch.bytes": 8_388_608,
+        # A fetch round brings at most this much of each partition, so the partitions of a
+        # backlog reach the local queue interleaved: none reads far ahead in event time of the
+        # slowest one, whose watermark closes the windows. With 8 MiB a catch-up read one
+        # partition's whole backlog before the next, held every window open until the last
+        # partition caught up, then closed them all in one burst (seconds of emission delay).
+        "max.partition.fetch.bytes": 262_144,
         "queued.min.messages": 200_000,
         # Tansu holds a fetch that includes an empty partition for the full wait.
         "fetch.wait.max.ms": 25,
