@@ -3,6 +3,7 @@ TLS, and one POST with retries that tells "refused for good" from "unavailable n
 
 from __future__ import annotations
 
+import base64
 import ssl
 import time
 from collections.abc import Callable
@@ -57,12 +58,12 @@ class HttpAuthSettings(BaseModel):
         return self
 
 
-def basic_auth(settings: HttpAuthSettings) -> httpx.BasicAuth | None:
+def basic_auth_header(settings: HttpAuthSettings) -> dict[str, str]:
+    """The Basic Authorization header, if basic auth is set (fixed: built once per client)."""
     if settings.basic_auth_username is None or settings.basic_auth_password is None:
-        return None
-    return httpx.BasicAuth(
-        settings.basic_auth_username, settings.basic_auth_password.get_secret_value()
-    )
+        return {}
+    secret = f"{settings.basic_auth_username}:{settings.basic_auth_password.get_secret_value()}"
+    return {"Authorization": "Basic " + base64.b64encode(secret.encode()).decode()}
 
 
 def bearer_header(settings: HttpAuthSettings) -> dict[str, str]:

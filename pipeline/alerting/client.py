@@ -26,7 +26,7 @@ from pipeline.errors import PipelineError
 from pipeline.http_client import (
     RetryPolicy,
     Unavailable,
-    basic_auth,
+    basic_auth_header,
     bearer_header,
     post,
     tls_context,
@@ -50,10 +50,13 @@ class AlertmanagerClient:
             settings.request_retry_max / 1000,
         )
         self._http = httpx.Client(
-            auth=basic_auth(settings),
             verify=tls_context(settings),
             timeout=settings.timeout / 1000,
-            headers={**settings.headers, "Content-Type": "application/json"},
+            headers={
+                **settings.headers,
+                **basic_auth_header(settings),
+                "Content-Type": "application/json",
+            },
         )
 
     def send(self, alerts: Sequence[dict[str, Any]]) -> dict[int, str]:

@@ -25,7 +25,6 @@ default.
 
 from __future__ import annotations
 
-import base64
 import http.client
 import ssl
 import threading
@@ -37,6 +36,7 @@ from pipeline.http_client import (
     Refused,
     RetryPolicy,
     Unavailable,
+    basic_auth_header,
     bearer_header,
     retry_after_seconds,
     tls_context,
@@ -71,12 +71,7 @@ class RemoteWriteClient:
         self._target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         self._tls: ssl.SSLContext | None = tls_context(settings) if self._https else None
         self._timeout = settings.timeout / 1000
-        headers = {**settings.headers, **PROTOCOL_HEADERS}
-        if settings.basic_auth_username is not None and settings.basic_auth_password is not None:
-            secret = f"{settings.basic_auth_username}:"
-            secret += settings.basic_auth_password.get_secret_value()
-            headers["Authorization"] = "Basic " + base64.b64encode(secret.encode()).decode()
-        self._headers = headers
+        self._headers = {**settings.headers, **PROTOCOL_HEADERS, **basic_auth_header(settings)}
         self._local = threading.local()  # each sending thread's connection
         self._connections: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()

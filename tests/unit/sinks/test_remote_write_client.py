@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -22,39 +20,13 @@ from pipeline.sinks.backoff import Backoff
 from pipeline.sinks.base import RetryableSinkError
 from pipeline.sinks.remote_write.client import Refused, RemoteWriteClient
 from pipeline.sinks.remote_write.settings import RemoteWriteSettings
-
-
-class Scripted:
-    def __init__(self) -> None:
-        self.answers: list[tuple[int, str, dict[str, str]]] = []
-        self.requests: list[tuple[dict[str, str], bytes]] = []
+from tests.unit.scripted_http import Scripted
 
 
 @pytest.fixture
-def server() -> Iterator[tuple[str, Scripted]]:
-    script = Scripted()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            script.requests.append((dict(self.headers.items()), body))
-            status, text, headers = script.answers.pop(0) if script.answers else (204, "", {})
-            self.send_response(status)
-            for k, v in headers.items():
-                self.send_header(k, v)
-            self.send_header("Content-Length", str(len(text)))
-            self.end_headers()
-            self.wfile.write(text.encode())
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/api/v1/write", script
-    finally:
-        httpd.shutdown()
+def server(scripted_http: tuple[str, Scripted]) -> tuple[str, Scripted]:
+    base, script = scripted_http
+    return f"{base}/api/v1/write", script
 
 
 def client(url: str, **overrides: Any) -> RemoteWriteClient:
