@@ -3,9 +3,9 @@
 Two rings of `history` windows per track, by window index modulo `history`:
 - recent: every window as it came (values, seasonal residuals, sampling noise) — the short-run
   test's past windows and, after a sustained shift, the new baseline;
-- learnt: only windows outside an episode (and not anomalous): the baseline. A window that is
-  not learnt leaves its slot holding the older, normal value, so an incident that lasts never
-  becomes its own baseline.
+- learnt: only windows outside an episode of any statistic of the series: the baseline. A
+  window that is not learnt leaves its slot holding the older, normal value, so an incident
+  that lasts never becomes its own baseline.
 
 A replay after a restart rebuilds `recent` from the history it re-reads, but cannot know which
 windows were not learnt; the tracks with such a window among the last `history` ("dirty") carry

@@ -95,6 +95,7 @@ def test_a_latency_halving_fires_once_and_the_return_does_not_fire() -> None:
         ("firing", "down"),
         ("resolved", "down"),
     ]
+    assert fired[0]["detector"]["name"] == "cusum" and fired[0]["statistic"] == "mean"
     assert 150 <= minute(fired[0]) <= 158 and 250 <= minute(fired[1]) <= 262
 
 
