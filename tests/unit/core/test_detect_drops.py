@@ -13,6 +13,7 @@ import numpy as np
 import orjson
 import pytest
 
+from pipeline.core.checkpoint import Checkpoint
 from pipeline.core.detect.detector import DetectConfig, PartitionDetector
 from pipeline.core.digest import serialize_values
 from pipeline.core.rollup_wire import WireRollup, decode_rollup
@@ -134,3 +135,32 @@ def test_directions_are_checked_and_the_mean_fires_drops_by_drift() -> None:
     assert config.may_fire("rate") == (True, True, True)
     with pytest.raises(ValueError, match="up\\+drift"):
         DetectConfig(directions={"mean": "sideways"})
+
+
+def test_a_restart_mid_drop_emits_the_same_episodes() -> None:
+    """Crash mid-drop: the checkpoint carries the CUSUM sums and the baselines that the whole
+    series skipped (p99 and rate too), so the restored detector neither loses the episode nor
+    fires on the return."""
+    rollups = series(320, 3, (2.0, 2.0), lambda m: 40.0 / 1.3 if 150 <= m < 250 else 40.0)
+    records = list(enumerate(rollups))
+    whole = events(rollups, DetectConfig())
+    first = PartitionDetector("rollups.1m", 0, DetectConfig())
+    before = []
+    crash_at = next(i for i, r in records if r.window_start >= START + 200 * MINUTE)
+    for i in range(0, crash_at, 50):
+        part = records[i : min(i + 50, crash_at)]
+        before += [e.body for e in first.process(part, part[-1][0] + 1).events]
+    saved = Checkpoint.decode(first.checkpoint().encode())
+    assert len(saved.state["dirty"]) == 3  # every statistic of the series skipped the drop
+    second = PartitionDetector("rollups.1m", 0, DetectConfig())
+    second.restore(saved)
+    rest = records[saved.offset :]
+    after = []
+    for i in range(0, len(rest), 50):
+        part = rest[i : i + 50]
+        after += [e.body for e in second.process(part, part[-1][0] + 1).events]
+    assert before + after == whole
+    assert [(e["state"], e["direction"]) for e in whole] == [
+        ("firing", "down"),
+        ("resolved", "down"),
+    ]
