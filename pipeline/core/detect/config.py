@@ -64,9 +64,7 @@ class DetectConfig:
         return self.statistics_by_name.get(name, self.statistics)
 
     def direction_of(self, statistic: str) -> str:
-        if statistic in self.directions:
-            return self.directions[statistic]
-        return DEFAULT_DIRECTIONS.get(statistic, "up")
+        return self.directions.get(statistic, DEFAULT_DIRECTIONS.get(statistic, "up"))
 
     def may_fire(self, statistic: str) -> tuple[bool, bool, bool]:
         """(up, down by every test, down by the CUSUM alone)."""
