@@ -16,6 +16,7 @@ from pipeline.common_settings import GroupMemberSettings
 from pipeline.core.aggregator import WindowConfig
 from pipeline.core.clock import ClockConfig
 from pipeline.core.decode import DecodeLimits
+from pipeline.core.detect.config import DIRECTION_MODES
 from pipeline.core.detect.detector import DetectConfig
 from pipeline.core.detect.drift import DriftConfig
 from pipeline.core.detect.models import ModelConfig
@@ -199,7 +200,9 @@ class DetectSettings(StageSettings):
         default_factory=dict, description="Metric name → statistics, instead of `statistics`."
     )
     directions: dict[str, str] = Field(
-        default_factory=dict, description="Statistic → up | down | both (default: rate both)."
+        default_factory=dict,
+        description="Statistic → up | down | both | up+drift (a drop only as a persistent "
+        "shift; default for mean; rate both).",
     )
     model: Literal["auto", "robust", "seasonal"] = "auto"
     history: int = Field(60, ge=5, description="Windows of the robust baseline.")
@@ -232,9 +235,9 @@ class DetectSettings(StageSettings):
     @field_validator("directions")
     @classmethod
     def _directions(cls, value: dict[str, str]) -> dict[str, str]:
-        wrong = {k: v for k, v in value.items() if v not in ("up", "down", "both")}
+        wrong = {k: v for k, v in value.items() if v not in DIRECTION_MODES}
         if wrong:
-            raise ValueError(f"directions are up, down or both: {wrong}")
+            raise ValueError(f"directions are {', '.join(DIRECTION_MODES)}: {wrong}")
         return value
 
     @property

@@ -12,7 +12,20 @@ from pipeline.core.detect.novelty import NoveltyConfig
 from pipeline.core.rollup_wire import WireRollup
 
 NO_TIME = -(2**62)
-DEFAULT_DIRECTIONS = {"rate": "both", "count": "both", "sum": "both", "min": "both"}
+#: Which way a statistic may fire: (up, down by every test, down by the CUSUM alone).
+#: "up+drift" (the mean's default): a drop fires only as a persistent shift (drift.py:
+#: windows of at least `min_count` samples, deviating on average), not on one window or an
+#: onset — a latency's mean dips on a window of a handful of samples, and those dips must not
+#: fire; a drop that lasts must, and must not become the baseline (its return would fire).
+#: p99 stays "up": its CUSUM down fired after slow drifts (docs/detection.md).
+DIRECTION_MODES: dict[str, tuple[bool, bool, bool]] = {
+    "up": (True, False, False),
+    "down": (False, True, True),
+    "both": (True, True, True),
+    "up+drift": (True, False, True),
+}
+DEFAULT_DIRECTIONS = {"rate": "both", "count": "both", "sum": "both", "min": "both",
+                      "mean": "up+drift"}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,7 +34,7 @@ class DetectConfig:
     allowed_lateness_ms: int = 60_000
     statistics: tuple[str, ...] = ("p99", "mean", "rate")
     statistics_by_name: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    directions: dict[str, str] = field(default_factory=dict)  # statistic → up | down | both
+    directions: dict[str, str] = field(default_factory=dict)  # statistic → DIRECTION_MODES
     model: ModelConfig = field(default_factory=ModelConfig)
     novelty: NoveltyConfig = field(default_factory=NoveltyConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)
@@ -43,12 +56,19 @@ class DetectConfig:
             raise ValueError("warmup cannot exceed the robust history")
         if not 0.0 < self.absence_p < 1.0:
             raise ValueError("absence_p must be in (0, 1)")
+        wrong = {k: v for k, v in self.directions.items() if v not in DIRECTION_MODES}
+        if wrong:
+            raise ValueError(f"directions are {', '.join(DIRECTION_MODES)}: {wrong}")
 
     def statistics_of(self, name: str) -> tuple[str, ...]:
         return self.statistics_by_name.get(name, self.statistics)
 
     def direction_of(self, statistic: str) -> str:
         return self.directions.get(statistic, DEFAULT_DIRECTIONS.get(statistic, "up"))
+
+    def may_fire(self, statistic: str) -> tuple[bool, bool, bool]:
+        """(up, down by every test, down by the CUSUM alone)."""
+        return DIRECTION_MODES[self.direction_of(statistic)]
 
     def history_windows(self) -> int:
         """Windows a replay must read before the first window it scores."""

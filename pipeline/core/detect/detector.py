@@ -81,6 +81,7 @@ class PartitionDetector(EpisodeEvents, Checkpointing):
         self.series: dict[str, SeriesInfo] = {}
         self.tracks: dict[tuple[str, str], int] = {}
         self._track_keys: list[tuple[str, str]] = []
+        self._series_numbers: dict[str, int] = {}
         self.state = TrackState(config.model.history, config.fire_n)
         self.novelty = Novelty(config.novelty)
         self.drift = Drift(config.drift)
@@ -259,8 +260,8 @@ class PartitionDetector(EpisodeEvents, Checkpointing):
         with np.errstate(invalid="ignore"):
             calm = seen & (scores.score < cfg.resolve_score) & ~self._still_beyond(unit)
         held_up, held_down = self.drift.holding()
-        held_up &= st.may_go_up  # a direction that cannot fire is learnt as before
-        held_down &= st.may_go_down
+        held_up &= st.may_go_up  # a direction the CUSUM cannot fire is learnt as before
+        held_down &= st.drift_down
         still_held = self._held(held_up, held_down)
         # Back to normal = well inside the band, not merely under the threshold: an episode of
         # a shift that hovers around the threshold stays open instead of flapping.
@@ -305,8 +306,8 @@ class PartitionDetector(EpisodeEvents, Checkpointing):
         for track in back:
             episode = self.active.pop(track)
             step.events.append(self._event(episode, "resolved", track, start, end, values, scores))
-        learn = np.ones(len(values), bool)  # isolated anomalies too: a heavy tail is learnt
-        learn[list(self.active)] = False
+        # Isolated anomalies are learnt (a heavy tail); an incident is not (tracks.py).
+        learn = ~st.not_learning(list(self.active))
         learn[held_up | held_down] = False  # a suspected shift is not learnt before it is judged
         return learn, z
 
@@ -324,7 +325,7 @@ class PartitionDetector(EpisodeEvents, Checkpointing):
         z = np.where((st.scored >= cfg.warmup) & (samples >= cfg.drift.min_count), z, np.nan)
         self.drift.update(z)
         fires, up = self.drift.fired()
-        allowed = np.where(up, st.may_go_up, st.may_go_down)
+        allowed = np.where(up, st.may_go_up, st.drift_down)
         return fires & allowed & ~np.isnan(values), up  # fires on a window with a value
 
     def _held(self, held_up: np.ndarray, held_down: np.ndarray) -> np.ndarray:
@@ -376,8 +377,8 @@ class PartitionDetector(EpisodeEvents, Checkpointing):
         key = (series_key, statistic)
         track = self.tracks.get(key)
         if track is None:
-            direction = self.config.direction_of(statistic)
-            track = self.state.add(direction in ("up", "both"), direction in ("down", "both"))
+            series = self._series_numbers.setdefault(series_key, len(self._series_numbers))
+            track = self.state.add(series, *self.config.may_fire(statistic))
             self.tracks[key] = track
             self._track_keys.append(key)
             self._profile.grow(len(self._track_keys))

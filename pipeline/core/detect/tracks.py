@@ -3,9 +3,9 @@
 Two rings of `history` windows per track, by window index modulo `history`:
 - recent: every window as it came (values, seasonal residuals, sampling noise) — the short-run
   test's past windows and, after a sustained shift, the new baseline;
-- learnt: only windows outside an episode (and not anomalous): the baseline. A window that is
-  not learnt leaves its slot holding the older, normal value, so an incident that lasts never
-  becomes its own baseline.
+- learnt: only windows outside an episode of any statistic of the series: the baseline. A
+  window that is not learnt leaves its slot holding the older, normal value, so an incident
+  that lasts never becomes its own baseline.
 
 A replay after a restart rebuilds `recent` from the history it re-reads, but cannot know which
 windows were not learnt; the tracks with such a window among the last `history` ("dirty") carry
@@ -39,13 +39,15 @@ class TrackState:
         self.flag_window = np.zeros((0, fire_n), np.int64)
         self.normal_run = np.zeros(0, np.int64)
         self.scored = np.zeros(0, np.int64)  # windows with a value, capped at warmup
-        self.may_go_up = np.zeros(0, bool)
-        self.may_go_down = np.zeros(0, bool)
+        self.may_go_up = np.zeros(0, bool)  # every test may fire up
+        self.may_go_down = np.zeros(0, bool)  # every test may fire down
+        self.drift_down = np.zeros(0, bool)  # the CUSUM may fire down (config.DIRECTION_MODES)
+        self.series_of = np.zeros(0, np.int64)  # one number per series: its tracks share it
 
     def __len__(self) -> int:
         return len(self.normal_run)
 
-    def add(self, up: bool, down: bool) -> int:
+    def add(self, series: int, up: bool, down: bool, drift_down: bool) -> int:
         rows = len(self) + 1
         for name in ("recent", "recent_resid", "recent_samp", "learnt", "learnt_resid"):
             setattr(self, name, _rows(getattr(self, name), rows, math.nan))
@@ -57,6 +59,8 @@ class TrackState:
         self.scored = np.append(self.scored, 0)
         self.may_go_up = np.append(self.may_go_up, up)
         self.may_go_down = np.append(self.may_go_down, down)
+        self.drift_down = np.append(self.drift_down, drift_down)
+        self.series_of = np.append(self.series_of, series)
         return rows - 1
 
     def past(self, index: int, windows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -75,6 +79,12 @@ class TrackState:
         self.learnt_resid[learn, pos] = resid[learn]
         self.learnt_samp[learn, pos] = samp[learn]
         self.last_skip[~learn] = index
+
+    def not_learning(self, active: list[int]) -> np.ndarray:
+        """Every track of a series with an open episode: an incident one statistic fired on
+        moves the others too (a ×1.3 latency shift the mean fired on lifts p99 a little);
+        learnt by them, it would fire when the series returns to normal."""
+        return np.isin(self.series_of, self.series_of[active])
 
     def rebaseline(self, track: int) -> None:
         """The recent windows become the baseline: the same as if every one had been learnt."""
