@@ -24,6 +24,9 @@ DIRECTION_MODES: dict[str, tuple[bool, bool, bool]] = {
     "both": (True, True, True),
     "up+drift": (True, False, True),
 }
+#: Statistics of traffic volume; the others (percentiles, mean, max, min) describe the values,
+#: which move together when their distribution shifts.
+VOLUME_STATISTICS = frozenset({"rate", "count", "sum"})
 DEFAULT_DIRECTIONS = {"rate": "both", "count": "both", "sum": "both", "min": "both",
                       "mean": "up+drift"}  # fmt: skip
 

@@ -42,7 +42,12 @@ from typing import Any
 import numpy as np
 
 from pipeline.core.clock import PartitionClock
-from pipeline.core.detect.config import DetectConfig, DetectStep, SeriesInfo
+from pipeline.core.detect.config import (
+    VOLUME_STATISTICS,
+    DetectConfig,
+    DetectStep,
+    SeriesInfo,
+)
 from pipeline.core.detect.drift import Drift
 from pipeline.core.detect.episodes import EpisodeEvents
 from pipeline.core.detect.events import AnomalyRecord, Episode, episode_id
@@ -306,8 +311,15 @@ class PartitionDetector(EpisodeEvents, Checkpointing):
         for track in back:
             episode = self.active.pop(track)
             step.events.append(self._event(episode, "resolved", track, start, end, values, scores))
-        # Isolated anomalies are learnt (a heavy tail); an incident is not (tracks.py).
-        learn = ~st.not_learning(list(self.active))
+        # Isolated anomalies are learnt (a heavy tail); an incident is not (tracks.py). A
+        # persistent shift of a latency statistic (fired by its CUSUM) holds the series' other
+        # statistics too: a mean dropping or rising ×1.3 moves p99 a little, and p99, had it
+        # learnt that, would fire when the series returns to normal. Nothing else spreads: a
+        # stop, a traffic change or one odd window of a sparse series is not such a shift.
+        spreading = [t for t, e in self.active.items() if e.detector == "cusum"
+                     and e.statistic not in VOLUME_STATISTICS]  # fmt: skip
+        learn = ~st.not_learning(spreading)
+        learn[list(self.active)] = False
         learn[held_up | held_down] = False  # a suspected shift is not learnt before it is judged
         return learn, z
 
