@@ -24,7 +24,8 @@ def test_sink_bench_runs_and_verifies(kafka_bootstrap: str) -> None:
     )
     assert result.verified and result.stored_samples == 600 * sink_bench.samples_per_rollup()
     assert result.runner_cpu_seconds is not None and result.encoder_cpu_seconds is not None
-    assert 0 < result.encoder_cpu_seconds < result.sink_cpu_seconds
+    # Rounded to 10 ms: encoding 600 rollups can take less than 5 ms, so 0.0 is a valid reading.
+    assert 0 <= result.encoder_cpu_seconds <= result.sink_cpu_seconds
     argv = ["--rollups", "500", "--series", "50", "--bootstrap-servers", kafka_bootstrap]
     flat = ["--tsdb", "prometheus", "--batch-records", "100", "--naming", "flat"]
     assert sink_bench.main([*argv, *flat]) == 0
