@@ -3,9 +3,10 @@
 Two rings of `history` windows per track, by window index modulo `history`:
 - recent: every window as it came (values, seasonal residuals, sampling noise) — the short-run
   test's past windows and, after a sustained shift, the new baseline;
-- learnt: only windows outside an episode of any statistic of the series: the baseline. A
-  window that is not learnt leaves its slot holding the older, normal value, so an incident
-  that lasts never becomes its own baseline.
+- learnt: only windows outside the track's own episodes and outside a persistent shift (a
+  CUSUM episode) of another value statistic of its series: the baseline. A window that is not
+  learnt leaves its slot holding the older, normal value, so an incident that lasts never
+  becomes its own baseline.
 
 A replay after a restart rebuilds `recent` from the history it re-reads, but cannot know which
 windows were not learnt; the tracks with such a window among the last `history` ("dirty") carry
@@ -81,9 +82,10 @@ class TrackState:
         self.last_skip[~learn] = index
 
     def not_learning(self, active: list[int]) -> np.ndarray:
-        """Every track of a series with an open episode: an incident one statistic fired on
-        moves the others too (a ×1.3 latency shift the mean fired on lifts p99 a little);
-        learnt by them, it would fire when the series returns to normal."""
+        """Every track of the series of the `active` tracks (the detector passes those with a
+        persistent shift of a value statistic): such a shift moves the series' other statistics
+        too (a ×1.3 latency shift the mean fired on lifts p99 a little); learnt by them, it
+        would fire when the series returns to normal."""
         return np.isin(self.series_of, self.series_of[active])
 
     def rebaseline(self, track: int) -> None:
