@@ -1,7 +1,7 @@
 """Core-level CPU benchmark of the rollup worker's hot path: no broker, no threads.
 
     python -m load.core_bench [--encoding array|columnar|single|all] [--samples N] [--runs 3]
-                              [--profile DIR]
+                              [--labelled-fraction F] [--profile DIR]
 
 The standard workload (load/scenarios.py) is generated and split by owning input partition
 (Kafka's partitioner on the producer key) before anything is timed. Each run then feeds every
@@ -14,6 +14,8 @@ smallest total: on a shared machine the least disturbed run).
 
 The printed `sha256` covers every (key, value) produced, in order: two code versions that print
 the same hash emit byte-identical rollups for the workload.
+`--labelled-fraction F` gives that share of the metric names 1-2 labels (two label values per
+name, so up to twice the series): the standard workload has none, most real streams have some.
 `--profile DIR` writes a pyinstrument HTML and text profile of one extra run per encoding.
 """
 
@@ -23,7 +25,7 @@ import argparse
 import hashlib
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +62,12 @@ class RunResult:
         return self.decode_s + self.aggregate_s + self.encode_s
 
 
-def prepare(encoding: str, samples: int) -> Prepared:
+def prepare(encoding: str, samples: int, labelled_fraction: float = 0.0) -> Prepared:
     scenario = standard_scenario(encoding, samples)
+    if labelled_fraction:
+        scenario = replace(
+            scenario, spec=replace(scenario.spec, labelled_fraction=labelled_fraction)
+        )
     workload = generate(scenario.spec)
     by_partition: list[list[Message]] = [[] for _ in range(PARTITIONS)]
     for message in [*workload.messages(), *tick_messages(scenario, PARTITIONS)]:
@@ -126,6 +132,7 @@ def report(encoding: str, prepared: Prepared, runs: list[RunResult]) -> dict[str
     total = med("total_s")
     out = {
         "encoding": encoding,
+        "labelled_fraction": prepared.scenario.spec.labelled_fraction,
         "samples": prepared.samples,
         "rollups": runs[0].rollups,
         "decode_cpu_s": round(med("decode_s"), 3),
@@ -161,11 +168,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--encoding", choices=[*ENCODINGS, "all"], default="all")
     p.add_argument("--samples", type=int, default=STANDARD_SAMPLES)
     p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--labelled-fraction", type=float, default=0.0, help="share of names labelled")
     p.add_argument("--profile", type=Path, help="write pyinstrument profiles here")
     args = p.parse_args(argv)
     encodings = ["array", "columnar", "single"] if args.encoding == "all" else [args.encoding]
     for encoding in encodings:
-        prepared = prepare(encoding, args.samples)
+        prepared = prepare(encoding, args.samples, args.labelled_fraction)
         run_once(prepared)  # warm-up (imports, allocator)
         runs = [run_once(prepared) for _ in range(args.runs)]
         print(report(encoding, prepared, runs), flush=True)

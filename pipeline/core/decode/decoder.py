@@ -23,6 +23,7 @@ import numpy as np
 from pipeline.core.columns import SampleColumns
 from pipeline.core.decode.checks import check_columns
 from pipeline.core.decode.columnar import ColumnarPart, append_columnar, take_columnar
+from pipeline.core.decode.labels import LabelKeys
 from pipeline.core.decode.rejects import RecordExcerpts, count_points, finish_rejects, parse_any
 from pipeline.core.decode.rows import object_rows, typed_rows
 from pipeline.core.decode.wire import WIRE_DECODER, WIRE_ERRORS, WireSample
@@ -56,6 +57,7 @@ class Decoder:
         self.validator = SampleValidator(series, limits, series.lookup_cache)
         self.series = series
         self.limits = self.validator.limits
+        self.label_keys = LabelKeys()
 
     def decode(self, messages: Sequence[RawMessage]) -> DecodeResult:
         return self.decode_lists(
@@ -116,8 +118,10 @@ class Decoder:
                     index = (np.arange(len(items)) - firsts).astype(np.int32)
                     item_times = np.repeat(np.array(times, np.int64), lengths)
             if items is not None:
-                rows, rejects, kept = typed_rows(self.validator, items, item_offsets, index)
-                return self._finish(rows, item_times[kept], raw_of, rejects)
+                typed = typed_rows(self.validator, self.label_keys, items, item_offsets, index)
+                if typed is not None:
+                    rows, rejects, kept = typed
+                    return self._finish(rows, item_times[kept], raw_of, rejects)
         return self._decode_general(records, offsets, times, raw_of)
 
     def _parse_wire(self, values: list[bytes]) -> list[Any] | None:

@@ -21,29 +21,36 @@ import msgspec
 import numpy as np
 
 from pipeline.core.columns import SampleColumns
-from pipeline.core.decode.wire import WireSample
+from pipeline.core.decode.labels import LabelKeys, parsed_labels
+from pipeline.core.decode.wire import NO_LABELS, WireSample
 from pipeline.core.series import MetricKind
 from pipeline.core.validate import Invalid, Reject, SampleValidator
 
 
 def typed_rows(
     validator: SampleValidator,
+    label_keys: LabelKeys,
     items: list[WireSample],
     offsets: np.ndarray,
     index: np.ndarray,
-) -> tuple[SampleColumns, list[Reject], np.ndarray]:
-    """Type-checked samples as columns, rejects for the invalid ones, and the kept positions.
+) -> tuple[SampleColumns, list[Reject], np.ndarray] | None:
+    """Type-checked samples as columns, rejects for the invalid ones, and the kept positions;
+    None if some sample's labels are not an object of strings (the general path's case).
 
     Rejects carry no excerpt yet: finish_rejects adds one, once per record and reason.
     """
     kept = np.arange(len(items))
     if not items:
         return SampleColumns.empty(), [], kept
-    labels: Iterable[Any] = list(map(_LABELS, items))
-    if any(labels):
-        labels = [tuple(sorted(lab.items())) if lab else None for lab in labels]
-    else:  # all None or {}: both mean no labels
+    raw_labels = list(map(_LABELS, items))
+    labels: Iterable[Any]
+    if raw_labels.count(NO_LABELS) == len(raw_labels):  # identity first: no Raw is compared
         labels = repeat(None, len(items))
+    else:
+        keys_of_labels = label_keys.keys(raw_labels)
+        if keys_of_labels is None:
+            return None  # labels of another type: the general path gives each its reason
+        labels = keys_of_labels
     # Same layout as the key SampleValidator.sample caches; C-level map/zip throughout.
     keys = zip(map(_IDENTITY, items), labels)  # noqa: B905 - repeat() has no len
     series_ids: list[int | None] = list(map(validator.lookup.get, keys))
@@ -73,6 +80,7 @@ def typed_rows(
         dropped: list[int] = []
         for i in unknown:
             sample = msgspec.structs.asdict(items[i])
+            sample["labels"] = parsed_labels(sample["labels"])
             try:
                 series_ids[i], _, _, instance_ids[i] = validator.sample(sample)
             except Invalid as bad:
