@@ -41,7 +41,15 @@ from load import report
 from load.limit import LIMIT_BATCH, LIMIT_SETTINGS, measure_limit
 from load.live import LIVE_PARTITIONERS, TRANSPORT_LINGERS_MS, measure_live, measure_transport
 from load.memory import measure_memory
-from load.scenarios import SCENARIOS, STANDARD_SAMPLES, Loaded, Scenario, hot_scenario, preload
+from load.scenarios import (
+    EXTRA_SCENARIOS,
+    SCENARIOS,
+    STANDARD_SAMPLES,
+    Loaded,
+    Scenario,
+    hot_scenario,
+    preload,
+)
 from load.scenarios import standard_scenario as standard
 from load.verify import Expected, Verification, accuracy, expected_windows, verify
 from load.worker_run import WorkerResult, run_worker
@@ -56,7 +64,7 @@ DEFAULT_RESULTS = Path(__file__).resolve().parent / "results"
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m load.bench", description=__doc__.splitlines()[0])
     p.add_argument("--samples", type=int, default=STANDARD_SAMPLES, help="standard workload size")
-    p.add_argument("--encoding", choices=[*SCENARIOS, "all"], default="all")
+    p.add_argument("--encoding", choices=[*SCENARIOS, *EXTRA_SCENARIOS, "all"], default="all")
     p.add_argument("--runs", type=int, default=3, help="measured runs per encoding (median)")
     p.add_argument("--bootstrap-servers", help="use this broker instead of an embedded one")
     p.add_argument("--memory-series", type=int, default=100_000, help="0 skips the scenario")
@@ -237,8 +245,8 @@ class Bench:
                 "messages": loaded.workload.manifest.messages,
                 "series": loaded.workload.manifest.series,
                 "expected_rollups": len(expected),
-                "batch_size": spec.batch_size if name != "single" else 1,
-                "flush_interval_ms": spec.flush_interval_ms if name != "single" else None,
+                "batch_size": spec.batch_size if spec.encoding != "single" else 1,
+                "flush_interval_ms": spec.flush_interval_ms if spec.encoding != "single" else None,
                 "allowed_lateness_ms": scenario.lateness_ms,
                 "tick_ts_ms": scenario.tick_ts_ms,
             },

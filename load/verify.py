@@ -87,13 +87,17 @@ def match_rollups(
     summary: OutputSummary, expected: Expected, truth: GroundTruth, report: Verification
 ) -> dict[int, dict[str, Any]]:
     """Window index → rollup; rollups that match no expected window are reported."""
-    series_of = {(s.service, s.region, s.name): i for i, s in enumerate(truth.series)}
+    series_of = {
+        (s.service, s.region, s.name, tuple(sorted(s.labels))): i
+        for i, s in enumerate(truth.series)
+    }
     found: dict[int, dict[str, Any]] = {}
     for key, body in summary.rollups.items():
         identity = body["series"]
         if identity["name"] == TICK_NAME:
             continue  # the ticks only move watermarks; they are not part of the workload
-        sid = series_of.get((identity["service"], identity["region"], identity["name"]))
+        labels = tuple(sorted((identity.get("labels") or {}).items()))
+        sid = series_of.get((identity["service"], identity["region"], identity["name"], labels))
         w = None if sid is None else expected.index.get((sid, body["window_start"]))
         if w is None:
             report.fail(f"unexpected rollup {key}")

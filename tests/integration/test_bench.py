@@ -23,7 +23,9 @@ def test_reduced_benchmark_runs_and_verifies(kafka_bootstrap: str, tmp_path: Pat
             "--runs",
             "1",
             "--encoding",
-            "single",
+            "single-labelled",  # the single encoding with labels on every name
+            "--multi-process",
+            "single-labelled",
             "--hot-samples",
             "150000",
             "--memory-series",
@@ -38,17 +40,21 @@ def test_reduced_benchmark_runs_and_verifies(kafka_bootstrap: str, tmp_path: Pat
     (written,) = tmp_path.glob("*.json")
     results = orjson.loads(written.read_bytes())
     assert results["verified"] is True
-    (run,) = results["encodings"]["single"]["runs"]
+    (run,) = results["encodings"]["single-labelled"]["runs"]
+    # every name labelled, two label values each: twice the standard workload's series, each
+    # matched to its own rollups by the verification
+    assert results["encodings"]["single-labelled"]["workload"]["series"] == 2_000
     assert run["verification"]["ok"], run["verification"]["problems"]
     assert run["verification"]["samples_in_rollups"] == 20_000
     assert (
-        run["worker"]["rollups"] == results["encodings"]["single"]["workload"]["expected_rollups"]
+        run["worker"]["rollups"]
+        == results["encodings"]["single-labelled"]["workload"]["expected_rollups"]
     )
     # the same run with one group member per usable CPU (a supervisor of child workers)
     assert run["verification_auto"]["ok"], run["verification_auto"]["problems"]
     assert run["worker_auto"]["processes"] == len(os.sched_getaffinity(0))
     assert run["worker_auto"]["rollups"] == run["worker"]["rollups"]
-    median = results["encodings"]["single"]["median"]
+    median = results["encodings"]["single-labelled"]["median"]
     assert median["auto_speedup"] > 0 and median["cpu_ratio"] > 0
     assert results["limit_consumer"]["settings"]
     assert results["accuracy"]["windows"] > 0
