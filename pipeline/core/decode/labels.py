@@ -11,7 +11,9 @@ Labels that are not an object of strings (or null) make `keys` answer None: the 
 takes its general path for the batch, as it did when the typed decoding itself refused such
 labels, so every reason and detail stays what that path gives. Texts that differ only in
 spelling (key order, spaces, escapes) are separate entries with the same key. The cache is
-bounded; when full it starts over, which costs re-parsing, never a wrong key.
+bounded in entries and in bytes of text (a hostile producer can send a label map of almost a
+message's size, each one different); when full it starts over, which costs re-parsing, never
+a wrong key.
 """
 
 from __future__ import annotations
@@ -27,14 +29,19 @@ from pipeline.core.validate import label_key
 _MISSING: Any = object()
 _LABEL_MAP = msgspec.json.Decoder(dict[str, str] | None)
 DEFAULT_MAX_TEXTS = 65_536
+DEFAULT_MAX_BYTES = 16 * 1024 * 1024
 
 
 class LabelKeys:
     """Raw label JSON → label key, cached per distinct text."""
 
-    def __init__(self, max_texts: int = DEFAULT_MAX_TEXTS) -> None:
+    def __init__(
+        self, max_texts: int = DEFAULT_MAX_TEXTS, max_bytes: int = DEFAULT_MAX_BYTES
+    ) -> None:
         self.max_texts = max_texts
+        self.max_bytes = max_bytes
         self._key_of: dict[bytes, Any] = {}
+        self._bytes = 0  # of the cached texts
 
     def __len__(self) -> int:
         return len(self._key_of)
@@ -47,17 +54,29 @@ class LabelKeys:
         if _MISSING in found:
             for i, text in enumerate(texts):
                 if found[i] is _MISSING:
-                    try:
-                        found[i] = self._learn(text)
-                    except (msgspec.ValidationError, msgspec.DecodeError):
-                        return None
+                    # Learnt by an earlier sample of this batch, or new.
+                    key = self._key_of.get(text, _MISSING)
+                    if key is _MISSING:
+                        try:
+                            key = self._learn(text)
+                        except (msgspec.ValidationError, msgspec.DecodeError):
+                            return None
+                    found[i] = key
         return found
+
+    @property
+    def text_bytes(self) -> int:
+        return self._bytes
 
     def _learn(self, text: bytes) -> Any:
         key = label_key(_LABEL_MAP.decode(text))
-        if len(self._key_of) >= self.max_texts:
+        if len(text) > self.max_bytes:
+            return key  # read every time rather than flush the cache for it
+        if len(self._key_of) >= self.max_texts or self._bytes + len(text) > self.max_bytes:
             self._key_of.clear()
+            self._bytes = 0
         self._key_of[text] = key
+        self._bytes += len(text)
         return key
 
 

@@ -111,3 +111,14 @@ def test_the_text_cache_is_bounded_and_never_wrong_after_starting_over() -> None
         assert got == [label_key(orjson.loads(t)) for t in texts]
     bad = msgspec.json.decode(b'[{"route":"/a"},{"route":1}]', type=list[msgspec.Raw])
     assert keys.keys(bad) is None
+
+
+def test_the_text_cache_is_bounded_in_bytes() -> None:
+    keys = LabelKeys(max_bytes=1_000)
+    texts = [orjson.dumps({"route": f"/{i}" + "x" * 200}) for i in range(20)]
+    huge = orjson.dumps({f"k{i}": "v" * 100 for i in range(15)})  # > 1,000 bytes alone
+    raws = msgspec.json.decode(b"[" + b",".join([*texts, huge]) + b"]", type=list[msgspec.Raw])
+    for _ in range(2):
+        got = keys.keys(raws)
+        assert 0 < keys.text_bytes <= 1_000
+        assert got == [label_key(orjson.loads(t)) for t in [*texts, huge]]
