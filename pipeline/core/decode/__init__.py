@@ -7,10 +7,11 @@ vectorized over the whole consumed batch; the per-sample Python work is limited 
 fields out of the parsed JSON and a dictionary lookup of the series identity.
 
 The modules: decoder.py (the Decoder: picks the path, isolates a record that raises),
-wire.py (typed msgspec decoding of the common shapes), rows.py (samples of single and array
-records → columns), columnar.py (columnar batches), checks.py (the vectorized column checks),
-rejects.py (rejects merged per record and reason, with excerpts). Per-sample validation lives
-in pipeline/core/validate.py, which the producer client shares.
+wire.py (typed msgspec decoding of the common shapes), labels.py (each distinct label text →
+the series lookup's key, once), rows.py (samples of single and array records → columns),
+columnar.py (columnar batches), checks.py (the vectorized column checks), rejects.py (rejects
+merged per record and reason, with excerpts). Per-sample validation lives in
+pipeline/core/validate.py, which the producer client shares.
 """
 
 from pipeline.core.decode.decoder import Decoder, DecodeResult, RawMessage
