@@ -25,11 +25,18 @@ import argparse
 import hashlib
 import statistics
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from load.scenarios import ENCODINGS, STANDARD_SAMPLES, Scenario, standard_scenario, tick_messages
+from load.scenarios import (
+    ENCODINGS,
+    STANDARD_SAMPLES,
+    Scenario,
+    labelled,
+    standard_scenario,
+    tick_messages,
+)
 from pipeline.core.aggregator import PartitionAggregator, WindowConfig
 from pipeline.core.decode import DecodeLimits, Decoder
 from pipeline.core.digest import DigestConfig
@@ -63,11 +70,7 @@ class RunResult:
 
 
 def prepare(encoding: str, samples: int, labelled_fraction: float = 0.0) -> Prepared:
-    scenario = standard_scenario(encoding, samples)
-    if labelled_fraction:
-        scenario = replace(
-            scenario, spec=replace(scenario.spec, labelled_fraction=labelled_fraction)
-        )
+    scenario = labelled(standard_scenario(encoding, samples), labelled_fraction)
     workload = generate(scenario.spec)
     by_partition: list[list[Message]] = [[] for _ in range(PARTITIONS)]
     for message in [*workload.messages(), *tick_messages(scenario, PARTITIONS)]:

@@ -98,8 +98,7 @@ def standard_scenario(name: str, samples: int = STANDARD_SAMPLES) -> Scenario:
         single = standard_scenario("single", samples)
         return replace(single, name=name, partitioner="consistent_random")
     if name == LABELLED_SCENARIO:
-        single = standard_scenario("single", samples)
-        return replace(single, name=name, spec=replace(single.spec, labelled_fraction=1.0))
+        return replace(labelled(standard_scenario("single", samples), 1.0), name=name)
     encoding: Encoding = name  # type: ignore[assignment]
     spec = replace(_STANDARD, samples=samples, encoding=encoding)
     if encoding != "single":
@@ -120,6 +119,11 @@ def standard_scenario(name: str, samples: int = STANDARD_SAMPLES) -> Scenario:
             late_by_ms=max(spec.late_by_ms, spec.late_guard_ms + flush_ms + 1),
         )
     return Scenario(encoding, spec, lateness_for(spec))
+
+
+def labelled(scenario: Scenario, fraction: float) -> Scenario:
+    """`scenario` with labels on that share of its metric names (loadgen's labelled_fraction)."""
+    return replace(scenario, spec=replace(scenario.spec, labelled_fraction=fraction))
 
 
 def hot_scenario(samples: int = 300_000) -> Scenario:

@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from load.scenarios import RESOLUTION_MS, TICK_NAME
+from pipeline.core.series import SeriesIdentity
 from pipeline.demo.summary import OutputSummary
 from pipeline.loadgen.workload import GroundTruth
 
@@ -87,17 +88,13 @@ def match_rollups(
     summary: OutputSummary, expected: Expected, truth: GroundTruth, report: Verification
 ) -> dict[int, dict[str, Any]]:
     """Window index → rollup; rollups that match no expected window are reported."""
-    series_of = {
-        (s.service, s.region, s.name, tuple(sorted(s.labels))): i
-        for i, s in enumerate(truth.series)
-    }
+    # The rollups' canonical series key (every identity field, labels included).
+    series_of = {SeriesIdentity.from_json(s.fields(0)).key: i for i, s in enumerate(truth.series)}
     found: dict[int, dict[str, Any]] = {}
     for key, body in summary.rollups.items():
-        identity = body["series"]
-        if identity["name"] == TICK_NAME:
+        if body["series"]["name"] == TICK_NAME:
             continue  # the ticks only move watermarks; they are not part of the workload
-        labels = tuple(sorted((identity.get("labels") or {}).items()))
-        sid = series_of.get((identity["service"], identity["region"], identity["name"], labels))
+        sid = series_of.get(body["series_key"])
         w = None if sid is None else expected.index.get((sid, body["window_start"]))
         if w is None:
             report.fail(f"unexpected rollup {key}")

@@ -18,6 +18,7 @@ a wrong key.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from itertools import repeat
 from typing import Any
 
@@ -46,9 +47,11 @@ class LabelKeys:
     def __len__(self) -> int:
         return len(self._key_of)
 
-    def keys(self, raw_labels: list[msgspec.Raw]) -> list[Any] | None:
+    def keys(self, raw_labels: list[msgspec.Raw]) -> Iterable[Any] | None:
         """The label key of every sample's labels, in order (C-level maps on a cache hit);
         None if some sample's labels are not an object of strings."""
+        if raw_labels.count(NO_LABELS) == len(raw_labels):  # identity first: no Raw compared
+            return repeat(None, len(raw_labels))
         texts = list(map(bytes, raw_labels))
         found = list(map(self._key_of.get, texts, repeat(_MISSING)))
         if _MISSING in found:

@@ -12,8 +12,6 @@ uses to select the samples' record times.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from itertools import repeat
 from operator import attrgetter
 from typing import Any
 
@@ -22,7 +20,7 @@ import numpy as np
 
 from pipeline.core.columns import SampleColumns
 from pipeline.core.decode.labels import LabelKeys, parsed_labels
-from pipeline.core.decode.wire import NO_LABELS, WireSample
+from pipeline.core.decode.wire import WireSample
 from pipeline.core.series import MetricKind
 from pipeline.core.validate import Invalid, Reject, SampleValidator
 
@@ -42,15 +40,9 @@ def typed_rows(
     kept = np.arange(len(items))
     if not items:
         return SampleColumns.empty(), [], kept
-    raw_labels = list(map(_LABELS, items))
-    labels: Iterable[Any]
-    if raw_labels.count(NO_LABELS) == len(raw_labels):  # identity first: no Raw is compared
-        labels = repeat(None, len(items))
-    else:
-        keys_of_labels = label_keys.keys(raw_labels)
-        if keys_of_labels is None:
-            return None  # labels of another type: the general path gives each its reason
-        labels = keys_of_labels
+    labels = label_keys.keys(list(map(_LABELS, items)))
+    if labels is None:
+        return None  # labels of another type: the general path gives each its reason
     # Same layout as the key SampleValidator.sample caches; C-level map/zip throughout.
     keys = zip(map(_IDENTITY, items), labels)  # noqa: B905 - repeat() has no len
     series_ids: list[int | None] = list(map(validator.lookup.get, keys))
